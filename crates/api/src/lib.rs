@@ -1,0 +1,12 @@
+//! The Kubernetes resource model as Tugboat serves it.
+//!
+//! Everything here works on objects as `serde_json::Value` in Kubernetes' wire
+//! format, checked against the typed `k8s-openapi` structs where a schema is
+//! needed. Nothing here does I/O: the API server (`tugboat-apiserver`) calls
+//! in to decode, default, validate, patch and print objects.
+
+pub mod error;
+pub mod registry;
+
+pub use error::{ApiError, ApiResult, FieldError};
+pub use registry::Kind;

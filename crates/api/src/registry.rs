@@ -1,0 +1,146 @@
+//! The kind registry: every resource the API server serves, declared once.
+//!
+//! A kind is data (names, scope, subresources) plus the typed `k8s-openapi`
+//! struct that defines its schema. The generic REST layer in the API server
+//! reads nothing else, so serving a new kind is one entry in [`KINDS`].
+
+use serde::{Serialize, de::DeserializeOwned};
+use serde_json::Value;
+
+use k8s_openapi::api::{
+    apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
+    discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
+    storage::v1 as storage,
+};
+
+/// One served resource.
+#[derive(Debug)]
+pub struct Kind {
+    /// API group; empty for the core ("legacy") group.
+    pub group: &'static str,
+    pub version: &'static str,
+    pub kind: &'static str,
+    pub plural: &'static str,
+    pub singular: &'static str,
+    pub short_names: &'static [&'static str],
+    /// `all` puts the kind into `kubectl get all`.
+    pub categories: &'static [&'static str],
+    pub namespaced: bool,
+    /// Has a `/status` subresource: the main resource ignores status changes
+    /// and `/status` ignores everything but status.
+    pub has_status: bool,
+    /// Has a `/scale` subresource backed by `spec.replicas`.
+    pub has_scale: bool,
+    /// Decodes through the typed struct and back: refuses wrong field types
+    /// and drops fields the schema does not know.
+    pub normalize: fn(Value) -> Result<Value, serde_json::Error>,
+}
+
+impl Kind {
+    /// `v1` or `apps/v1`, as `apiVersion` spells it.
+    pub fn api_version(&self) -> String {
+        if self.group.is_empty() {
+            self.version.to_owned()
+        } else {
+            format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// The store prefix all objects of this kind live under, ending in `/`.
+    pub fn key_prefix(&self) -> String {
+        if self.group.is_empty() {
+            format!("/registry/{}/", self.plural)
+        } else {
+            format!("/registry/{}/{}/", self.group, self.plural)
+        }
+    }
+
+    /// The store key of one object; `namespace` is ignored for cluster-scoped kinds.
+    pub fn key(&self, namespace: &str, name: &str) -> String {
+        if self.namespaced {
+            format!("{}{namespace}/{name}", self.key_prefix())
+        } else {
+            format!("{}{name}", self.key_prefix())
+        }
+    }
+
+    /// The store prefix of one namespace's objects (all objects when cluster-scoped
+    /// or when `namespace` is empty).
+    pub fn namespace_prefix(&self, namespace: &str) -> String {
+        if self.namespaced && !namespace.is_empty() {
+            format!("{}{namespace}/", self.key_prefix())
+        } else {
+            self.key_prefix()
+        }
+    }
+}
+
+fn typed<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, serde_json::Error> {
+    serde_json::to_value(serde_json::from_value::<T>(v)?)
+}
+
+macro_rules! kinds {
+    ($( $ty:ty => { $($field:ident : $value:expr),* $(,)? } )*) => {
+        /// Every kind the API server serves.
+        pub static KINDS: &[Kind] = &[
+            $( Kind { normalize: typed::<$ty>, $($field: $value),* }, )*
+        ];
+    };
+}
+
+kinds! {
+    core::Namespace => { group: "", version: "v1", kind: "Namespace", plural: "namespaces", singular: "namespace", short_names: &["ns"], categories: &[], namespaced: false, has_status: true, has_scale: false }
+    core::Pod => { group: "", version: "v1", kind: "Pod", plural: "pods", singular: "pod", short_names: &["po"], categories: &["all"], namespaced: true, has_status: true, has_scale: false }
+    core::Node => { group: "", version: "v1", kind: "Node", plural: "nodes", singular: "node", short_names: &["no"], categories: &[], namespaced: false, has_status: true, has_scale: false }
+    core::Service => { group: "", version: "v1", kind: "Service", plural: "services", singular: "service", short_names: &["svc"], categories: &["all"], namespaced: true, has_status: true, has_scale: false }
+    core::Endpoints => { group: "", version: "v1", kind: "Endpoints", plural: "endpoints", singular: "endpoints", short_names: &["ep"], categories: &[], namespaced: true, has_status: false, has_scale: false }
+    core::ConfigMap => { group: "", version: "v1", kind: "ConfigMap", plural: "configmaps", singular: "configmap", short_names: &["cm"], categories: &[], namespaced: true, has_status: false, has_scale: false }
+    core::Secret => { group: "", version: "v1", kind: "Secret", plural: "secrets", singular: "secret", short_names: &[], categories: &[], namespaced: true, has_status: false, has_scale: false }
+    core::ServiceAccount => { group: "", version: "v1", kind: "ServiceAccount", plural: "serviceaccounts", singular: "serviceaccount", short_names: &["sa"], categories: &[], namespaced: true, has_status: false, has_scale: false }
+    core::Event => { group: "", version: "v1", kind: "Event", plural: "events", singular: "event", short_names: &["ev"], categories: &[], namespaced: true, has_status: false, has_scale: false }
+    core::PersistentVolume => { group: "", version: "v1", kind: "PersistentVolume", plural: "persistentvolumes", singular: "persistentvolume", short_names: &["pv"], categories: &[], namespaced: false, has_status: true, has_scale: false }
+    core::PersistentVolumeClaim => { group: "", version: "v1", kind: "PersistentVolumeClaim", plural: "persistentvolumeclaims", singular: "persistentvolumeclaim", short_names: &["pvc"], categories: &[], namespaced: true, has_status: true, has_scale: false }
+    core::ResourceQuota => { group: "", version: "v1", kind: "ResourceQuota", plural: "resourcequotas", singular: "resourcequota", short_names: &["quota"], categories: &[], namespaced: true, has_status: true, has_scale: false }
+    core::LimitRange => { group: "", version: "v1", kind: "LimitRange", plural: "limitranges", singular: "limitrange", short_names: &["limits"], categories: &[], namespaced: true, has_status: false, has_scale: false }
+    core::ReplicationController => { group: "", version: "v1", kind: "ReplicationController", plural: "replicationcontrollers", singular: "replicationcontroller", short_names: &["rc"], categories: &["all"], namespaced: true, has_status: true, has_scale: true }
+    apps::Deployment => { group: "apps", version: "v1", kind: "Deployment", plural: "deployments", singular: "deployment", short_names: &["deploy"], categories: &["all"], namespaced: true, has_status: true, has_scale: true }
+    apps::ReplicaSet => { group: "apps", version: "v1", kind: "ReplicaSet", plural: "replicasets", singular: "replicaset", short_names: &["rs"], categories: &["all"], namespaced: true, has_status: true, has_scale: true }
+    apps::StatefulSet => { group: "apps", version: "v1", kind: "StatefulSet", plural: "statefulsets", singular: "statefulset", short_names: &["sts"], categories: &["all"], namespaced: true, has_status: true, has_scale: true }
+    apps::DaemonSet => { group: "apps", version: "v1", kind: "DaemonSet", plural: "daemonsets", singular: "daemonset", short_names: &["ds"], categories: &["all"], namespaced: true, has_status: true, has_scale: false }
+    apps::ControllerRevision => { group: "apps", version: "v1", kind: "ControllerRevision", plural: "controllerrevisions", singular: "controllerrevision", short_names: &[], categories: &[], namespaced: true, has_status: false, has_scale: false }
+    batch::Job => { group: "batch", version: "v1", kind: "Job", plural: "jobs", singular: "job", short_names: &[], categories: &["all"], namespaced: true, has_status: true, has_scale: false }
+    batch::CronJob => { group: "batch", version: "v1", kind: "CronJob", plural: "cronjobs", singular: "cronjob", short_names: &["cj"], categories: &["all"], namespaced: true, has_status: true, has_scale: false }
+    discovery::EndpointSlice => { group: "discovery.k8s.io", version: "v1", kind: "EndpointSlice", plural: "endpointslices", singular: "endpointslice", short_names: &[], categories: &[], namespaced: true, has_status: false, has_scale: false }
+    networking::Ingress => { group: "networking.k8s.io", version: "v1", kind: "Ingress", plural: "ingresses", singular: "ingress", short_names: &["ing"], categories: &[], namespaced: true, has_status: true, has_scale: false }
+    networking::IngressClass => { group: "networking.k8s.io", version: "v1", kind: "IngressClass", plural: "ingressclasses", singular: "ingressclass", short_names: &[], categories: &[], namespaced: false, has_status: false, has_scale: false }
+    networking::NetworkPolicy => { group: "networking.k8s.io", version: "v1", kind: "NetworkPolicy", plural: "networkpolicies", singular: "networkpolicy", short_names: &["netpol"], categories: &[], namespaced: true, has_status: false, has_scale: false }
+    coordination::Lease => { group: "coordination.k8s.io", version: "v1", kind: "Lease", plural: "leases", singular: "lease", short_names: &[], categories: &[], namespaced: true, has_status: false, has_scale: false }
+    events::Event => { group: "events.k8s.io", version: "v1", kind: "Event", plural: "events", singular: "event", short_names: &["ev"], categories: &[], namespaced: true, has_status: false, has_scale: false }
+    storage::StorageClass => { group: "storage.k8s.io", version: "v1", kind: "StorageClass", plural: "storageclasses", singular: "storageclass", short_names: &["sc"], categories: &[], namespaced: false, has_status: false, has_scale: false }
+}
+
+/// Finds the kind served at `/{group}/{version}/{plural}`.
+pub fn by_plural(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
+    KINDS
+        .iter()
+        .find(|k| k.group == group && k.version == version && k.plural == plural)
+}
+
+/// Finds the kind an object's `apiVersion` and `kind` name.
+pub fn by_kind(api_version: &str, kind: &str) -> Option<&'static Kind> {
+    KINDS
+        .iter()
+        .find(|k| k.kind == kind && k.api_version() == api_version)
+}
+
+/// The served groups and their versions, in the order discovery lists them
+/// (core first).
+pub fn group_versions() -> Vec<(&'static str, &'static str)> {
+    let mut out: Vec<(&str, &str)> = Vec::new();
+    for k in KINDS {
+        if !out.contains(&(k.group, k.version)) {
+            out.push((k.group, k.version));
+        }
+    }
+    out
+}

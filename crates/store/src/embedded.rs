@@ -1,0 +1,1 @@
+//! The embedded backend: one redb file in the data dir.
