@@ -7,6 +7,7 @@
 
 pub mod error;
 pub mod registry;
+pub mod schema;
 
 pub use error::{ApiError, ApiResult, FieldError};
 pub use registry::Kind;
