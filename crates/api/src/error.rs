@@ -79,6 +79,47 @@ impl FieldError {
         }
     }
 
+    /// `Required value: why`.
+    pub fn required_because(field: impl Into<String>, why: &str) -> Self {
+        FieldError {
+            message: format!("Required value: {why}"),
+            ..Self::required(field)
+        }
+    }
+
+    /// An invalid value Go prints without quotes (a number, a boolean, a
+    /// struct), given already formatted: `Invalid value: 70000: why`.
+    pub fn invalid_unquoted(
+        field: impl Into<String>,
+        shown: impl std::fmt::Display,
+        why: &str,
+    ) -> Self {
+        FieldError {
+            reason: "FieldValueInvalid",
+            field: field.into(),
+            message: format!("Invalid value: {shown}: {why}"),
+        }
+    }
+
+    /// A reference to something that does not exist, e.g. a volume mount
+    /// naming no volume: `Not found: "x"`.
+    pub fn not_found(field: impl Into<String>, value: &str) -> Self {
+        FieldError {
+            reason: "FieldValueNotFound",
+            field: field.into(),
+            message: format!("Not found: {value:?}"),
+        }
+    }
+
+    /// A value over its size limit in bytes.
+    pub fn too_long(field: impl Into<String>, max_bytes: usize) -> Self {
+        FieldError {
+            reason: "FieldValueTooLong",
+            field: field.into(),
+            message: format!("Too long: may not be more than {max_bytes} bytes"),
+        }
+    }
+
     /// How the error reads inside the aggregated message: `field: message`.
     pub fn summary(&self) -> String {
         format!("{}: {}", self.field, self.message)

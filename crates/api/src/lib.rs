@@ -5,9 +5,13 @@
 //! needed. Nothing here does I/O: the API server (`tugboat-apiserver`) calls
 //! in to decode, default, validate, patch and print objects.
 
+pub mod defaults;
 pub mod error;
+pub mod meta;
 pub mod registry;
 pub mod schema;
+pub mod selector;
+pub mod validation;
 
 pub use error::{ApiError, ApiResult, FieldError};
 pub use registry::Kind;
