@@ -5,12 +5,16 @@
 //! needed. Nothing here does I/O: the API server (`tugboat-apiserver`) calls
 //! in to decode, default, validate, patch and print objects.
 
+pub mod apply;
 pub mod defaults;
 pub mod error;
 pub mod meta;
+pub mod openapi;
+pub mod patch;
 pub mod registry;
 pub mod schema;
 pub mod selector;
+pub mod table;
 pub mod validation;
 
 pub use error::{ApiError, ApiResult, FieldError};

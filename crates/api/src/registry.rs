@@ -12,6 +12,7 @@ use k8s_openapi::api::{
     discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
     storage::v1 as storage,
 };
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 
 /// One served resource.
 #[derive(Debug)]
@@ -34,6 +35,9 @@ pub struct Kind {
     /// Decodes through the typed struct and back: refuses wrong field types
     /// and drops fields the schema does not know.
     pub normalize: fn(Value) -> Result<Value, serde_json::Error>,
+    /// Adds the typed struct's JSON schema to an OpenAPI generator and
+    /// returns its `$ref`.
+    pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
 }
 
 impl Kind {
@@ -75,6 +79,10 @@ impl Kind {
     }
 }
 
+fn schema_of<T: schemars::JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    generator.subschema_for::<T>()
+}
+
 fn typed<T: DeserializeOwned + Serialize>(v: Value) -> Result<Value, serde_json::Error> {
     serde_json::to_value(serde_json::from_value::<T>(v)?)
 }
@@ -83,7 +91,7 @@ macro_rules! kinds {
     ($( $ty:ty => { $($field:ident : $value:expr),* $(,)? } )*) => {
         /// Every kind the API server serves.
         pub static KINDS: &[Kind] = &[
-            $( Kind { normalize: typed::<$ty>, $($field: $value),* }, )*
+            $( Kind { normalize: typed::<$ty>, schema: schema_of::<$ty>, $($field: $value),* }, )*
         ];
     };
 }
@@ -116,6 +124,7 @@ kinds! {
     networking::NetworkPolicy => { group: "networking.k8s.io", version: "v1", kind: "NetworkPolicy", plural: "networkpolicies", singular: "networkpolicy", short_names: &["netpol"], categories: &[], namespaced: true, has_status: false, has_scale: false }
     coordination::Lease => { group: "coordination.k8s.io", version: "v1", kind: "Lease", plural: "leases", singular: "lease", short_names: &[], categories: &[], namespaced: true, has_status: false, has_scale: false }
     events::Event => { group: "events.k8s.io", version: "v1", kind: "Event", plural: "events", singular: "event", short_names: &["ev"], categories: &[], namespaced: true, has_status: false, has_scale: false }
+    apiextensions::CustomResourceDefinition => { group: "apiextensions.k8s.io", version: "v1", kind: "CustomResourceDefinition", plural: "customresourcedefinitions", singular: "customresourcedefinition", short_names: &["crd", "crds"], categories: &["api-extensions"], namespaced: false, has_status: true, has_scale: false }
     storage::StorageClass => { group: "storage.k8s.io", version: "v1", kind: "StorageClass", plural: "storageclasses", singular: "storageclass", short_names: &["sc"], categories: &[], namespaced: false, has_status: false, has_scale: false }
 }
 

@@ -1,0 +1,163 @@
+//! The OpenAPI documents: `/openapi/v3` (an index of one document per
+//! group-version) and `/openapi/v2` (one Swagger 2.0 document). kubectl reads
+//! them for `kubectl explain`, for server-side field validation support and
+//! for client-side validation and `kubectl apply`'s merge keys.
+
+mod paths;
+mod protobuf;
+mod schemas;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::OnceLock;
+
+use serde_json::{Map, Value, json};
+use sha2::{Digest, Sha512};
+
+use crate::registry::group_versions;
+use schemas::{Flavor, Schemas};
+
+const INFO_TITLE: &str = "Kubernetes";
+const INFO_VERSION: &str = "v1.33.0";
+
+/// A document with the hash clients cache it by.
+struct Document {
+    body: Value,
+    hash: String,
+}
+
+/// `api/v1`, `apis/apps/v1`: where a group-version's document is served under `/openapi/v3/`.
+fn group_version_path(group: &str, version: &str) -> String {
+    if group.is_empty() {
+        format!("api/{version}")
+    } else {
+        format!("apis/{group}/{version}")
+    }
+}
+
+fn v3_documents() -> &'static BTreeMap<String, Document> {
+    static DOCUMENTS: OnceLock<BTreeMap<String, Document>> = OnceLock::new();
+    DOCUMENTS.get_or_init(|| {
+        let schemas = schemas::schemas(Flavor::V3);
+        group_versions()
+            .into_iter()
+            .map(|(group, version)| {
+                let body = v3_group_version(&schemas, group, version);
+                let hash = digest(&body);
+                (group_version_path(group, version), Document { body, hash })
+            })
+            .collect()
+    })
+}
+
+fn v3_group_version(schemas: &Schemas, group: &str, version: &str) -> Value {
+    let mut paths = Map::new();
+    for (kind, name) in &schemas.kinds {
+        if kind.group == group && kind.version == version {
+            paths.extend(paths::kind_paths(kind, name, Flavor::V3));
+        }
+    }
+    let paths = Value::Object(paths);
+    let components: Map<String, Value> = reachable(&paths, &schemas.definitions, Flavor::V3)
+        .into_iter()
+        .map(|name| (name.clone(), schemas.definitions[&name].clone()))
+        .collect();
+    json!({
+        "openapi": "3.0.0",
+        "info": {"title": INFO_TITLE, "version": INFO_VERSION},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {
+                "BearerToken": {"type": "apiKey", "description": "Bearer Token authentication", "name": "authorization", "in": "header"},
+            },
+        },
+        "security": [{"BearerToken": []}],
+    })
+}
+
+/// The names of all schemas `root` refers to, directly or through other schemas.
+fn reachable(root: &Value, definitions: &Map<String, Value>, flavor: Flavor) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut pending = vec![root];
+    while let Some(value) = pending.pop() {
+        match value {
+            Value::Object(map) => {
+                let target = map
+                    .get("$ref")
+                    .and_then(Value::as_str)
+                    .and_then(|r| r.strip_prefix(flavor.ref_prefix()));
+                if let Some(name) = target
+                    && found.insert(name.to_owned())
+                    && let Some(schema) = definitions.get(name)
+                {
+                    pending.push(schema);
+                }
+                pending.extend(map.values());
+            }
+            Value::Array(items) => pending.extend(items),
+            _ => {}
+        }
+    }
+    found
+}
+
+/// A stable digest of a document: SHA-512 in upper-case hex, as Kubernetes hashes them.
+fn digest(document: &Value) -> String {
+    let bytes = serde_json::to_vec(document).expect("a JSON value serializes");
+    Sha512::digest(&bytes)
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect()
+}
+
+/// GET /openapi/v3: {"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=<hex>"}, "apis/apps/v1": {...}, ...}}
+pub fn v3_index() -> Value {
+    let paths: Map<String, Value> = v3_documents()
+        .iter()
+        .map(|(path, doc)| {
+            let url = format!("/openapi/v3/{path}?hash={}", doc.hash);
+            (path.clone(), json!({"serverRelativeURL": url}))
+        })
+        .collect();
+    json!({ "paths": paths })
+}
+
+/// GET /openapi/v3/api/v1 etc. (path without leading slash); None for an unknown group-version.
+pub fn v3_document(path: &str) -> Option<Value> {
+    v3_documents().get(path).map(|doc| doc.body.clone())
+}
+
+/// GET /openapi/v2 (Swagger 2.0), the same schemas under `definitions`.
+pub fn v2_document() -> Value {
+    static DOCUMENT: OnceLock<Value> = OnceLock::new();
+    DOCUMENT
+        .get_or_init(|| {
+            let schemas = schemas::schemas(Flavor::V2);
+            let mut paths = Map::new();
+            for (kind, name) in &schemas.kinds {
+                paths.extend(paths::kind_paths(kind, name, Flavor::V2));
+            }
+            json!({
+                "swagger": "2.0",
+                "info": {"title": INFO_TITLE, "version": INFO_VERSION},
+                "paths": paths,
+                "definitions": schemas.definitions,
+                "securityDefinitions": {
+                    "BearerToken": {"type": "apiKey", "description": "Bearer Token authentication", "name": "authorization", "in": "header"},
+                },
+                "security": [{"BearerToken": []}],
+            })
+        })
+        .clone()
+}
+
+/// GET /openapi/v2 with `Accept: application/com.github.proto-openapi.spec.v2@v1.0+protobuf`
+/// (also served at `/swagger-2.0.0.pb-v1`): `v2_document` in gnostic's protobuf encoding,
+/// which kubectl 1.27 and 1.28 insist on.
+pub fn v2_protobuf() -> &'static [u8] {
+    static ENCODED: OnceLock<Vec<u8>> = OnceLock::new();
+    ENCODED.get_or_init(|| protobuf::encode(&v2_document()))
+}
+
+#[cfg(test)]
+mod tests;

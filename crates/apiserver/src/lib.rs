@@ -1,0 +1,26 @@
+//! The Kubernetes REST API over HTTPS.
+//!
+//! A map of this crate:
+//! - [`server`]: the TLS listener, client-certificate authentication and startup.
+//! - `routes`: the HTTP routes outside the resource tree (health, version, OpenAPI).
+//! - `discovery`: `/api`, `/apis` and the resource lists kubectl discovers kinds from.
+//! - `rest`: the one generic REST layer every kind goes through (create, read,
+//!   update, patch, delete, watch, and the status and scale subresources).
+//! - `objects`: how objects are kept in the store (JSON, resourceVersion = revision).
+//! - `watch_cache`: one store watch fanned out to every API watcher.
+//! - `compactor`: drops store history older than five minutes.
+//! - [`pki`]: the cluster CA and certificates; the admin kubeconfig.
+
+mod body;
+mod bootstrap;
+mod compactor;
+mod discovery;
+mod objects;
+pub mod pki;
+mod request;
+mod rest;
+mod routes;
+pub mod server;
+mod watch_cache;
+
+pub use server::{Config, run};

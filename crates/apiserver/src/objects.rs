@@ -1,0 +1,162 @@
+//! How API objects are kept in the store.
+//!
+//! Each object is one key (`/registry/{group}/{plural}/{namespace}/{name}`)
+//! holding its JSON without `metadata.resourceVersion`: the resourceVersion a
+//! client sees is the key's mod revision, filled in on every read. Writes are
+//! compare-and-swap on that revision, which is what optimistic concurrency
+//! (409 Conflict on a stale resourceVersion) rests on.
+
+use std::sync::Arc;
+
+use serde_json::Value;
+use tugboat_api::{ApiError, ApiResult, Kind, meta};
+use tugboat_store::{Compare, KeyValue, Op, OpResponse, Revision, Store, StoreError, Txn};
+
+use crate::watch_cache::WatchCache;
+
+/// Kubernetes refuses objects larger than etcd's default request limit.
+const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024 / 2;
+
+/// The store and its watch cache: what every request handler works with.
+pub struct Objects {
+    pub store: Arc<dyn Store>,
+    pub cache: WatchCache,
+}
+
+impl Objects {
+    pub fn new(store: Arc<dyn Store>) -> Arc<Objects> {
+        let cache = WatchCache::start(store.clone());
+        Arc::new(Objects { store, cache })
+    }
+
+    /// The object, or 404 naming it as Kubernetes does.
+    pub async fn get(&self, kind: &Kind, namespace: &str, name: &str) -> ApiResult<Value> {
+        self.try_get(&kind.key(namespace, name))
+            .await?
+            .ok_or_else(|| ApiError::not_found(kind.group, kind.plural, name))
+    }
+
+    pub async fn try_get(&self, key: &str) -> ApiResult<Option<Value>> {
+        let kv = self.store.get(key).await.map_err(store_error)?;
+        kv.as_ref().map(decode).transpose()
+    }
+
+    /// Writes a new object; 409 AlreadyExists if its key is taken.
+    pub async fn create(&self, kind: &Kind, obj: &Value) -> ApiResult<Value> {
+        let key = kind.key(meta::namespace(obj), meta::name(obj));
+        let value = encode(obj)?;
+        match self.write(&key, value, 0).await? {
+            Some(revision) => Ok(with_revision(obj.clone(), revision)),
+            None => Err(ApiError::already_exists(
+                kind.group,
+                kind.plural,
+                meta::name(obj),
+            )),
+        }
+    }
+
+    /// Replaces an object last written at `expected`; `None` when someone
+    /// else wrote it in between (the caller re-reads and retries or reports 409).
+    pub async fn replace(
+        &self,
+        kind: &Kind,
+        obj: &Value,
+        expected: Revision,
+    ) -> ApiResult<Option<Value>> {
+        let key = kind.key(meta::namespace(obj), meta::name(obj));
+        let value = encode(obj)?;
+        Ok(self
+            .write(&key, value, expected)
+            .await?
+            .map(|revision| with_revision(obj.clone(), revision)))
+    }
+
+    /// Deletes an object last written at `expected`; `None` on a lost race.
+    /// Returns the object as deleted, with the deleting revision as its
+    /// resourceVersion (what the DELETED watch event carries too).
+    pub async fn remove(
+        &self,
+        kind: &Kind,
+        obj: &Value,
+        expected: Revision,
+    ) -> ApiResult<Option<Value>> {
+        let key = kind.key(meta::namespace(obj), meta::name(obj));
+        let txn = Txn {
+            compares: vec![Compare::mod_revision_is(key.clone(), expected)],
+            success: vec![Op::Delete { key }],
+            failure: vec![],
+        };
+        let resp = self.store.txn(txn).await.map_err(store_error)?;
+        Ok(resp
+            .succeeded
+            .then(|| with_revision(obj.clone(), resp.revision)))
+    }
+
+    async fn write(
+        &self,
+        key: &str,
+        value: Vec<u8>,
+        expected: Revision,
+    ) -> ApiResult<Option<Revision>> {
+        let txn = Txn {
+            compares: vec![Compare::mod_revision_is(key, expected)],
+            success: vec![Op::Put {
+                key: key.to_owned(),
+                value,
+                lease: 0,
+            }],
+            failure: vec![],
+        };
+        let resp = self.store.txn(txn).await.map_err(store_error)?;
+        Ok(match resp.responses.first() {
+            Some(OpResponse::Put { .. }) if resp.succeeded => Some(resp.revision),
+            _ => None,
+        })
+    }
+}
+
+/// The object a key holds, with its resourceVersion.
+pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
+    let obj: Value = serde_json::from_slice(&kv.value)
+        .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
+    Ok(with_revision(obj, kv.mod_revision))
+}
+
+fn encode(obj: &Value) -> ApiResult<Vec<u8>> {
+    let mut obj = obj.clone();
+    meta::set(&mut obj, "resourceVersion", Value::Null);
+    let bytes = serde_json::to_vec(&obj).expect("JSON values serialize");
+    if bytes.len() > MAX_OBJECT_BYTES {
+        return Err(ApiError::too_large(format!(
+            "Request entity too large: the object is {} bytes, the limit is {MAX_OBJECT_BYTES}",
+            bytes.len()
+        )));
+    }
+    Ok(bytes)
+}
+
+pub fn with_revision(mut obj: Value, revision: Revision) -> Value {
+    meta::set(&mut obj, "resourceVersion", revision.to_string().into());
+    obj
+}
+
+/// The revision an object read from the store was last written at.
+pub fn revision_of(obj: &Value) -> Revision {
+    meta::resource_version(obj).parse().unwrap_or(0)
+}
+
+/// Store failures as API errors: compaction is 410 Expired, the rest 500.
+pub fn store_error(e: StoreError) -> ApiError {
+    match e {
+        StoreError::Compacted {
+            requested,
+            compacted,
+        } => ApiError::expired(format!(
+            "too old resource version: {requested} ({compacted})"
+        )),
+        StoreError::FutureRevision(rev) => {
+            ApiError::timeout(format!("Too large resource version: {rev}"))
+        }
+        other => ApiError::internal(other.to_string()),
+    }
+}

@@ -1,0 +1,239 @@
+//! Create, update and patch (including server-side apply and the status
+//! subresource).
+
+use axum::http::StatusCode;
+use axum::response::Response;
+use serde_json::Value;
+use tugboat_api::patch::{self, PatchType};
+use tugboat_api::{ApiError, ApiResult, Kind, apply, meta};
+
+use super::{Ctx, admit, json};
+use crate::body::{self, FieldValidation};
+use crate::objects::{Objects, revision_of};
+
+/// The alphabet of `generateName` suffixes: no vowels, no look-alikes.
+const SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
+
+pub async fn create(ctx: &Ctx) -> ApiResult<Response> {
+    let kind = ctx.target.kind;
+    let mut input = body::decode_object(&ctx.headers, &ctx.body)?;
+    admit::check_type(kind, &mut input)?;
+    set_namespace(ctx, &mut input)?;
+    name_from_generate_name(&mut input);
+    let (mut obj, warnings) = admit::normalize(kind, input, field_validation(ctx)?)?;
+    let now = admit::now();
+    admit::prepare_create(kind, &mut obj, &now);
+    admit::validate(kind, &obj, None)?;
+    admit::record_manager(None, &mut obj, &ctx.field_manager(), &now);
+    let created = store_new(ctx, obj).await?;
+    Ok(json(StatusCode::CREATED, &created, &warnings))
+}
+
+/// Checks the namespace exists and takes new objects, then writes (unless dry run).
+async fn store_new(ctx: &Ctx, obj: Value) -> ApiResult<Value> {
+    let kind = ctx.target.kind;
+    if kind.namespaced {
+        let namespace = meta::namespace(&obj);
+        let ns = ctx
+            .objects
+            .try_get(&format!("/registry/namespaces/{namespace}"))
+            .await?
+            .ok_or_else(|| ApiError::not_found("", "namespaces", namespace))?;
+        if meta::is_being_deleted(&ns) {
+            return Err(ApiError::forbidden(
+                kind.group,
+                kind.plural,
+                meta::name(&obj),
+                &format!(
+                    "unable to create new content in namespace {namespace} because it is being terminated"
+                ),
+            ));
+        }
+    }
+    if ctx.params.is_dry_run() {
+        let key = kind.key(meta::namespace(&obj), meta::name(&obj));
+        if ctx.objects.try_get(&key).await?.is_some() {
+            return Err(ApiError::already_exists(
+                kind.group,
+                kind.plural,
+                meta::name(&obj),
+            ));
+        }
+        return Ok(obj);
+    }
+    ctx.objects.create(kind, &obj).await
+}
+
+/// The request's namespace goes into the object; a different one in the body is 400.
+fn set_namespace(ctx: &Ctx, obj: &mut Value) -> ApiResult<()> {
+    if !ctx.target.kind.namespaced {
+        meta::set(obj, "namespace", Value::Null);
+        return Ok(());
+    }
+    let in_body = meta::namespace(obj);
+    if !in_body.is_empty() && in_body != ctx.target.namespace {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    let namespace = ctx.target.namespace.clone();
+    meta::set(obj, "namespace", namespace.into());
+    Ok(())
+}
+
+fn name_from_generate_name(obj: &mut Value) {
+    let prefix = meta::str_field(obj, "generateName").to_owned();
+    if meta::name(obj).is_empty() && !prefix.is_empty() {
+        use rand::RngExt;
+        let mut rng = rand::rng();
+        let suffix: String = (0..5)
+            .map(|_| SUFFIX_ALPHABET[rng.random_range(0..SUFFIX_ALPHABET.len())] as char)
+            .collect();
+        meta::set(obj, "name", format!("{prefix}{suffix}").into());
+    }
+}
+
+fn field_validation(ctx: &Ctx) -> ApiResult<FieldValidation> {
+    FieldValidation::parse(ctx.params.field_validation.as_deref())
+}
+
+/// PUT: replaces the object (or its status), optimistic on resourceVersion.
+pub async fn update(ctx: &Ctx) -> ApiResult<Response> {
+    let kind = ctx.target.kind;
+    let mut input = body::decode_object(&ctx.headers, &ctx.body)?;
+    admit::check_type(kind, &mut input)?;
+    if meta::name(&input) != ctx.name() {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({})",
+            meta::name(&input),
+            ctx.name()
+        )));
+    }
+    set_namespace(ctx, &mut input)?;
+    let (input, warnings) = admit::normalize(kind, input, field_validation(ctx)?)?;
+    let updated = guaranteed_update(ctx, |_| Ok(input.clone())).await?;
+    Ok(json(StatusCode::OK, &updated, &warnings))
+}
+
+/// PATCH: JSON patch, merge patch, strategic merge patch or server-side apply.
+pub async fn patch(ctx: &Ctx) -> ApiResult<Response> {
+    let content_type = body::content_type(&ctx.headers);
+    let patch_type = PatchType::from_content_type(content_type)
+        .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
+    if patch_type == PatchType::Apply {
+        return server_side_apply(ctx).await;
+    }
+    let validation = field_validation(ctx)?;
+    let mut warnings = Vec::new();
+    let patched = guaranteed_update(ctx, |old| {
+        let mut patched = patch::apply_patch(patch_type, old, &ctx.body)?;
+        admit::check_type(ctx.target.kind, &mut patched)?;
+        let (patched, w) = admit::normalize(ctx.target.kind, patched, validation)?;
+        warnings = w;
+        Ok(patched)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &patched, &warnings))
+}
+
+/// Server-side apply: creates the object if missing, else merges the applied
+/// configuration into it, tracking field ownership per manager.
+async fn server_side_apply(ctx: &Ctx) -> ApiResult<Response> {
+    let kind = ctx.target.kind;
+    let manager = ctx
+        .params
+        .field_manager
+        .clone()
+        .filter(|m| !m.is_empty())
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "PATCH, application/apply-patch+yaml requests must have a fieldManager",
+            )
+        })?;
+    let mut config = body::decode_yaml(&ctx.body)?;
+    admit::check_type(kind, &mut config)?;
+    set_namespace(ctx, &mut config)?;
+    if meta::name(&config) != ctx.name() {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({}) does not match the name on the URL ({})",
+            meta::name(&config),
+            ctx.name()
+        )));
+    }
+    let (config, warnings) = admit::normalize(kind, config, field_validation(ctx)?)?;
+    let force = ctx.params.force();
+    let now = admit::now();
+    let key = kind.key(&ctx.target.namespace, ctx.name());
+    if ctx.objects.try_get(&key).await?.is_none() {
+        let mut obj = apply::server_side_apply(None, &config, &manager, force, &now)?;
+        admit::prepare_create(kind, &mut obj, &now);
+        admit::validate(kind, &obj, None)?;
+        match store_new(ctx, obj).await {
+            Ok(created) => return Ok(json(StatusCode::CREATED, &created, &warnings)),
+            Err(e) if e.reason != "AlreadyExists" => return Err(e),
+            Err(_) => {}
+        }
+    }
+    let applied = guaranteed_write(ctx, false, |old| {
+        apply::server_side_apply(Some(old), &config, &manager, force, &now)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &applied, &warnings))
+}
+
+/// Reads the live object, lets `change` say what it should become, and writes
+/// that with compare-and-swap, starting again when another write got in
+/// between. A `change` that pins a resourceVersion fails with 409 then.
+pub async fn guaranteed_update(
+    ctx: &Ctx,
+    mut change: impl FnMut(&Value) -> ApiResult<Value>,
+) -> ApiResult<Value> {
+    let status_only = ctx.target.subresource.as_deref() == Some("status");
+    let manager = ctx.field_manager();
+    guaranteed_write(ctx, status_only, |old| {
+        let mut new = change(old)?;
+        admit::record_manager(Some(old), &mut new, &manager, &admit::now());
+        Ok(new)
+    })
+    .await
+}
+
+async fn guaranteed_write(
+    ctx: &Ctx,
+    status_only: bool,
+    mut change: impl FnMut(&Value) -> ApiResult<Value>,
+) -> ApiResult<Value> {
+    let kind = ctx.target.kind;
+    loop {
+        let old = ctx
+            .objects
+            .get(kind, &ctx.target.namespace, ctx.name())
+            .await?;
+        let desired = change(&old)?;
+        let new = admit::prepare_update(kind, status_only, &old, desired)?;
+        if admit::same_object(&new, &old) {
+            return Ok(old);
+        }
+        admit::validate(kind, &new, Some(&old))?;
+        if ctx.params.is_dry_run() {
+            return Ok(new);
+        }
+        let written = if meta::is_being_deleted(&new) && meta::finalizers(&new).is_empty() {
+            ctx.objects.remove(kind, &new, revision_of(&old)).await?
+        } else {
+            ctx.objects.replace(kind, &new, revision_of(&old)).await?
+        };
+        if let Some(written) = written {
+            return Ok(written);
+        }
+    }
+}
+
+/// Creates an object on the server's own behalf (the system namespaces).
+pub async fn create_internal(objects: &Objects, kind: &Kind, mut obj: Value) -> ApiResult<Value> {
+    let now = admit::now();
+    admit::prepare_create(kind, &mut obj, &now);
+    admit::validate(kind, &obj, None)?;
+    admit::record_manager(None, &mut obj, "tug", &now);
+    objects.create(kind, &obj).await
+}

@@ -1,0 +1,150 @@
+//! Startup and the listener: certificates, the admin kubeconfig, the
+//! namespaces every cluster has, and HTTPS with client-certificate
+//! authentication over HTTP/1.1 and HTTP/2.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use rustls::RootCertStore;
+use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+use tugboat_store::Store;
+
+use crate::objects::Objects;
+use crate::pki::Pki;
+use crate::routes::{self, Authenticated};
+use crate::{bootstrap, compactor};
+
+/// How `tug server` runs the API server.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Holds the certificates and the admin kubeconfig.
+    pub data_dir: PathBuf,
+    pub bind_address: IpAddr,
+    pub port: u16,
+    /// Extra names and addresses the serving certificate is valid for.
+    pub tls_san: Vec<String>,
+}
+
+/// Serves the Kubernetes API until the process ends.
+pub async fn run(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
+    let pki = Pki::load_or_create(&config.data_dir, &certificate_hosts(&config))
+        .context("making the cluster certificates")?;
+    let listener = TcpListener::bind((config.bind_address, config.port))
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {}:{}; is another server running? choose another with --port",
+                config.bind_address, config.port
+            )
+        })?;
+    compactor::start(store.clone());
+    let objects = Objects::new(store);
+    bootstrap::create_system_namespaces(&objects).await?;
+    let url = format!(
+        "https://{}:{}",
+        client_address(config.bind_address),
+        config.port
+    );
+    let kubeconfig = pki.write_admin_kubeconfig(&config.data_dir, &url)?;
+    println!("kubeconfig: {}", kubeconfig.display());
+    tracing::info!("serving the Kubernetes API at {url}");
+    let acceptor = TlsAcceptor::from(Arc::new(tls_config(&pki)?));
+    let app = routes::router(objects);
+    loop {
+        match listener.accept().await {
+            Ok((tcp, _)) => {
+                tokio::spawn(serve_connection(acceptor.clone(), app.clone(), tcp));
+            }
+            Err(e) => tracing::warn!("accepting a connection: {e}"),
+        }
+    }
+}
+
+async fn serve_connection(acceptor: TlsAcceptor, app: Router, tcp: tokio::net::TcpStream) {
+    let tls = match acceptor.accept(tcp).await {
+        Ok(tls) => tls,
+        Err(e) => {
+            tracing::debug!("TLS handshake failed: {e}");
+            return;
+        }
+    };
+    let authenticated = tls
+        .get_ref()
+        .1
+        .peer_certificates()
+        .is_some_and(|certs| !certs.is_empty());
+    let service = hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+        request
+            .extensions_mut()
+            .insert(Authenticated(authenticated));
+        app.clone().oneshot(request)
+    });
+    let builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    if let Err(e) = builder
+        .serve_connection_with_upgrades(TokioIo::new(tls), service)
+        .await
+    {
+        tracing::debug!("connection ended: {e}");
+    }
+}
+
+/// TLS with our serving certificate; client certificates are asked for and,
+/// when shown, must be signed by the cluster CA. Without one a client only
+/// reaches the health and version endpoints.
+fn tls_config(pki: &Pki) -> anyhow::Result<ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(pki.ca_cert.as_bytes()) {
+        roots.add(cert?)?;
+    }
+    let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+        .allow_unauthenticated()
+        .build()?;
+    let chain = CertificateDer::pem_slice_iter(pki.server_cert.as_bytes())
+        .collect::<Result<Vec<_>, _>>()?;
+    let key = PrivateKeyDer::from_pem_slice(pki.server_key.as_bytes())?;
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_client_cert_verifier(verifier)
+        .with_single_cert(chain, key)?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// Names the serving certificate covers: loopback, this host, the bound
+/// address and whatever `--tls-san` adds.
+fn certificate_hosts(config: &Config) -> Vec<String> {
+    let mut hosts = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    if let Ok(name) = std::fs::read_to_string("/proc/sys/kernel/hostname") {
+        hosts.push(name.trim().to_owned());
+    }
+    if !config.bind_address.is_unspecified() {
+        hosts.push(config.bind_address.to_string());
+    }
+    hosts.extend(config.tls_san.iter().cloned());
+    hosts.dedup();
+    hosts
+}
+
+/// The address the admin kubeconfig points at.
+fn client_address(bind: IpAddr) -> IpAddr {
+    if bind.is_unspecified() {
+        IpAddr::V4(Ipv4Addr::LOCALHOST)
+    } else {
+        bind
+    }
+}

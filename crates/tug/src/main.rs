@@ -1,0 +1,69 @@
+//! `tug`: Tugboat's one binary.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use tugboat_apiserver::Config;
+use tugboat_store::Store;
+use tugboat_store::embedded::EmbeddedStore;
+
+#[derive(Parser)]
+#[command(name = "tug", version, about = "A small Kubernetes in one binary")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a whole cluster on this machine: the Kubernetes API on an embedded store.
+    Server(ServerArgs),
+}
+
+#[derive(clap::Args)]
+struct ServerArgs {
+    /// Where the cluster keeps its state, certificates and admin kubeconfig.
+    #[arg(long, default_value = "/var/lib/tugboat")]
+    data_dir: PathBuf,
+    /// The HTTPS port of the Kubernetes API.
+    #[arg(long, default_value_t = 6443)]
+    port: u16,
+    /// The address to listen on (0.0.0.0: every interface).
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// Another name or address for the API server's certificate (repeatable).
+    #[arg(long)]
+    tls_san: Vec<String>,
+}
+
+fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        Command::Server(args) => runtime.block_on(server(args)),
+    }
+}
+
+async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    let state = args.data_dir.join("state.redb");
+    let store: Arc<dyn Store> = EmbeddedStore::open(&state)
+        .with_context(|| format!("opening the store {}", state.display()))?;
+    let config = Config {
+        data_dir: args.data_dir,
+        bind_address: args.bind_address,
+        port: args.port,
+        tls_san: args.tls_san,
+    };
+    tugboat_apiserver::run(config, store).await
+}
