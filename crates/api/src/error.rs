@@ -10,7 +10,9 @@ pub struct ApiError {
     /// `StatusReason` in Kubernetes: `NotFound`, `AlreadyExists`, `Invalid`, ...
     pub reason: &'static str,
     pub message: String,
-    pub details: Option<StatusDetails>,
+    /// Boxed: errors travel in every `Result` of the request path, and the
+    /// details are large and rare.
+    pub details: Option<Box<StatusDetails>>,
 }
 
 impl std::fmt::Display for ApiError {
@@ -126,13 +128,13 @@ impl FieldError {
     }
 }
 
-fn details(group: &str, kind: &str, name: &str) -> Option<StatusDetails> {
-    Some(StatusDetails {
+fn details(group: &str, kind: &str, name: &str) -> Option<Box<StatusDetails>> {
+    Some(Box::new(StatusDetails {
         group: (!group.is_empty()).then(|| group.to_owned()),
         kind: Some(kind.to_owned()),
         name: (!name.is_empty()).then(|| name.to_owned()),
         ..Default::default()
-    })
+    }))
 }
 
 /// `pods "x"` or `deployments.apps "x"`, as Kubernetes names a resource in messages.
@@ -168,7 +170,7 @@ impl ApiError {
     /// A path that names no resource at all (unknown group, version or plural).
     pub fn no_route(path: &str) -> Self {
         ApiError {
-            details: Some(StatusDetails::default()),
+            details: Some(Box::default()),
             ..Self::new(
                 404,
                 "NotFound",
@@ -312,7 +314,7 @@ impl ApiError {
     pub fn to_status(&self) -> Status {
         Status {
             code: Some(self.code.into()),
-            details: self.details.clone(),
+            details: self.details.as_deref().cloned(),
             message: Some(self.message.clone()),
             metadata: Default::default(),
             reason: Some(self.reason.to_owned()),

@@ -669,10 +669,6 @@ impl FieldSelector {
     /// namespaces status.phase; replicasets/rc status.replicas; jobs status.successful.
     /// Unknown field -> 400 `field label not supported: foo` (kinds with their own list) or
     /// `"foo" is not a known field selector: only "metadata.name", "metadata.namespace"`.
-    #[expect(
-        clippy::result_large_err,
-        reason = "ApiError is the API server's error; callers return it as is"
-    )]
     pub fn parse(kind: &Kind, s: &str) -> ApiResult<FieldSelector> {
         let mut parts = split_terms(s);
         parts.sort();

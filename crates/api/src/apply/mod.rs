@@ -223,10 +223,10 @@ fn conflict_error(conflicts: &[(String, String, String)]) -> ApiError {
         code: 409,
         reason: "Conflict",
         message,
-        details: Some(StatusDetails {
+        details: Some(Box::new(StatusDetails {
             causes: Some(causes),
             ..Default::default()
-        }),
+        })),
     }
 }
 

@@ -18,7 +18,6 @@ use serde_json::{Value, json};
 use crate::registry::{KINDS, Kind};
 use crate::{ApiError, ApiResult, FieldError};
 
-
 /// What each row carries besides its cells (`?includeObject=`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum IncludeObject {
@@ -30,10 +29,6 @@ pub enum IncludeObject {
 
 impl IncludeObject {
     /// Parses `?includeObject=`; absent or empty means `Metadata`.
-    #[expect(
-        clippy::result_large_err,
-        reason = "ApiError is the API server's error; callers return it as is"
-    )]
     pub fn parse(s: Option<&str>) -> ApiResult<IncludeObject> {
         match s.unwrap_or_default() {
             "" | "Metadata" => Ok(IncludeObject::Metadata),

@@ -70,10 +70,11 @@ pub fn prepare_create(kind: &Kind, obj: &mut Value, now: &str) {
     if tracks_generation(kind) {
         meta::set(obj, "generation", 1.into());
     }
-    if kind.has_status && kind.kind != "Node" {
-        if let Some(map) = obj.as_object_mut() {
-            map.remove("status");
-        }
+    if kind.has_status
+        && kind.kind != "Node"
+        && let Some(map) = obj.as_object_mut()
+    {
+        map.remove("status");
     }
     defaults::apply_defaults(kind, obj);
 }
