@@ -71,7 +71,9 @@ pub fn route(legacy: bool, segments: &[&str]) -> ApiResult<Route> {
         }
     };
     if let Some(sub) = sub
-        && !(sub == "status" && kind.has_status || sub == "scale" && kind.has_scale)
+        && !(sub == "status" && kind.has_status
+            || sub == "scale" && kind.has_scale
+            || sub == "finalize" && kind.kind == "Namespace")
     {
         return Err(not_found(segments));
     }

@@ -5,6 +5,7 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -33,6 +34,8 @@ pub struct Config {
     pub port: u16,
     /// Extra names and addresses the serving certificate is valid for.
     pub tls_san: Vec<String>,
+    /// How much store history is kept for watches and paginated lists.
+    pub compaction_interval: Duration,
 }
 
 /// Serves the Kubernetes API until the process ends.
@@ -47,8 +50,8 @@ pub async fn run(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
                 config.bind_address, config.port
             )
         })?;
-    compactor::start(store.clone());
     let objects = Objects::new(store);
+    compactor::start(objects.clone(), config.compaction_interval);
     bootstrap::create_system_namespaces(&objects).await?;
     let url = format!(
         "https://{}:{}",

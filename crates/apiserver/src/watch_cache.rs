@@ -92,6 +92,22 @@ impl WatchCache {
         Some(stream::iter(backlog).chain(live).boxed())
     }
 
+    /// Drops events before `revision` once the store has compacted them, so
+    /// that a watch from there gets 410 Expired as it would from the store.
+    pub fn forget_before(&self, revision: Revision) {
+        let mut ring = self.ring.lock().expect("watch cache lock");
+        while ring
+            .events
+            .front()
+            .is_some_and(|e| e.kv.mod_revision < revision)
+        {
+            ring.events.pop_front();
+        }
+        if let Some(after) = ring.after {
+            ring.after = Some(after.max(revision - 1));
+        }
+    }
+
     /// Follows the store for ever, re-watching from the last revision seen if
     /// the store drops the watch.
     async fn follow(self) {

@@ -3,6 +3,7 @@
 use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
@@ -37,6 +38,10 @@ struct ServerArgs {
     /// Another name or address for the API server's certificate (repeatable).
     #[arg(long)]
     tls_san: Vec<String>,
+    /// Seconds of store history kept for watches and paginated lists; older
+    /// resourceVersions get 410 Expired.
+    #[arg(long, default_value_t = 300)]
+    compaction_interval: u64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -64,6 +69,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         bind_address: args.bind_address,
         port: args.port,
         tls_san: args.tls_san,
+        compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
     };
     tugboat_apiserver::run(config, store).await
 }

@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use tugboat_api::{ApiError, ApiResult, meta};
 
 use super::read::{Filter, read_page};
+use super::write::is_finalized;
 use super::{Ctx, json};
 use crate::objects::revision_of;
 
@@ -131,7 +132,7 @@ async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Va
         let old = ctx.objects.get(kind, &ctx.target.namespace, name).await?;
         opts.check_preconditions(ctx, &old)?;
         let grace = grace_period(ctx, &old, opts);
-        let must_wait = grace > 0 || !meta::finalizers(&old).is_empty() || kind.kind == "Namespace";
+        let must_wait = grace > 0 || !is_finalized(&old);
         let dry_run = !opts.dry_run.is_empty();
         if !must_wait {
             if dry_run {

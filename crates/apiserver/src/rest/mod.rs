@@ -145,6 +145,7 @@ async fn dispatch(
         (&Method::GET, true, _) => read::get(&ctx).await,
         (&Method::POST, false, None) => write::create(&ctx).await,
         (&Method::PUT, true, Some("scale")) => scale::update(&ctx).await,
+        (&Method::PUT, true, Some("finalize")) => write::finalize(&ctx).await,
         (&Method::PUT, true, _) => write::update(&ctx).await,
         (&Method::PATCH, true, Some("scale")) => scale::patch(&ctx).await,
         (&Method::PATCH, true, _) => write::patch(&ctx).await,

@@ -181,6 +181,33 @@ async fn server_side_apply(ctx: &Ctx) -> ApiResult<Response> {
     Ok(json(StatusCode::OK, &applied, &warnings))
 }
 
+/// PUT `namespaces/{name}/finalize`: the namespace controller hands back a
+/// namespace whose content is gone; only its `spec.finalizers` is taken.
+pub async fn finalize(ctx: &Ctx) -> ApiResult<Response> {
+    let input = body::decode_object(&ctx.headers, &ctx.body)?;
+    let finalizers = input
+        .pointer("/spec/finalizers")
+        .cloned()
+        .unwrap_or_else(|| Value::Array(Vec::new()));
+    let updated = guaranteed_update(ctx, |old| {
+        let mut new = old.clone();
+        new["spec"]["finalizers"] = finalizers.clone();
+        Ok(new)
+    })
+    .await?;
+    Ok(json(StatusCode::OK, &updated, &[]))
+}
+
+/// Nothing holds a deleted object any more: no finalizers in its metadata
+/// and, for a namespace, none left in its spec.
+pub fn is_finalized(obj: &Value) -> bool {
+    meta::finalizers(obj).is_empty()
+        && obj
+            .pointer("/spec/finalizers")
+            .and_then(Value::as_array)
+            .is_none_or(Vec::is_empty)
+}
+
 /// Reads the live object, lets `change` say what it should become, and writes
 /// that with compare-and-swap, starting again when another write got in
 /// between. A `change` that pins a resourceVersion fails with 409 then.
@@ -218,7 +245,7 @@ async fn guaranteed_write(
         if ctx.params.is_dry_run() {
             return Ok(new);
         }
-        let written = if meta::is_being_deleted(&new) && meta::finalizers(&new).is_empty() {
+        let written = if meta::is_being_deleted(&new) && is_finalized(&new) {
             ctx.objects.remove(kind, &new, revision_of(&old)).await?
         } else {
             ctx.objects.replace(kind, &new, revision_of(&old)).await?

@@ -37,6 +37,8 @@ pub struct Server {
     /// Holds the data dir, the server log and kubectl's discovery cache.
     root: TempDir,
     port: u16,
+    /// Flags added to `tug server` on every start.
+    extra_args: Vec<String>,
     running: Option<Running>,
 }
 
@@ -63,6 +65,11 @@ esac"#;
 impl Server {
     /// Starts a server on a fresh data dir and waits until it is ready.
     pub fn start() -> Server {
+        Server::start_with(&[])
+    }
+
+    /// Starts a server with extra `tug server` flags.
+    pub fn start_with(extra_args: &[&str]) -> Server {
         let root = tempfile::Builder::new()
             .prefix("tug-e2e-")
             .tempdir()
@@ -70,6 +77,7 @@ impl Server {
         let mut server = Server {
             root,
             port: free_port(),
+            extra_args: extra_args.iter().map(|a| (*a).to_owned()).collect(),
             running: None,
         };
         server.spawn();
@@ -136,6 +144,7 @@ impl Server {
             .arg(self.port.to_string())
             .arg("--bind-address")
             .arg("127.0.0.1")
+            .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("server log"))
             .stderr(log)
