@@ -1,4 +1,5 @@
-//! Request bodies: JSON or YAML objects, and the fields a schema does not know.
+//! Request bodies: JSON, YAML or Kubernetes protobuf objects, and the fields a
+//! schema does not know.
 
 use axum::http::{HeaderMap, header};
 use serde_json::Value;
@@ -20,6 +21,8 @@ pub fn decode_object(headers: &HeaderMap, body: &[u8]) -> ApiResult<Value> {
         "application/json" | "" => serde_json::from_slice(body)
             .map_err(|e| ApiError::bad_request(format!("json parse error: {e}")))?,
         "application/yaml" | "application/x-yaml" | "text/yaml" => decode_yaml(body)?,
+        // What client-go's typed clients (kubectl create, run, expose) send.
+        "application/vnd.kubernetes.protobuf" => tugboat_api::protobuf::decode(body)?,
         other => return Err(ApiError::unsupported_media_type(other)),
     };
     if !value.is_object() {

@@ -10,6 +10,7 @@ use tugboat_api::{ApiError, ApiResult, meta};
 use super::read::{Filter, read_page};
 use super::write::is_finalized;
 use super::{Ctx, json};
+use crate::body;
 use crate::objects::revision_of;
 
 /// `DeleteOptions`, from the body or the query.
@@ -35,7 +36,8 @@ impl DeleteOptions {
         let mut opts: DeleteOptions = if ctx.body.iter().all(u8::is_ascii_whitespace) {
             DeleteOptions::default()
         } else {
-            serde_json::from_slice(&ctx.body)
+            let value = body::decode_object(&ctx.headers, &ctx.body)?;
+            serde_json::from_value(value)
                 .map_err(|e| ApiError::bad_request(format!("invalid DeleteOptions: {e}")))?
         };
         if let Some(grace) = ctx.params.grace_period_seconds()? {
