@@ -36,8 +36,8 @@ pub fn router(objects: Arc<Objects>) -> Router {
         .route("/swagger-2.0.0.pb-v1", get(openapi_v2_protobuf))
         .route("/openapi/v3", get(|| async { object(openapi::v3_index()) }))
         .route("/openapi/v3/{*path}", get(openapi_v3))
-        .route("/api/{*rest}", any(legacy_group))
-        .route("/apis/{*rest}", any(named_group))
+        .route("/api/{*rest}", any(resource))
+        .route("/apis/{*rest}", any(resource))
         .fallback(|uri: Uri| async move { rest::error(&ApiError::no_route(uri.path())) })
         .layer(middleware::from_fn(authenticate))
         .layer(DefaultBodyLimit::max(MAX_BODY * 2))
@@ -101,29 +101,9 @@ async fn openapi_v3(Path(path): Path<String>) -> Response {
     }
 }
 
-async fn legacy_group(
-    State(objects): State<Arc<Objects>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    resource(objects, true, method, uri, headers, body).await
-}
-
-async fn named_group(
-    State(objects): State<Arc<Objects>>,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    resource(objects, false, method, uri, headers, body).await
-}
-
+/// Everything under `/api` (the core group, "legacy") and `/apis` (named groups).
 async fn resource(
-    objects: Arc<Objects>,
-    legacy: bool,
+    State(objects): State<Arc<Objects>>,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -134,12 +114,10 @@ async fn resource(
         return rest::error(&e).into_response();
     }
     let path = uri.path();
-    let rest_path = if legacy {
-        path.strip_prefix("/api")
-    } else {
-        path.strip_prefix("/apis")
-    }
-    .unwrap_or(path);
+    let (legacy, rest_path) = match path.strip_prefix("/apis/") {
+        Some(rest) => (false, rest),
+        None => (true, path.strip_prefix("/api/").unwrap_or(path)),
+    };
     rest::handle(
         objects,
         legacy,

@@ -15,6 +15,7 @@ use serde_json::{Map, Value, json};
 
 use crate::Kind;
 
+pub(crate) use pod::VOLUME_SOURCES;
 pub use qos::pod_qos_class;
 pub(crate) use qos::quantity_millis;
 

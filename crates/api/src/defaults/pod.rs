@@ -161,8 +161,9 @@ fn default_handler(handler: &mut Map<String, Value>) {
     }
 }
 
-/// Volume sources Kubernetes knows; a volume naming none is an emptyDir.
-const VOLUME_SOURCES: &[&str] = &[
+/// Volume sources Kubernetes knows: a volume names exactly one (validation);
+/// a volume naming none is an emptyDir (defaulting).
+pub(crate) const VOLUME_SOURCES: &[&str] = &[
     "awsElasticBlockStore",
     "azureDisk",
     "azureFile",

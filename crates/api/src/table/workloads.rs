@@ -2,6 +2,7 @@
 
 use jiff::Timestamp;
 use k8s_openapi::api::{apps::v1 as apps, batch::v1 as batch, core::v1 as core};
+use schemars::JsonSchema;
 use serde_json::{Value, json};
 
 use super::format::{
@@ -13,32 +14,21 @@ use crate::meta;
 use crate::selector::LabelSelector;
 
 pub fn rc_columns() -> Vec<Column> {
+    replica_columns::<core::ReplicationControllerSpec, core::ReplicationControllerStatus>()
+}
+
+/// ReplicationControllers and ReplicaSets print the same columns, described
+/// from their own types.
+fn replica_columns<Spec: JsonSchema, Status: JsonSchema>() -> Vec<Column> {
     vec![
         Column::name(),
-        Column::new(
-            "Desired",
-            "integer",
-            doc::<core::ReplicationControllerSpec>("replicas"),
-        ),
-        Column::new(
-            "Current",
-            "integer",
-            doc::<core::ReplicationControllerStatus>("replicas"),
-        ),
-        Column::new(
-            "Ready",
-            "integer",
-            doc::<core::ReplicationControllerStatus>("readyReplicas"),
-        ),
+        Column::new("Desired", "integer", doc::<Spec>("replicas")),
+        Column::new("Current", "integer", doc::<Status>("replicas")),
+        Column::new("Ready", "integer", doc::<Status>("readyReplicas")),
         Column::age(),
         Column::containers(),
         Column::images(),
-        Column::new(
-            "Selector",
-            "string",
-            doc::<core::ReplicationControllerSpec>("selector"),
-        )
-        .wide(),
+        Column::new("Selector", "string", doc::<Spec>("selector")).wide(),
     ]
 }
 
@@ -101,33 +91,7 @@ pub fn deployment_cells(deploy: &Value, now: Timestamp) -> Vec<Value> {
 }
 
 pub fn replica_set_columns() -> Vec<Column> {
-    vec![
-        Column::name(),
-        Column::new(
-            "Desired",
-            "integer",
-            doc::<apps::ReplicaSetSpec>("replicas"),
-        ),
-        Column::new(
-            "Current",
-            "integer",
-            doc::<apps::ReplicaSetStatus>("replicas"),
-        ),
-        Column::new(
-            "Ready",
-            "integer",
-            doc::<apps::ReplicaSetStatus>("readyReplicas"),
-        ),
-        Column::age(),
-        Column::containers(),
-        Column::images(),
-        Column::new(
-            "Selector",
-            "string",
-            doc::<apps::ReplicaSetSpec>("selector"),
-        )
-        .wide(),
-    ]
+    replica_columns::<apps::ReplicaSetSpec, apps::ReplicaSetStatus>()
 }
 
 pub fn replica_set_cells(rs: &Value, now: Timestamp) -> Vec<Value> {
