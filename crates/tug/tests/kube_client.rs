@@ -384,3 +384,79 @@ async fn runtime_watcher_lists_then_follows() {
         .items;
     assert_eq!(sorted_names(left), ["new"]);
 }
+
+#[tokio::test]
+async fn status_subresource_and_generation_keep_spec_and_status_apart() {
+    let server = shared_server();
+    let ns = server.namespace("kube-status");
+    let deployments: Api<Deployment> = Api::namespaced(client(server).await, &ns);
+    let created = deployments
+        .create(&PostParams::default(), &deployment("split", 1))
+        .await
+        .expect("create");
+    assert_eq!(created.metadata.generation, Some(1));
+
+    // The status subresource takes status and nothing else.
+    let status = deployments
+        .patch_status(
+            "split",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"spec": {"replicas": 9}, "status": {"replicas": 1, "readyReplicas": 1}}),
+            ),
+        )
+        .await
+        .expect("patch status");
+    assert_eq!(
+        status.status.as_ref().and_then(|s| s.ready_replicas),
+        Some(1)
+    );
+    assert_eq!(status.spec.as_ref().and_then(|s| s.replicas), Some(1));
+    assert_eq!(
+        status.metadata.generation,
+        Some(1),
+        "a status write is not a spec change"
+    );
+
+    // The main resource ignores status and bumps the generation on spec changes only.
+    let labelled = deployments
+        .patch(
+            "split",
+            &PatchParams::default(),
+            &Patch::Merge(
+                json!({"metadata": {"labels": {"extra": "yes"}}, "status": {"replicas": 7}}),
+            ),
+        )
+        .await
+        .expect("patch labels");
+    assert_eq!(labelled.metadata.generation, Some(1));
+    assert_eq!(labelled.status.as_ref().and_then(|s| s.replicas), Some(1));
+    let scaled = deployments
+        .patch(
+            "split",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 3}})),
+        )
+        .await
+        .expect("patch spec");
+    assert_eq!(scaled.metadata.generation, Some(2));
+
+    // The scale subresource reads and writes spec.replicas.
+    let scale = deployments.get_scale("split").await.expect("get scale");
+    assert_eq!(scale.spec.and_then(|s| s.replicas), Some(3));
+    assert_eq!(
+        scale.status.map(|s| s.selector),
+        Some(Some("app=split".to_owned()))
+    );
+    deployments
+        .patch_scale(
+            "split",
+            &PatchParams::default(),
+            &Patch::Merge(json!({"spec": {"replicas": 5}})),
+        )
+        .await
+        .expect("patch scale");
+    let after = deployments.get("split").await.expect("get");
+    assert_eq!(after.spec.and_then(|s| s.replicas), Some(5));
+    assert_eq!(after.metadata.generation, Some(3));
+}
