@@ -25,6 +25,16 @@ struct Entry {
 }
 
 impl Entry {
+    /// The manager as conflict messages name it: appliers by name alone,
+    /// updaters with the API version they wrote with.
+    fn label(&self) -> String {
+        if self.operation == "Update" {
+            format!("{:?} using {}", self.manager, self.api_version)
+        } else {
+            format!("{:?}", self.manager)
+        }
+    }
+
     fn to_json(&self) -> Value {
         json!({
             "manager": self.manager,
@@ -155,7 +165,7 @@ fn resolve_conflicts(
     force: bool,
     entries: &mut [Entry],
 ) -> ApiResult<()> {
-    let mut conflicts: Vec<(String, String, String)> = Vec::new();
+    let mut conflicts: Vec<(String, String)> = Vec::new();
     for entry in entries.iter_mut() {
         if entry.manager == manager {
             continue;
@@ -172,11 +182,8 @@ fn resolve_conflicts(
                 entry.fields.remove(path);
             }
         } else {
-            conflicts.extend(
-                clashing
-                    .iter()
-                    .map(|p| (entry.manager.clone(), entry.api_version.clone(), display(p))),
-            );
+            let owner = entry.label();
+            conflicts.extend(clashing.iter().map(|p| (owner.clone(), display(p))));
         }
     }
     if conflicts.is_empty() {
@@ -192,18 +199,26 @@ fn is_container(v: &Value) -> bool {
     v.is_object() && v.as_object().is_some_and(|m| !m.is_empty())
 }
 
-fn conflict_error(conflicts: &[(String, String, String)]) -> ApiError {
+/// The 409 as the apiserver words it: one conflict on one line; several
+/// grouped under each manager, managers in sorted order. `conflicts` holds
+/// (manager label, field) pairs.
+fn conflict_error(conflicts: &[(String, String)]) -> ApiError {
     let message = match conflicts {
-        [(manager, version, field)] => format!(
-            "Apply failed with 1 conflict: conflict with \"{manager}\" using {version}: {field}"
-        ),
+        [(owner, field)] => {
+            format!("Apply failed with 1 conflict: conflict with {owner}: {field}")
+        }
         many => {
-            let lines: Vec<String> = many
-                .iter()
-                .map(|(manager, version, field)| {
-                    format!("conflict with \"{manager}\" using {version}: {field}")
-                })
-                .collect();
+            let owners: std::collections::BTreeSet<&String> =
+                many.iter().map(|(owner, _)| owner).collect();
+            let mut lines = Vec::new();
+            for owner in owners {
+                lines.push(format!("conflicts with {owner}:"));
+                lines.extend(
+                    many.iter()
+                        .filter(|(o, _)| o == owner)
+                        .map(|(_, field)| format!("- {field}")),
+                );
+            }
             format!(
                 "Apply failed with {} conflicts: {}",
                 many.len(),
@@ -213,9 +228,9 @@ fn conflict_error(conflicts: &[(String, String, String)]) -> ApiError {
     };
     let causes = conflicts
         .iter()
-        .map(|(manager, version, field)| StatusCause {
+        .map(|(owner, field)| StatusCause {
             reason: Some("FieldManagerConflict".into()),
-            message: Some(format!("conflict with \"{manager}\" using {version}")),
+            message: Some(format!("conflict with {owner}")),
             field: Some(field.clone()),
         })
         .collect();

@@ -55,9 +55,10 @@ fn another_manager_conflicts_unless_forced() {
     assert_eq!(err.code, 409);
     assert_eq!(
         err.message,
-        "Apply failed with 1 conflict: conflict with \"kubectl\" using apps/v1: .spec.replicas"
+        "Apply failed with 1 conflict: conflict with \"kubectl\": .spec.replicas"
     );
     let cause = &err.details.unwrap().causes.unwrap()[0];
+    assert_eq!(cause.message.as_deref(), Some("conflict with \"kubectl\""));
     assert_eq!(cause.reason.as_deref(), Some("FieldManagerConflict"));
     assert_eq!(cause.field.as_deref(), Some(".spec.replicas"));
 
@@ -101,11 +102,28 @@ fn an_update_takes_ownership_and_then_apply_conflicts() {
     assert!(managers(&scaled).contains(&("kubectl-scale".into(), "Update".into())));
     let err =
         server_side_apply(Some(&scaled), &config(2, "nginx"), "kubectl", false, NOW).unwrap_err();
-    assert!(
-        err.message.contains("conflict with \"kubectl-scale\""),
-        "{}",
-        err.message
+    assert_eq!(
+        err.message,
+        "Apply failed with 1 conflict: conflict with \"kubectl-scale\" using apps/v1: .spec.replicas"
     );
+}
+
+#[test]
+fn several_conflicts_are_listed_under_each_manager() {
+    let live = server_side_apply(None, &config(2, "nginx"), "kubectl", false, NOW).unwrap();
+    let mut scaled = live.clone();
+    scaled["spec"]["replicas"] = 7.into();
+    record_update(Some(&live), &mut scaled, "kubectl-scale", NOW);
+    let err =
+        server_side_apply(Some(&scaled), &config(3, "nginx:2"), "ci", false, NOW).unwrap_err();
+    assert_eq!(
+        err.message,
+        "Apply failed with 2 conflicts: conflicts with \"kubectl\":\n\
+         - .spec.template.spec.containers[name=\"app\"].image\n\
+         conflicts with \"kubectl-scale\" using apps/v1:\n\
+         - .spec.replicas"
+    );
+    assert_eq!(err.details.unwrap().causes.unwrap().len(), 2);
 }
 
 #[test]

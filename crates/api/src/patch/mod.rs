@@ -38,13 +38,10 @@ impl PatchType {
 pub fn apply_patch(patch_type: PatchType, original: &Value, patch: &[u8]) -> ApiResult<Value> {
     match patch_type {
         PatchType::Json => {
-            let ops: json_patch::Patch = serde_json::from_slice(patch).map_err(|e| {
-                ApiError::bad_request(format!(
-                    "the server rejected our request due to an error in our request: {e}"
-                ))
-            })?;
+            let ops: json_patch::Patch =
+                serde_json::from_slice(patch).map_err(|e| ApiError::bad_request(e.to_string()))?;
             let mut doc = original.clone();
-            json_patch::patch(&mut doc, &ops.0).map_err(|e| unprocessable(&e.to_string()))?;
+            json_patch::patch(&mut doc, &ops.0).map_err(|_| unprocessable())?;
             Ok(doc)
         }
         PatchType::Merge => {
@@ -74,13 +71,15 @@ fn patch_object(patch: &[u8]) -> ApiResult<Value> {
     Ok(value)
 }
 
-/// 422 for a well-formed patch that does not apply to the object.
-fn unprocessable(message: &str) -> ApiError {
+/// 422 for a well-formed JSON patch that does not apply (a failed `test`, a
+/// missing path). The apiserver answers with a generic 422 whose message
+/// drops the reason, and kubectl shows exactly this text.
+fn unprocessable() -> ApiError {
     ApiError {
         code: 422,
         reason: "Invalid",
-        message: message.to_owned(),
-        details: None,
+        message: "the server rejected our request due to an error in our request".to_owned(),
+        details: Some(Box::default()),
     }
 }
 

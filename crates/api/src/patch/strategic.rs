@@ -164,7 +164,11 @@ fn merge_keyed_list(
                     }
                 }
             }
-            None => original.push(Value::Object(without_directives(fields))),
+            None => {
+                if let Some(added) = merge_map(Map::new(), fields, path)? {
+                    original.push(Value::Object(added));
+                }
+            }
         }
     }
     Ok(Value::Array(original))

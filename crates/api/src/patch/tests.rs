@@ -156,6 +156,11 @@ fn json_patch_applies_in_order_and_fails_whole() {
     )
     .unwrap_err();
     assert_eq!(failed.code, 422);
+    assert_eq!(failed.reason, "Invalid");
+    assert_eq!(
+        failed.message,
+        "the server rejected our request due to an error in our request"
+    );
     let malformed = apply_patch(PatchType::Json, &deployment(), b"{not json").unwrap_err();
     assert_eq!(malformed.code, 400);
 }
@@ -171,5 +176,27 @@ fn merge_patch_replaces_lists_whole() {
     assert_eq!(
         patched["spec"]["template"]["spec"]["containers"],
         json!([{"name": "only", "image": "x"}])
+    );
+}
+
+#[test]
+fn an_added_container_keeps_no_directives_of_its_own() {
+    let patched = strategic(
+        deployment(),
+        json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "proxy", "image": "envoy",
+             "resources": {"$retainKeys": ["limits"], "limits": {"cpu": "1"}}}
+        ]}}}}),
+    );
+    let containers = &patched["spec"]["template"]["spec"]["containers"];
+    let proxy = containers
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "proxy")
+        .unwrap();
+    assert_eq!(
+        proxy,
+        &json!({"name": "proxy", "image": "envoy", "resources": {"limits": {"cpu": "1"}}})
     );
 }
