@@ -1,15 +1,9 @@
-//! `tug`: Tugboat's one binary.
+//! `tug`: Tugboat's one binary. Each subcommand lives in its own module;
+//! this file only parses the command line and dispatches.
 
-use std::net::IpAddr;
-use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
+mod server;
 
-use anyhow::Context;
 use clap::{Parser, Subcommand};
-use tugboat_apiserver::Config;
-use tugboat_store::Store;
-use tugboat_store::embedded::EmbeddedStore;
 
 #[derive(Parser)]
 #[command(name = "tug", version, about = "A small Kubernetes in one binary")]
@@ -21,27 +15,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Runs a whole cluster on this machine: the Kubernetes API on an embedded store.
-    Server(ServerArgs),
-}
-
-#[derive(clap::Args)]
-struct ServerArgs {
-    /// Where the cluster keeps its state, certificates and admin kubeconfig.
-    #[arg(long, default_value = "/var/lib/tugboat")]
-    data_dir: PathBuf,
-    /// The HTTPS port of the Kubernetes API.
-    #[arg(long, default_value_t = 6443)]
-    port: u16,
-    /// The address to listen on (0.0.0.0: every interface).
-    #[arg(long, default_value = "0.0.0.0")]
-    bind_address: IpAddr,
-    /// Another name or address for the API server's certificate (repeatable).
-    #[arg(long)]
-    tls_san: Vec<String>,
-    /// Seconds of store history kept for watches and paginated lists; older
-    /// resourceVersions get 410 Expired.
-    #[arg(long, default_value_t = 300)]
-    compaction_interval: u64,
+    Server(server::ServerArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -54,22 +28,6 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
-        Command::Server(args) => runtime.block_on(server(args)),
+        Command::Server(args) => runtime.block_on(server::run(args)),
     }
-}
-
-async fn server(args: ServerArgs) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.data_dir)
-        .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
-    let state = args.data_dir.join("state.redb");
-    let store: Arc<dyn Store> = EmbeddedStore::open(&state)
-        .with_context(|| format!("opening the store {}", state.display()))?;
-    let config = Config {
-        data_dir: args.data_dir,
-        bind_address: args.bind_address,
-        port: args.port,
-        tls_san: args.tls_san,
-        compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
-    };
-    tugboat_apiserver::run(config, store).await
 }

@@ -1,0 +1,47 @@
+//! `tug server`: the whole cluster on this machine.
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use tugboat_apiserver::Config;
+use tugboat_store::Store;
+use tugboat_store::embedded::EmbeddedStore;
+
+#[derive(clap::Args)]
+pub struct ServerArgs {
+    /// Where the cluster keeps its state, certificates and admin kubeconfig.
+    #[arg(long, default_value = "/var/lib/tugboat")]
+    data_dir: PathBuf,
+    /// The HTTPS port of the Kubernetes API.
+    #[arg(long, default_value_t = 6443)]
+    port: u16,
+    /// The address to listen on (0.0.0.0: every interface).
+    #[arg(long, default_value = "0.0.0.0")]
+    bind_address: IpAddr,
+    /// Another name or address for the API server's certificate (repeatable).
+    #[arg(long)]
+    tls_san: Vec<String>,
+    /// Seconds of store history kept for watches and paginated lists; older
+    /// resourceVersions get 410 Expired.
+    #[arg(long, default_value_t = 300)]
+    compaction_interval: u64,
+}
+
+pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.data_dir)
+        .with_context(|| format!("creating the data dir {}", args.data_dir.display()))?;
+    let state = args.data_dir.join("state.redb");
+    let store: Arc<dyn Store> = EmbeddedStore::open(&state)
+        .with_context(|| format!("opening the store {}", state.display()))?;
+    let config = Config {
+        data_dir: args.data_dir,
+        bind_address: args.bind_address,
+        port: args.port,
+        tls_san: args.tls_san,
+        compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
+    };
+    tugboat_apiserver::run(config, store).await
+}
