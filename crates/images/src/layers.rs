@@ -1,0 +1,237 @@
+//! Layer tars unpacked once per layer digest into `layers/<hex>/`, each an
+//! overlayfs lower directory: OCI whiteouts become what overlayfs reads
+//! (a 0:0 character device for a deleted path, `trusted.overlay.opaque=y`
+//! for a directory whose lower contents are hidden).
+
+use std::ffi::OsStr;
+use std::fs;
+use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use rustix::fs::{CWD, FileType, Mode, XattrFlags, lsetxattr, makedev, mknodat};
+use tar::EntryType;
+
+use crate::blobs::{Blobs, remove_all};
+use crate::digest::Digest;
+use crate::error::{Error, IoContext, Result};
+
+const WHITEOUT_PREFIX: &str = ".wh.";
+const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
+const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
+const UNPACKING_PREFIX: &str = ".unpack-";
+
+#[derive(Clone, Debug)]
+pub(crate) struct Layers {
+    dir: PathBuf,
+}
+
+impl Layers {
+    pub(crate) fn new(dir: PathBuf) -> Layers {
+        Layers { dir }
+    }
+
+    pub(crate) fn path(&self, digest: &Digest) -> PathBuf {
+        self.dir.join(digest.hex())
+    }
+
+    pub(crate) fn contains(&self, digest: &Digest) -> bool {
+        self.path(digest).is_dir()
+    }
+
+    /// Unpacks the layer blob `digest` unless that was done before. The tree
+    /// is built beside its final place and renamed there, so a layer
+    /// directory that exists is complete; when two processes race, the first
+    /// rename wins and the other's copy is dropped.
+    pub(crate) fn ensure(&self, blobs: &Blobs, digest: &Digest) -> Result<PathBuf> {
+        let path = self.path(digest);
+        if path.is_dir() {
+            return Ok(path);
+        }
+        let tmp = tempfile::Builder::new()
+            .prefix(UNPACKING_PREFIX)
+            .tempdir_in(&self.dir)
+            .context(|| format!("creating a directory in {}", self.dir.display()))?;
+        let unpacked =
+            fs::set_permissions(tmp.path(), fs::Permissions::from_mode(0o755)).and_then(|()| {
+                unpack(
+                    BufReader::new(blobs.open(digest).map_err(io::Error::other)?),
+                    tmp.path(),
+                )
+            });
+        unpacked.map_err(|source| Error::Unpack {
+            digest: digest.to_string(),
+            source,
+        })?;
+        match fs::rename(tmp.path(), &path) {
+            Ok(()) => {
+                // Renamed away: nothing left for the guard to clean up.
+                let _renamed = tmp.keep();
+                Ok(path)
+            }
+            Err(_) if path.is_dir() => Ok(path),
+            Err(e) => Err(e).context(|| format!("renaming into {}", path.display())),
+        }
+    }
+
+    pub(crate) fn remove(&self, digest: &Digest) -> Result<()> {
+        remove_all(&self.path(digest))
+    }
+
+    /// Unpacked layers, and leftovers of unpacks a crash interrupted.
+    pub(crate) fn list(&self) -> Result<(Vec<Digest>, Vec<PathBuf>)> {
+        let mut layers = Vec::new();
+        let mut partial = Vec::new();
+        for entry in
+            fs::read_dir(&self.dir).context(|| format!("listing {}", self.dir.display()))?
+        {
+            let entry = entry.context(|| format!("listing {}", self.dir.display()))?;
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with(UNPACKING_PREFIX) {
+                partial.push(entry.path());
+            } else if let Ok(digest) = Digest::from_hex(&name) {
+                layers.push(digest);
+            }
+        }
+        Ok((layers, partial))
+    }
+}
+
+/// Unpacks a layer tar (gzip, zstd or plain) into `dest`.
+pub(crate) fn unpack(reader: impl BufRead, dest: &Path) -> io::Result<()> {
+    let mut archive = tar::Archive::new(decompress(reader)?);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_preserve_mtime(true);
+    archive.set_unpack_xattrs(true);
+    archive.set_overwrite(true);
+    // Directories are made last, deepest first, as tar's own unpack does: a
+    // read-only directory would refuse its children, and creating children
+    // would move the directory's mtime.
+    let mut directories = Vec::new();
+    let mut opaque = Vec::new();
+    for entry in archive.entries()? {
+        let mut entry = entry?;
+        let path = relative(&entry.path()?)?;
+        let Some(name) = path.file_name().and_then(OsStr::to_str) else {
+            continue;
+        };
+        let parent = path.parent().unwrap_or(Path::new(""));
+        if name == OPAQUE_WHITEOUT {
+            opaque.push(parent.to_path_buf());
+        } else if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+            let target = directory_inside(dest, parent)?.join(hidden);
+            remove_all(&target).map_err(io::Error::other)?;
+            mknodat(
+                CWD,
+                &target,
+                FileType::CharacterDevice,
+                Mode::empty(),
+                makedev(0, 0),
+            )?;
+        } else {
+            match entry.header().entry_type() {
+                EntryType::Directory => directories.push(entry),
+                EntryType::Char | EntryType::Block | EntryType::Fifo => {
+                    make_node(dest, &path, entry.header())?
+                }
+                _ => {
+                    entry.unpack_in(dest)?;
+                }
+            }
+        }
+    }
+    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
+    for mut directory in directories {
+        directory.unpack_in(dest)?;
+    }
+    for directory in opaque {
+        let directory = directory_inside(dest, &directory)?;
+        lsetxattr(&directory, OPAQUE_XATTR, b"y", XattrFlags::empty())?;
+    }
+    Ok(())
+}
+
+fn decompress<'a>(mut reader: impl BufRead + 'a) -> io::Result<Box<dyn Read + 'a>> {
+    let magic = reader.fill_buf()?;
+    if magic.starts_with(&[0x1f, 0x8b]) {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(reader)))
+    } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        let decoder = ruzstd::decoding::StreamingDecoder::new(reader).map_err(io::Error::other)?;
+        Ok(Box::new(decoder))
+    } else {
+        Ok(Box::new(reader))
+    }
+}
+
+/// An entry's path relative to the layer root; `..` is refused.
+fn relative(path: &Path) -> io::Result<PathBuf> {
+    let mut relative = PathBuf::new();
+    for component in path.components() {
+        match component {
+            Component::Normal(part) => relative.push(part),
+            Component::CurDir | Component::RootDir => {}
+            Component::ParentDir | Component::Prefix(_) => {
+                return Err(io::Error::other(format!(
+                    "entry {} leaves the layer",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(relative)
+}
+
+/// `dest/relative`, created as plain directories where missing. A symbolic
+/// link on the way is refused: following one could lead out of the layer.
+fn directory_inside(dest: &Path, relative: &Path) -> io::Result<PathBuf> {
+    let mut path = dest.to_path_buf();
+    for part in relative.components() {
+        path.push(part);
+        match fs::symlink_metadata(&path) {
+            Ok(meta) if meta.is_dir() => {}
+            Ok(_) => {
+                return Err(io::Error::other(format!(
+                    "{} is not a directory",
+                    path.display()
+                )));
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fs::create_dir(&path)?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o755))?;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(path)
+}
+
+/// Device nodes and fifos, which the tar crate would write as plain files.
+fn make_node(dest: &Path, path: &Path, header: &tar::Header) -> io::Result<()> {
+    let parent = directory_inside(dest, path.parent().unwrap_or(Path::new("")))?;
+    let target = parent.join(path.file_name().unwrap_or_default());
+    let (file_type, device) = match header.entry_type() {
+        EntryType::Fifo => (FileType::Fifo, makedev(0, 0)),
+        kind => {
+            let major = header.device_major()?.unwrap_or(0);
+            let minor = header.device_minor()?.unwrap_or(0);
+            let file_type = if kind == EntryType::Block {
+                FileType::BlockDevice
+            } else {
+                FileType::CharacterDevice
+            };
+            (file_type, makedev(major, minor))
+        }
+    };
+    remove_all(&target).map_err(io::Error::other)?;
+    mknodat(CWD, &target, file_type, Mode::empty(), device)?;
+    let owner = |id: u64| u32::try_from(id).map_err(io::Error::other);
+    std::os::unix::fs::lchown(
+        &target,
+        Some(owner(header.uid()?)?),
+        Some(owner(header.gid()?)?),
+    )?;
+    fs::set_permissions(&target, fs::Permissions::from_mode(header.mode()? & 0o7777))?;
+    Ok(())
+}

@@ -1,0 +1,255 @@
+//! What the image tests share: the project's test images, a store in a
+//! temporary directory, OCI archives made on the spot, and a real registry
+//! (Debian's docker-registry) on a free loopback port.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::thread::sleep;
+use std::time::Duration;
+
+use tempfile::TempDir;
+use tugboat_images::{Digest, ImageStore};
+
+/// The archives `scripts/build-test-images` makes, built once per test run.
+pub fn test_images() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dir = workspace.join("target/test-images");
+        run(Command::new(workspace.join("scripts/build-test-images")).arg(&dir));
+        dir
+    })
+}
+
+pub fn test_image(name: &str) -> PathBuf {
+    test_images().join(name)
+}
+
+pub fn new_store() -> (TempDir, ImageStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(dir.path().join("images")).unwrap();
+    (dir, store)
+}
+
+pub fn run(command: &mut Command) -> String {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "{command:?} failed: {}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+/// A file or directory in a layer tar under construction.
+pub enum Entry<'a> {
+    Dir(&'a str),
+    File(&'a str, &'a [u8]),
+    /// path, content, mode, uid, gid
+    Owned(&'a str, &'a [u8], u32, u64, u64),
+    Symlink(&'a str, &'a str),
+    HardLink(&'a str, &'a str),
+}
+
+pub fn layer_tar(entries: &[Entry]) -> Vec<u8> {
+    let mut builder = tar::Builder::new(Vec::new());
+    for entry in entries {
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(0);
+        header.set_uid(0);
+        header.set_gid(0);
+        match *entry {
+            Entry::Dir(path) => {
+                header.set_entry_type(tar::EntryType::Directory);
+                header.set_mode(0o755);
+                header.set_size(0);
+                builder.append_data(&mut header, path, &[][..]).unwrap();
+            }
+            Entry::File(path, content) => {
+                header.set_mode(0o644);
+                header.set_size(content.len() as u64);
+                builder.append_data(&mut header, path, content).unwrap();
+            }
+            Entry::Owned(path, content, mode, uid, gid) => {
+                header.set_mode(mode);
+                header.set_uid(uid);
+                header.set_gid(gid);
+                header.set_size(content.len() as u64);
+                builder.append_data(&mut header, path, content).unwrap();
+            }
+            Entry::Symlink(path, target) => {
+                header.set_entry_type(tar::EntryType::Symlink);
+                header.set_mode(0o777);
+                header.set_size(0);
+                builder.append_link(&mut header, path, target).unwrap();
+            }
+            Entry::HardLink(path, target) => {
+                header.set_entry_type(tar::EntryType::Link);
+                header.set_mode(0o644);
+                header.set_size(0);
+                builder.append_link(&mut header, path, target).unwrap();
+            }
+        }
+    }
+    builder.into_inner().unwrap()
+}
+
+pub fn gzip(bytes: &[u8]) -> Vec<u8> {
+    use std::io::Write;
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(bytes).unwrap();
+    encoder.finish().unwrap()
+}
+
+/// Writes an OCI archive of one image named `name` whose layers are the
+/// given (uncompressed) tars, stored gzip-compressed.
+pub fn oci_archive(path: &Path, name: &str, layers: &[Vec<u8>], config: serde_json::Value) {
+    let mut blobs: Vec<(Digest, Vec<u8>)> = Vec::new();
+    let mut descriptors = Vec::new();
+    let mut diff_ids = Vec::new();
+    for layer in layers {
+        let compressed = gzip(layer);
+        let digest = Digest::of(&compressed);
+        diff_ids.push(Digest::of(layer).to_string());
+        descriptors.push(serde_json::json!({
+            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
+            "digest": digest.to_string(),
+            "size": compressed.len(),
+        }));
+        blobs.push((digest, compressed));
+    }
+    let config = serde_json::to_vec(&serde_json::json!({
+        "architecture": "amd64",
+        "os": "linux",
+        "config": config,
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    }))
+    .unwrap();
+    let config_digest = Digest::of(&config);
+    let manifest = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config_digest.to_string(),
+            "size": config.len(),
+        },
+        "layers": descriptors,
+    }))
+    .unwrap();
+    let manifest_digest = Digest::of(&manifest);
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest.to_string(),
+            "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": name},
+        }],
+    }))
+    .unwrap();
+    blobs.push((config_digest, config));
+    blobs.push((manifest_digest, manifest));
+
+    let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());
+    let mut add = |name: &str, content: &[u8]| {
+        let mut header = tar::Header::new_gnu();
+        header.set_mode(0o644);
+        header.set_size(content.len() as u64);
+        builder.append_data(&mut header, name, content).unwrap();
+    };
+    add("oci-layout", br#"{"imageLayoutVersion":"1.0.0"}"#);
+    add("index.json", &index);
+    for (digest, content) in &blobs {
+        add(&format!("blobs/sha256/{}", digest.hex()), content);
+    }
+    builder.finish().unwrap();
+}
+
+/// Debian's docker-registry serving on a free loopback port from a temporary
+/// directory, stopped when dropped.
+pub struct Registry {
+    child: Child,
+    _dir: TempDir,
+    /// `127.0.0.1:PORT`
+    pub address: String,
+}
+
+impl Registry {
+    /// Starts a registry; with `user`, it requires that basic-auth user.
+    pub fn start(user: Option<(&str, &str)>) -> Registry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let address = format!("127.0.0.1:{port}");
+        let mut config = format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
+            dir.path().join("data").display()
+        );
+        if let Some((name, password)) = user {
+            let htpasswd = run(Command::new("htpasswd").args(["-Bbn", name, password]));
+            let path = dir.path().join("htpasswd");
+            std::fs::write(&path, htpasswd).unwrap();
+            config.push_str(&format!(
+                "auth:\n  htpasswd:\n    realm: tugboat-test\n    path: {}\n",
+                path.display()
+            ));
+        }
+        let config_path = dir.path().join("config.yml");
+        std::fs::write(&config_path, config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config_path)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry (Debian's docker-registry package) must be installed");
+        let registry = Registry {
+            child,
+            _dir: dir,
+            address,
+        };
+        for _ in 0..200 {
+            if TcpStream::connect(&registry.address).is_ok() {
+                return registry;
+            }
+            sleep(Duration::from_millis(50));
+        }
+        panic!("docker-registry did not listen on {}", registry.address);
+    }
+
+    /// Pushes an OCI archive with skopeo as `repository:tag`; `format` is
+    /// skopeo's manifest format (`oci` or `v2s2`, Docker's schema 2).
+    pub fn push(&self, archive: &Path, target: &str, format: &str, creds: Option<&str>) {
+        let mut command = Command::new("skopeo");
+        command.args([
+            "--insecure-policy",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+        ]);
+        command.args(["--format", format]);
+        if let Some(creds) = creds {
+            command.args(["--dest-creds", creds]);
+        }
+        command
+            .arg(format!("oci-archive:{}", archive.display()))
+            .arg(format!("docker://{}/{target}", self.address));
+        run(&mut command);
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

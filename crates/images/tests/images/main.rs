@@ -1,0 +1,7 @@
+//! The image store against real archives, a real registry and real
+//! overlayfs mounts (as root, like the node agent).
+
+mod common;
+mod import;
+mod registry;
+mod rootfs;

@@ -1,0 +1,179 @@
+use std::sync::Mutex;
+
+use tugboat_images::{Error, Progress, ProgressPhase, PullOptions, Reference, RegistryAuth};
+
+use crate::common::{Registry, new_store, test_image};
+
+fn reference(s: &str) -> Reference {
+    s.parse().unwrap()
+}
+
+fn pull_error(result: tugboat_images::Result<tugboat_images::Image>) -> String {
+    match result {
+        Err(error @ Error::Pull { .. }) => error.to_string(),
+        other => panic!("expected a pull error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn pulls_an_oci_image_pushed_to_a_local_registry() {
+    let registry = Registry::start(None);
+    registry.push(
+        &test_image("httpd.oci.tar"),
+        "tugboat/httpd:v1",
+        "oci",
+        None,
+    );
+    let (_dir, store) = new_store();
+
+    let events = Mutex::new(Vec::<Progress>::new());
+    let record = |progress: &Progress| events.lock().unwrap().push(progress.clone());
+    let options = PullOptions {
+        progress: Some(&record),
+        ..PullOptions::default()
+    };
+    let name = format!("{}/tugboat/httpd:v1", registry.address);
+    let image = store.pull(&reference(&name), &options).await.unwrap();
+
+    assert_eq!(image.repo_tags, [name.as_str()]);
+    assert_eq!(image.repo_digests.len(), 1);
+    assert!(
+        image.repo_digests[0].starts_with(&format!("{}/tugboat/httpd@sha256:", registry.address))
+    );
+    assert_eq!(image.config.exposed_ports, ["8080/tcp"]);
+    let layers = store.layer_dirs(&image);
+    assert!(layers[0].join("bin/busybox").is_file());
+    assert!(layers[1].join("www/index.html").is_file());
+
+    let first_pull = std::mem::take(&mut *events.lock().unwrap());
+    for layer in &image.layers {
+        let of_layer: Vec<_> = first_pull
+            .iter()
+            .filter(|e| e.layer == layer.digest)
+            .collect();
+        let downloaded = of_layer
+            .iter()
+            .filter(|e| e.phase == ProgressPhase::Downloading)
+            .map(|e| e.downloaded)
+            .max();
+        assert_eq!(downloaded, Some(layer.size), "{of_layer:?}");
+        assert_eq!(of_layer.last().unwrap().phase, ProgressPhase::Done);
+    }
+
+    // A second pull finds every layer in place, and the digest names the same image.
+    let again = store.pull(&reference(&name), &options).await.unwrap();
+    assert_eq!(again.id, image.id);
+    assert!(
+        events
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|e| e.phase == ProgressPhase::Cached)
+    );
+    let by_digest = store.resolve(&image.repo_digests[0]).unwrap().unwrap();
+    assert_eq!(by_digest.id, image.id);
+    let pinned = store
+        .pull(&reference(&image.repo_digests[0]), &PullOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(pinned.id, image.id);
+}
+
+#[tokio::test]
+async fn pulls_a_docker_schema_2_image() {
+    let registry = Registry::start(None);
+    registry.push(
+        &test_image("busybox.oci.tar"),
+        "tugboat/busybox:v2s2",
+        "v2s2",
+        None,
+    );
+    let (_dir, store) = new_store();
+    let name = format!("{}/tugboat/busybox:v2s2", registry.address);
+    let image = store
+        .pull(&reference(&name), &PullOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        image.layers[0].media_type,
+        "application/vnd.docker.image.rootfs.diff.tar.gzip"
+    );
+    assert_eq!(image.config.cmd, ["sh"]);
+    assert!(store.layer_dirs(&image)[0].join("bin/busybox").is_file());
+}
+
+#[tokio::test]
+async fn basic_auth_is_required_and_accepted() {
+    let registry = Registry::start(Some(("tug", "s3cret")));
+    registry.push(
+        &test_image("busybox.oci.tar"),
+        "private/busybox:latest",
+        "oci",
+        Some("tug:s3cret"),
+    );
+    let (_dir, store) = new_store();
+    let name = reference(&format!("{}/private/busybox", registry.address));
+
+    let anonymous = pull_error(store.pull(&name, &PullOptions::default()).await);
+    assert!(anonymous.contains("unauthorized"), "{anonymous}");
+
+    let wrong = PullOptions {
+        auth: RegistryAuth::Basic {
+            username: "tug".into(),
+            password: "wrong".into(),
+        },
+        ..PullOptions::default()
+    };
+    let refused = pull_error(store.pull(&name, &wrong).await);
+    assert!(refused.contains("unauthorized"), "{refused}");
+
+    // The credentials as an imagePullSecret carries them.
+    let secret = format!(
+        r#"{{"auths":{{"http://{}":{{"auth":"dHVnOnMzY3JldA=="}}}}}}"#,
+        registry.address
+    );
+    let auth = RegistryAuth::from_docker_config(secret.as_bytes(), name.registry())
+        .unwrap()
+        .unwrap();
+    let options = PullOptions {
+        auth,
+        ..PullOptions::default()
+    };
+    let image = store.pull(&name, &options).await.unwrap();
+    assert_eq!(image.repo_tags, [name.to_string()]);
+}
+
+#[tokio::test]
+async fn a_missing_image_gives_the_registrys_message() {
+    let registry = Registry::start(None);
+    registry.push(
+        &test_image("busybox.oci.tar"),
+        "tugboat/busybox:latest",
+        "oci",
+        None,
+    );
+    let (_dir, store) = new_store();
+
+    let missing_tag = reference(&format!("{}/tugboat/busybox:nope", registry.address));
+    let message = pull_error(store.pull(&missing_tag, &PullOptions::default()).await);
+    assert!(message.contains(&missing_tag.to_string()), "{message}");
+    assert!(message.contains("manifest unknown"), "{message}");
+
+    let missing_repository = reference(&format!("{}/tugboat/nothing", registry.address));
+    let message = pull_error(
+        store
+            .pull(&missing_repository, &PullOptions::default())
+            .await,
+    );
+    assert!(message.contains("manifest unknown"), "{message}");
+
+    let address = registry.address.clone();
+    drop(registry);
+    let nobody = reference(&format!("{address}/tugboat/busybox"));
+    let message = pull_error(store.pull(&nobody, &PullOptions::default()).await);
+    assert!(
+        message.to_lowercase().contains("connection refused"),
+        "{message}"
+    );
+    assert!(store.list().unwrap().is_empty());
+}
