@@ -1,0 +1,291 @@
+//! `tug-bench`: measures the release `tug server` through its HTTPS API, and
+//! the store backends side by side through the `Store` trait, and prints the
+//! figures as tables. A program to run by hand, never a test: nothing here
+//! gates CI.
+//!
+//! ```text
+//! cargo build --release -p tug -p tugboat-bench
+//! target/release/tug-bench
+//! ```
+
+mod api;
+mod client;
+mod report;
+mod store;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use tugboat_store::Store;
+use tugboat_store::embedded::EmbeddedStore;
+
+use report::{Creates, Samples, Table, count, mib, ms};
+
+#[derive(Parser)]
+#[command(
+    name = "tug-bench",
+    about = "Measures tug server and the store backends"
+)]
+struct Args {
+    /// The `tug` binary to measure (build it with --release).
+    #[arg(long, env = "TUG_BIN", default_value = "target/release/tug")]
+    tug: PathBuf,
+    /// Where the temporary data dirs go: keep it on a real disk (not tmpfs),
+    /// since every acknowledged write is synced.
+    #[arg(long, default_value = "target/bench")]
+    work_dir: PathBuf,
+    /// Objects created in all (split 10% / 40% / 50% over 1, 16 and 64
+    /// clients); the LIST and range then read all of them.
+    #[arg(long, default_value_t = 10_000)]
+    objects: usize,
+    /// Concurrent watchers in the watch delivery measure.
+    #[arg(long, default_value_t = 100)]
+    watchers: usize,
+    /// Writes each watcher must see in the watch delivery measure.
+    #[arg(long, default_value_t = 100)]
+    watch_events: usize,
+    /// Pause between two watched writes, in milliseconds.
+    #[arg(long, default_value_t = 10)]
+    watch_gap_ms: u64,
+    /// How many restarts the ready time is the median of.
+    #[arg(long, default_value_t = 5)]
+    restarts: usize,
+    /// Only the API server part.
+    #[arg(long)]
+    api_only: bool,
+    /// Only the store part.
+    #[arg(long, conflicts_with = "api_only")]
+    store_only: bool,
+}
+
+impl Args {
+    /// (clients, creates) for each create phase.
+    fn phases(&self) -> [(usize, usize); 3] {
+        let first = self.objects / 10;
+        let second = self.objects * 4 / 10;
+        [
+            (1, first),
+            (16, second),
+            (64, self.objects - first - second),
+        ]
+    }
+
+    fn gap(&self) -> Duration {
+        Duration::from_millis(self.watch_gap_ms)
+    }
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.work_dir)
+        .with_context(|| format!("creating {}", args.work_dir.display()))?;
+    let run = tempfile::Builder::new()
+        .prefix("run-")
+        .tempdir_in(&args.work_dir)?;
+    println!(
+        "tug-bench: {} objects, {} watchers x {} events, on {} cores",
+        count(args.objects as f64),
+        args.watchers,
+        args.watch_events,
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+    );
+    if !args.store_only {
+        api_part(&args, run.path()).await?;
+    }
+    if !args.api_only {
+        store_part(&args, run.path()).await?;
+    }
+    Ok(())
+}
+
+fn creates_cell(c: &mut Creates) -> String {
+    format!(
+        "{}/s  p50 {}  p99 {}",
+        count(c.per_second()),
+        ms(c.latencies.median()),
+        ms(c.latencies.percentile(99.0))
+    )
+}
+
+fn latency_cell(s: &mut Samples) -> String {
+    format!("p50 {}  p99 {}", ms(s.median()), ms(s.percentile(99.0)))
+}
+
+fn clients(n: usize) -> String {
+    if n == 1 {
+        "1 client".into()
+    } else {
+        format!("{n} clients")
+    }
+}
+
+async fn api_part(args: &Args, run: &std::path::Path) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        args.tug.exists(),
+        "{} not found: run `cargo build --release -p tug -p tugboat-bench` first, or pass --tug",
+        args.tug.display()
+    );
+    let data = run.join("tug");
+    let port = api::free_port()?;
+    let mut table = Table::new(
+        &format!(
+            "API server: {} server, HTTPS with the admin client certificate",
+            args.tug.display()
+        ),
+        &["measure", "result", "goal"],
+    );
+
+    let (server, first) = api::TugServer::start(&args.tug, &data, port).await?;
+    drop(server);
+    let mut restarts = Samples::default();
+    let mut server = None;
+    for _ in 0..args.restarts.max(1) {
+        drop(server.take());
+        let (s, ready) = api::TugServer::start(&args.tug, &data, port).await?;
+        restarts.push(ready);
+        server = Some(s);
+    }
+    let server = server.unwrap();
+    table.row(vec![
+        "ready (/readyz 200) at first start, making the certificates".into(),
+        ms(first),
+        "< 100 ms".into(),
+    ]);
+    table.row(vec![
+        format!(
+            "ready (/readyz 200) at restart, median of {}",
+            restarts.len()
+        ),
+        ms(restarts.median()),
+        "< 100 ms".into(),
+    ]);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    table.row(vec![
+        "RSS idle".into(),
+        mib(server.rss_kib()?),
+        "< 25 MiB".into(),
+    ]);
+
+    let ep = server.endpoint()?;
+    api::create_namespace(&ep).await?;
+    for (n, total) in args.phases() {
+        let mut result = api::creates(&ep, n, total).await?;
+        let goal = match n {
+            16 => "p99 < 5 ms",
+            64 => ">= 2,000/s",
+            _ => "",
+        };
+        table.row(vec![
+            format!("pod creates, {} ({} pods)", clients(n), count(total as f64)),
+            creates_cell(&mut result),
+            goal.into(),
+        ]);
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let with_objects = server.rss_kib()?;
+    let (mut head, mut list) = api::list_pods(&ep, args.objects, 5).await?;
+    table.row(vec![
+        format!(
+            "LIST of {} pods, median of 5 (response head after {})",
+            count(args.objects as f64),
+            ms(head.median())
+        ),
+        ms(list.median()),
+        "< 100 ms".into(),
+    ]);
+    table.row(vec![
+        format!("RSS with {} pods", count(args.objects as f64)),
+        mib(with_objects),
+        String::new(),
+    ]);
+    table.row(vec![
+        format!(
+            "RSS with {} pods, after the LISTs",
+            count(args.objects as f64)
+        ),
+        mib(server.rss_kib()?),
+        String::new(),
+    ]);
+    let mut watch = api::watch_latency(&ep, args.watchers, args.watch_events, args.gap()).await?;
+    table.row(vec![
+        format!(
+            "watch delivery, {} watchers x {} creates (create sent -> event read)",
+            args.watchers, args.watch_events
+        ),
+        latency_cell(&mut watch),
+        String::new(),
+    ]);
+    drop(server);
+    table.print();
+    Ok(())
+}
+
+/// One store backend under test.
+struct Backend {
+    name: String,
+    store: Arc<dyn Store>,
+}
+
+async fn store_part(args: &Args, run: &std::path::Path) -> anyhow::Result<()> {
+    let dir = run.join("store");
+    std::fs::create_dir_all(&dir)?;
+    let backends = vec![Backend {
+        name: "embedded (redb)".into(),
+        store: EmbeddedStore::open(&dir.join("store.redb"))?,
+    }];
+
+    let mut header = vec!["measure".to_owned()];
+    header.extend(backends.iter().map(|b| b.name.clone()));
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut add = |row: usize, label: String, cell: String| {
+        if rows.len() <= row {
+            rows.push(vec![label]);
+        }
+        rows[row].push(cell);
+    };
+    for backend in &backends {
+        let store = &backend.store;
+        let mut row = 0;
+        for (n, total) in args.phases() {
+            let mut result = store::creates(store, n, total).await?;
+            add(
+                row,
+                format!("creates, {} ({} keys)", clients(n), count(total as f64)),
+                creates_cell(&mut result),
+            );
+            row += 1;
+        }
+        let mut range = store::range(store, args.objects, 5).await?;
+        add(
+            row,
+            format!("range of {} keys, median of 5", count(args.objects as f64)),
+            ms(range.median()),
+        );
+        row += 1;
+        let mut watch =
+            store::watch_latency(store, args.watchers, args.watch_events, args.gap()).await?;
+        add(
+            row,
+            format!(
+                "watch delivery, {} watchers x {} puts (put called -> event received)",
+                args.watchers, args.watch_events
+            ),
+            latency_cell(&mut watch),
+        );
+    }
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut table = Table::new(
+        "Store: the same workload through the Store trait, one backend after the other",
+        &header,
+    );
+    for row in rows {
+        table.row(row);
+    }
+    table.print();
+    println!("  (etcd backend: not measured yet; it comes next)");
+    Ok(())
+}
