@@ -1,6 +1,7 @@
 //! `tug`: Tugboat's one binary. Each subcommand lives in its own module;
 //! this file only parses the command line and dispatches.
 
+mod images;
 mod server;
 
 use clap::{Parser, Subcommand};
@@ -16,6 +17,8 @@ struct Cli {
 enum Command {
     /// Runs a whole cluster on this machine: the Kubernetes API on an embedded store.
     Server(server::ServerArgs),
+    /// Manages this node's images: import, ls, rm, pull.
+    Images(images::ImagesArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,5 +32,6 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
+        Command::Images(args) => runtime.block_on(images::run(args)),
     }
 }
