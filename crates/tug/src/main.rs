@@ -3,6 +3,7 @@
 
 mod images;
 mod server;
+mod shim;
 
 use clap::{Parser, Subcommand};
 
@@ -19,6 +20,9 @@ enum Command {
     Server(server::ServerArgs),
     /// Manages this node's images: import, ls, rm, pull.
     Images(images::ImagesArgs),
+    /// The runtime's per-container process; the runtime starts it, people do not.
+    #[command(hide = true)]
+    Shim(shim::ShimArgs),
 }
 
 fn main() -> anyhow::Result<()> {
@@ -29,9 +33,14 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    if let Command::Shim(args) = &cli.command {
+        // The shim forks: it must run before the tokio runtime starts threads.
+        std::process::exit(shim::run(args));
+    }
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
         Command::Images(args) => runtime.block_on(images::run(args)),
+        Command::Shim(_) => unreachable!("the shim ran before the tokio runtime"),
     }
 }
