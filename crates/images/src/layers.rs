@@ -235,3 +235,90 @@ fn make_node(dest: &Path, path: &Path, header: &tar::Header) -> io::Result<()> {
     fs::set_permissions(&target, fs::Permissions::from_mode(header.mode()? & 0o7777))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+
+    use super::*;
+
+    fn header(kind: EntryType, size: usize) -> tar::Header {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_size(size as u64);
+        header
+    }
+
+    fn tar_of(entries: &[(&str, EntryType, &[u8])]) -> Vec<u8> {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, kind, content) in entries {
+            let mut header = header(*kind, content.len());
+            builder.append_data(&mut header, path, *content).unwrap();
+        }
+        builder.into_inner().unwrap()
+    }
+
+    fn unpacked(layer: &[u8]) -> io::Result<tempfile::TempDir> {
+        let dir = tempfile::tempdir().unwrap();
+        unpack(layer, dir.path())?;
+        Ok(dir)
+    }
+
+    #[test]
+    fn plain_gzip_and_zstd_layers_unpack_alike() {
+        let layer = tar_of(&[("hello", EntryType::Regular, b"world")]);
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        io::Write::write_all(&mut gzip, &layer).unwrap();
+        let zstd = ruzstd::encoding::compress_to_vec(
+            &layer[..],
+            ruzstd::encoding::CompressionLevel::Fastest,
+        );
+        for bytes in [layer.clone(), gzip.finish().unwrap(), zstd] {
+            let dir = unpacked(&bytes).unwrap();
+            assert_eq!(fs::read(dir.path().join("hello")).unwrap(), b"world");
+        }
+    }
+
+    #[test]
+    fn a_whiteout_in_a_missing_directory_creates_it() {
+        let dir = unpacked(&tar_of(&[("a/b/.wh.c", EntryType::Regular, b"")])).unwrap();
+        let whiteout = fs::symlink_metadata(dir.path().join("a/b/c")).unwrap();
+        assert!(whiteout.file_type().is_char_device());
+        assert_eq!(whiteout.rdev(), 0);
+    }
+
+    #[test]
+    fn fifos_are_made_as_fifos() {
+        let dir = unpacked(&tar_of(&[("run/pipe", EntryType::Fifo, b"")])).unwrap();
+        let fifo = fs::symlink_metadata(dir.path().join("run/pipe")).unwrap();
+        assert!(fifo.file_type().is_fifo());
+        assert_eq!(fifo.mode() & 0o7777, 0o644);
+    }
+
+    #[test]
+    fn entries_leaving_the_layer_are_refused() {
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut escape = header(EntryType::Regular, 1);
+        // Header::set_path refuses "..", as it should; write the name raw.
+        escape.as_old_mut().name[..9].copy_from_slice(b"../escape");
+        escape.set_cksum();
+        builder.append(&escape, &b"x"[..]).unwrap();
+        let layer = builder.into_inner().unwrap();
+        assert!(unpacked(&layer).is_err());
+
+        // A whiteout may not reach through a symbolic link either.
+        let mut builder = tar::Builder::new(Vec::new());
+        let mut link = header(EntryType::Symlink, 0);
+        builder.append_link(&mut link, "etc", "/etc").unwrap();
+        let mut whiteout = header(EntryType::Regular, 0);
+        builder
+            .append_data(&mut whiteout, "etc/.wh.passwd", &[][..])
+            .unwrap();
+        let error = unpacked(&builder.into_inner().unwrap()).unwrap_err();
+        assert!(error.to_string().contains("not a directory"), "{error}");
+    }
+}

@@ -10,6 +10,7 @@ use std::io::Write;
 
 use base64::Engine as _;
 use futures::{StreamExt, TryStreamExt};
+use oci_client::RegistryOperation;
 use oci_client::client::{ClientConfig, ClientProtocol};
 use oci_client::errors::OciDistributionError;
 use oci_client::manifest::OciDescriptor;
@@ -165,6 +166,14 @@ impl ImageStore {
         let client = client(reference, options);
         let target = oci_reference(reference);
         let auth = options.auth.to_oci();
+        if options.auth != RegistryAuth::Anonymous {
+            // Done up front because the client would otherwise swallow a
+            // token service's refusal and go on anonymously.
+            client
+                .auth(&target, &auth, RegistryOperation::Pull)
+                .await
+                .map_err(failed)?;
+        }
         let (bytes, digest) = client
             .pull_manifest_raw(&target, &auth, &ACCEPTED)
             .await
@@ -399,4 +408,53 @@ async fn blocking<T: Send + 'static>(
             context: "waiting for a blocking task".to_string(),
             source: std::io::Error::other(e),
         })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn basic(username: &str, password: &str) -> Option<RegistryAuth> {
+        Some(RegistryAuth::Basic {
+            username: username.to_string(),
+            password: password.to_string(),
+        })
+    }
+
+    #[test]
+    fn docker_hub_credentials_match_under_any_of_its_names() {
+        let config =
+            br#"{"auths":{"https://index.docker.io/v1/":{"username":"me","password":"pw"}}}"#;
+        assert_eq!(
+            RegistryAuth::from_docker_config(config, "docker.io").unwrap(),
+            basic("me", "pw")
+        );
+        assert_eq!(
+            RegistryAuth::from_docker_config(config, "quay.io").unwrap(),
+            None
+        );
+    }
+
+    #[test]
+    fn auth_field_and_legacy_dockercfg() {
+        // base64("user:pa:ss"): the password may hold colons.
+        let config = br#"{"localhost:5000":{"auth":"dXNlcjpwYTpzcw=="}}"#;
+        assert_eq!(
+            RegistryAuth::from_docker_config(config, "localhost:5000").unwrap(),
+            basic("user", "pa:ss")
+        );
+        let token = br#"{"auths":{"registry.example":{"registrytoken":"t0k"}}}"#;
+        assert_eq!(
+            RegistryAuth::from_docker_config(token, "registry.example").unwrap(),
+            Some(RegistryAuth::Bearer("t0k".to_string()))
+        );
+        let broken = br#"{"auths":{"registry.example":{"auth":"%%%"}}}"#;
+        assert!(RegistryAuth::from_docker_config(broken, "registry.example").is_err());
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let shown = format!("{:?}", basic("me", "hunter2").unwrap());
+        assert!(!shown.contains("hunter2"), "{shown}");
+    }
 }

@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use std::thread::sleep;
 use std::time::Duration;
 
+use base64::Engine as _;
 use tempfile::TempDir;
 use tugboat_images::{Digest, ImageStore};
 
@@ -171,6 +172,15 @@ pub fn oci_archive(path: &Path, name: &str, layers: &[Vec<u8>], config: serde_js
     builder.finish().unwrap();
 }
 
+/// Who a test registry lets in.
+pub enum Access<'a> {
+    Open,
+    /// Basic authentication of one user (an htpasswd file).
+    Htpasswd(&'a str, &'a str),
+    /// Bearer tokens from a token service.
+    Token(&'a TokenService),
+}
+
 /// Debian's docker-registry serving on a free loopback port from a temporary
 /// directory, stopped when dropped.
 pub struct Registry {
@@ -181,8 +191,7 @@ pub struct Registry {
 }
 
 impl Registry {
-    /// Starts a registry; with `user`, it requires that basic-auth user.
-    pub fn start(user: Option<(&str, &str)>) -> Registry {
+    pub fn start(access: Access) -> Registry {
         let dir = tempfile::tempdir().unwrap();
         let port = TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -194,14 +203,26 @@ impl Registry {
             "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
             dir.path().join("data").display()
         );
-        if let Some((name, password)) = user {
-            let htpasswd = run(Command::new("htpasswd").args(["-Bbn", name, password]));
-            let path = dir.path().join("htpasswd");
-            std::fs::write(&path, htpasswd).unwrap();
-            config.push_str(&format!(
-                "auth:\n  htpasswd:\n    realm: tugboat-test\n    path: {}\n",
-                path.display()
-            ));
+        match access {
+            Access::Open => {}
+            Access::Htpasswd(name, password) => {
+                let htpasswd = run(Command::new("htpasswd").args(["-Bbn", name, password]));
+                let path = dir.path().join("htpasswd");
+                std::fs::write(&path, htpasswd).unwrap();
+                config.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: tugboat-test\n    path: {}\n",
+                    path.display()
+                ));
+            }
+            Access::Token(service) => {
+                let path = dir.path().join("token.pem");
+                std::fs::write(&path, &service.certificate).unwrap();
+                config.push_str(&format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
+                    service.realm,
+                    path.display()
+                ));
+            }
         }
         let config_path = dir.path().join("config.yml");
         std::fs::write(&config_path, config).unwrap();
@@ -252,4 +273,143 @@ impl Drop for Registry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A registry token service (the bearer flow Docker Hub uses): it checks a
+/// user's basic credentials and answers with a JWT granting the requested
+/// scope, signed by a key whose certificate the registry trusts.
+pub struct TokenService {
+    /// `http://127.0.0.1:PORT/token`
+    pub realm: String,
+    /// The certificate the registry verifies tokens with, as PEM.
+    pub certificate: String,
+}
+
+pub const TOKEN_SERVICE: &str = "tugboat-test-registry";
+const TOKEN_ISSUER: &str = "tugboat-test-token-service";
+
+impl TokenService {
+    pub fn start(user: &'static str, password: &'static str) -> TokenService {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let certificate = rcgen::CertificateParams::new(vec!["tugboat-token".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let signer = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key.serialize_der(),
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let x5c = base64::engine::general_purpose::STANDARD.encode(certificate.der());
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let realm = format!("http://{}/token", listener.local_addr().unwrap());
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        // Serves until the test process ends; each request is one connection.
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(stream) = stream else { continue };
+                answer_token_request(stream, &expected, &signer, &x5c);
+            }
+        });
+        TokenService {
+            realm,
+            certificate: certificate.pem(),
+        }
+    }
+}
+
+fn answer_token_request(
+    mut stream: TcpStream,
+    expected_authorization: &str,
+    signer: &ring::signature::EcdsaKeyPair,
+    x5c: &str,
+) {
+    use std::io::{BufRead, BufReader, Write};
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line).unwrap();
+    let mut authorized = false;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).unwrap() == 0 || line.trim().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            authorized |= name.eq_ignore_ascii_case("authorization")
+                && value.trim() == expected_authorization;
+        }
+    }
+    let target = request_line.split(' ').nth(1).unwrap_or_default();
+    let query = target.split_once('?').map_or("", |(_, query)| query);
+    let access: Vec<serde_json::Value> = query
+        .split('&')
+        .filter_map(|pair| pair.strip_prefix("scope="))
+        .filter_map(|scope| {
+            let scope = scope
+                .replace("%3A", ":")
+                .replace("%2F", "/")
+                .replace("%2C", ",");
+            let mut parts = scope.splitn(3, ':');
+            let (kind, name, actions) = (parts.next()?, parts.next()?, parts.next()?);
+            Some(serde_json::json!({
+                "type": kind,
+                "name": name,
+                "actions": actions.split(',').collect::<Vec<_>>(),
+            }))
+        })
+        .collect();
+    let (status, body) = if authorized {
+        let token = jwt(signer, x5c, access);
+        (
+            "200 OK",
+            serde_json::json!({"token": token, "access_token": token, "expires_in": 300}),
+        )
+    } else {
+        (
+            "401 Unauthorized",
+            serde_json::json!({"details": "bad credentials"}),
+        )
+    };
+    let body = body.to_string();
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+fn jwt(
+    signer: &ring::signature::EcdsaKeyPair,
+    x5c: &str,
+    access: Vec<serde_json::Value>,
+) -> String {
+    let url = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [x5c]});
+    let claims = serde_json::json!({
+        "iss": TOKEN_ISSUER,
+        "sub": "tug",
+        "aud": TOKEN_SERVICE,
+        "exp": now + 300,
+        "nbf": now - 10,
+        "iat": now - 10,
+        "jti": format!("{now}-{}", access.len()),
+        "access": access,
+    });
+    let signed = format!(
+        "{}.{}",
+        url(header.to_string().as_bytes()),
+        url(claims.to_string().as_bytes())
+    );
+    let signature = signer
+        .sign(&ring::rand::SystemRandom::new(), signed.as_bytes())
+        .unwrap();
+    format!("{signed}.{}", url(signature.as_ref()))
 }

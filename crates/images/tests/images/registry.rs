@@ -2,7 +2,7 @@ use std::sync::Mutex;
 
 use tugboat_images::{Error, Progress, ProgressPhase, PullOptions, Reference, RegistryAuth};
 
-use crate::common::{Registry, new_store, test_image};
+use crate::common::{Access, Registry, TokenService, new_store, test_image};
 
 fn reference(s: &str) -> Reference {
     s.parse().unwrap()
@@ -17,7 +17,7 @@ fn pull_error(result: tugboat_images::Result<tugboat_images::Image>) -> String {
 
 #[tokio::test]
 async fn pulls_an_oci_image_pushed_to_a_local_registry() {
-    let registry = Registry::start(None);
+    let registry = Registry::start(Access::Open);
     registry.push(
         &test_image("httpd.oci.tar"),
         "tugboat/httpd:v1",
@@ -81,7 +81,7 @@ async fn pulls_an_oci_image_pushed_to_a_local_registry() {
 
 #[tokio::test]
 async fn pulls_a_docker_schema_2_image() {
-    let registry = Registry::start(None);
+    let registry = Registry::start(Access::Open);
     registry.push(
         &test_image("busybox.oci.tar"),
         "tugboat/busybox:v2s2",
@@ -104,7 +104,7 @@ async fn pulls_a_docker_schema_2_image() {
 
 #[tokio::test]
 async fn basic_auth_is_required_and_accepted() {
-    let registry = Registry::start(Some(("tug", "s3cret")));
+    let registry = Registry::start(Access::Htpasswd("tug", "s3cret"));
     registry.push(
         &test_image("busybox.oci.tar"),
         "private/busybox:latest",
@@ -144,8 +144,38 @@ async fn basic_auth_is_required_and_accepted() {
 }
 
 #[tokio::test]
+async fn bearer_tokens_come_from_the_registrys_token_service() {
+    let tokens = TokenService::start("tug", "s3cret");
+    let registry = Registry::start(Access::Token(&tokens));
+    registry.push(
+        &test_image("busybox.oci.tar"),
+        "private/busybox:latest",
+        "oci",
+        Some("tug:s3cret"),
+    );
+    let (_dir, store) = new_store();
+    let name = reference(&format!("{}/private/busybox", registry.address));
+
+    let anonymous = pull_error(store.pull(&name, &PullOptions::default()).await);
+    assert!(anonymous.contains("unauthorized"), "{anonymous}");
+
+    let login = |password: &str| PullOptions {
+        auth: RegistryAuth::Basic {
+            username: "tug".into(),
+            password: password.into(),
+        },
+        ..PullOptions::default()
+    };
+    let refused = pull_error(store.pull(&name, &login("wrong")).await);
+    assert!(refused.contains("bad credentials"), "{refused}");
+
+    let image = store.pull(&name, &login("s3cret")).await.unwrap();
+    assert!(store.layer_dirs(&image)[0].join("bin/busybox").is_file());
+}
+
+#[tokio::test]
 async fn a_missing_image_gives_the_registrys_message() {
-    let registry = Registry::start(None);
+    let registry = Registry::start(Access::Open);
     registry.push(
         &test_image("busybox.oci.tar"),
         "tugboat/busybox:latest",
