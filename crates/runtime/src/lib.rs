@@ -52,8 +52,10 @@ mod spec;
 mod status;
 
 use std::fmt;
-use std::fs::OpenOptions;
+use std::fs::{File, OpenOptions};
 use std::io::{self, BufRead, BufReader};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -112,6 +114,11 @@ impl Runtime {
             let path = root.join(dir);
             std::fs::create_dir_all(&path).context(|| format!("creating {}", path.display()))?;
         }
+        // Shims work from their container's directory: paths must not
+        // depend on the agent's.
+        let root = root
+            .canonicalize()
+            .context(|| format!("resolving {}", root.display()))?;
         Ok(Self {
             root,
             shim_binary: PathBuf::from("/proc/self/exe"),
@@ -330,13 +337,33 @@ impl Runtime {
             return Err(wrong_state(id, &status.state));
         }
         let mut shim = shim::command(&self.shim_binary);
-        // The shim's stderr is the command's: no log lines of our own there.
-        shim.env("RUST_LOG", "off")
-            .arg("exec")
+        shim.arg("exec")
             .arg(self.container_dir(id))
             .arg("--")
             .args(command);
         ExecSession::spawn(shim, tty)
+    }
+
+    /// The running container's stdin, for writing, when its spec asked
+    /// for one (`stdin: true`); what is written reaches its terminal when it
+    /// has one.
+    pub fn attach_stdin(&self, id: &ContainerId) -> Result<File> {
+        let fifo = self.container_dir(id).join(STDIN_FIFO);
+        OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .context(|| format!("opening {}", fifo.display()))
+            .and_then(|file| {
+                // Non-blocking only to fail at once when no shim reads.
+                let blocking = nix::fcntl::fcntl(
+                    file.as_raw_fd(),
+                    nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+                );
+                blocking
+                    .map(|_| file)
+                    .context(|| format!("opening {}", fifo.display()))
+            })
     }
 
     fn shim_pid(dir: &Path) -> Option<i32> {

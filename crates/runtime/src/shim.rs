@@ -19,8 +19,9 @@
 //! starts any thread.
 
 use std::fs::{File, OpenOptions};
-use std::io::{self, Write};
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
 use jiff::Timestamp;
@@ -33,6 +34,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout};
 use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
+use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::sys::stat::Mode;
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
@@ -42,21 +44,50 @@ use crate::spec::ContainerSpec;
 use crate::status::{self, ContainerState, ExitReason};
 use crate::{CONTAINER_FILE, STATE_DIR, STDIN_FIFO, cgroup};
 
+/// The socket a container's init sends its terminal to, in the container's directory.
+const CONSOLE_SOCKET: &str = "console.sock";
+
 /// Runs one shim command; the return value is the process's exit code.
 pub fn main(args: &[String]) -> i32 {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     match args.as_slice() {
-        ["run", dir] => run(Path::new(dir)),
-        ["exec", dir, "--", command @ ..] if !command.is_empty() => exec(
-            Path::new(dir),
-            command.iter().map(|s| s.to_string()).collect(),
-        ),
+        ["run", dir] => {
+            log_to(Path::new(dir));
+            run(Path::new(dir))
+        }
+        ["exec", dir, "--", command @ ..] if !command.is_empty() => {
+            log_to(Path::new(dir));
+            exec(
+                Path::new(dir),
+                command.iter().map(|s| s.to_string()).collect(),
+            )
+        }
         ["pause"] => pause(),
         _ => {
             eprintln!("usage: shim run DIR | shim exec DIR -- COMMAND... | shim pause");
             2
         }
     }
+}
+
+/// Sends libcontainer's `tracing` events to `shim.log` in the container's
+/// directory (`RUST_LOG` filters them). Never to stderr: the container's
+/// init still logs after it has made the container's stdio its own.
+fn log_to(dir: &Path) {
+    let Ok(file) = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_file(dir))
+    else {
+        return;
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .try_init();
 }
 
 /// The container's id is the name of its directory.
@@ -81,6 +112,13 @@ fn run(dir: &Path) -> i32 {
     // and, in a session of its own, to no terminal or process group of the
     // agent's.
     let _ = nix::unistd::setsid();
+    // Sockets are bound by names relative to the container's directory
+    // (socket paths are short), and the agent's working directory is none of
+    // our business.
+    if let Err(err) = std::env::set_current_dir(dir) {
+        println!("error: entering {}: {err}", dir.display());
+        return 1;
+    }
     match start(dir) {
         Ok(started) => {
             println!("started {}", started.pid);
@@ -113,8 +151,15 @@ struct Started {
     started_at: Timestamp,
     spec: ContainerSpec,
     log: LogFile,
-    stdout: OwnedFd,
-    stderr: OwnedFd,
+    outputs: Vec<Output>,
+    /// With a terminal, the stdin FIFO is copied to it by the shim.
+    input: Option<Input>,
+}
+
+/// The stdin FIFO and the terminal it feeds.
+struct Input {
+    fifo: File,
+    terminal: File,
 }
 
 fn start(dir: &Path) -> Result<Started, String> {
@@ -133,19 +178,32 @@ fn start(dir: &Path) -> Result<Started, String> {
         .map_err(|err| format!("becoming a subreaper: {err}"))?;
     let log = LogFile::open(&spec.log_path, spec.log_rotation.clone())
         .map_err(|err| format!("opening the log {}: {err}", spec.log_path.display()))?;
-    let (stdout, stdout_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|err| format!("making a pipe: {err}"))?;
-    let (stderr, stderr_w) =
-        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|err| format!("making a pipe: {err}"))?;
     let stdin = open_stdin(dir, spec.stdin).map_err(|err| format!("opening stdin: {err}"))?;
 
-    let id = container_id(dir);
-    let mut container = ContainerBuilder::new(id, SyscallType::default())
+    let mut builder = ContainerBuilder::new(container_id(dir), SyscallType::default())
         .with_root_path(dir.join(STATE_DIR))
-        .map_err(|err| err.to_string())?
-        .with_stdin(stdin)
-        .with_stdout(stdout_w)
-        .with_stderr(stderr_w)
+        .map_err(|err| err.to_string())?;
+    let mut outputs = Vec::new();
+    // With a terminal, the container's init makes it in its own devpts and
+    // sends us the controlling side over this socket.
+    let console = if spec.tty {
+        let listener = UnixListener::bind(CONSOLE_SOCKET)
+            .map_err(|err| format!("binding the console socket: {err}"))?;
+        builder = builder.with_console_socket(Some(dir.join(CONSOLE_SOCKET)));
+        Some(listener)
+    } else {
+        let pipe =
+            || nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(|err| format!("making a pipe: {err}"));
+        let ((stdout, stdout_w), (stderr, stderr_w)) = (pipe()?, pipe()?);
+        outputs.push(Output::new(stdout, Stream::Stdout));
+        outputs.push(Output::new(stderr, Stream::Stderr));
+        builder = builder
+            .with_stdin(stdin.try_clone().map_err(|err| err.to_string())?)
+            .with_stdout(stdout_w)
+            .with_stderr(stderr_w);
+        None
+    };
+    let mut container = builder
         .validate_id()
         .map_err(|err| err.to_string())?
         .as_init(dir)
@@ -153,6 +211,24 @@ fn start(dir: &Path) -> Result<Started, String> {
         .with_detach(true)
         .build()
         .map_err(|err| err.to_string())?;
+    let mut input = None;
+    if let Some(listener) = console {
+        let terminal = match receive_terminal(&listener) {
+            Ok(terminal) => terminal,
+            Err(err) => {
+                let _ = container.delete(true);
+                return Err(format!("receiving the terminal: {err}"));
+            }
+        };
+        let output = terminal.try_clone().map_err(|err| err.to_string())?;
+        outputs.push(Output::new(output, Stream::Stdout));
+        if spec.stdin {
+            input = Some(Input {
+                fifo: stdin,
+                terminal: File::from(terminal),
+            });
+        }
+    }
     if let Err(err) = container.start() {
         let _ = container.delete(true);
         return Err(err.to_string());
@@ -175,9 +251,33 @@ fn start(dir: &Path) -> Result<Started, String> {
         started_at,
         spec,
         log,
-        stdout,
-        stderr,
+        outputs,
+        input,
     })
+}
+
+/// Accepts the container init's connection and takes the terminal it sends
+/// (one descriptor, in SCM_RIGHTS).
+fn receive_terminal(listener: &UnixListener) -> io::Result<OwnedFd> {
+    let (stream, _) = listener.accept()?;
+    let mut name = [0u8; 64];
+    let mut iov = [io::IoSliceMut::new(&mut name)];
+    let mut space = nix::cmsg_space!(RawFd);
+    let message = recvmsg::<()>(
+        stream.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::MSG_CMSG_CLOEXEC,
+    )?;
+    for control in message.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(fds) = control
+            && let Some(&fd) = fds.first()
+        {
+            // SAFETY: the kernel just gave us this descriptor; nobody else has it.
+            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
+        }
+    }
+    Err(io::Error::other("no terminal in the console message"))
 }
 
 /// The container's stdin: a FIFO in its directory the agent writes to
@@ -212,14 +312,10 @@ fn supervise(dir: &Path, started: Started) {
         started_at,
         spec,
         mut log,
-        stdout,
-        stderr,
+        mut outputs,
+        mut input,
     } = started;
-    let mut outputs = [
-        Output::new(stdout, Stream::Stdout),
-        Output::new(stderr, Stream::Stderr),
-    ];
-    let exit_code = match wait_copying(pid, &mut outputs, &mut log) {
+    let exit_code = match wait_copying(pid, &mut outputs, &mut input, &mut log) {
         Ok(code) => code,
         Err(err) => {
             tracing::error!("supervising the container: {err}");
@@ -277,7 +373,8 @@ impl Output {
         };
         let mut buf = [0u8; 64 * 1024];
         match nix::unistd::read(pipe.as_raw_fd(), &mut buf) {
-            Ok(0) => {
+            // A terminal whose other side is gone reads EIO.
+            Ok(0) | Err(Errno::EIO) => {
                 self.pipe = None;
                 self.lines.finish(log)
             }
@@ -314,9 +411,15 @@ impl Output {
     }
 }
 
-/// Polls the output pipes and SIGCHLD (through a signalfd) until the init
-/// process is reaped; returns its exit code (128 + signal when killed).
-fn wait_copying(init: Pid, outputs: &mut [Output; 2], log: &mut LogFile) -> io::Result<i32> {
+/// Polls the outputs, the stdin FIFO of a terminal and SIGCHLD (through a
+/// signalfd) until the init process is reaped; returns its exit code (128 +
+/// signal when killed).
+fn wait_copying(
+    init: Pid,
+    outputs: &mut [Output],
+    input: &mut Option<Input>,
+    log: &mut LogFile,
+) -> io::Result<i32> {
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
     mask.thread_block()?;
@@ -327,6 +430,10 @@ fn wait_copying(init: Pid, outputs: &mut [Output; 2], log: &mut LogFile) -> io::
     }
     loop {
         let mut fds = vec![PollFd::new(signals.as_fd(), PollFlags::POLLIN)];
+        if let Some(input) = input.as_ref() {
+            fds.push(PollFd::new(input.fifo.as_fd(), PollFlags::POLLIN));
+        }
+        let first_output = fds.len();
         let open: Vec<usize> = (0..outputs.len())
             .filter(|&i| outputs[i].pipe.is_some())
             .collect();
@@ -344,8 +451,11 @@ fn wait_copying(init: Pid, outputs: &mut [Output; 2], log: &mut LogFile) -> io::
             .map(|fd| fd.revents().is_some_and(|r| !r.is_empty()))
             .collect();
         drop(fds);
+        if first_output == 2 && ready[1] && !forward(input) {
+            *input = None;
+        }
         for (slot, &i) in open.iter().enumerate() {
-            if ready[slot + 1] {
+            if ready[first_output + slot] {
                 outputs[i].read_once(log)?;
             }
         }
@@ -355,6 +465,20 @@ fn wait_copying(init: Pid, outputs: &mut [Output; 2], log: &mut LogFile) -> io::
                 return Ok(code);
             }
         }
+    }
+}
+
+/// Copies what the stdin FIFO holds to the terminal; false once either is
+/// unusable.
+fn forward(input: &mut Option<Input>) -> bool {
+    let Some(Input { fifo, terminal }) = input else {
+        return false;
+    };
+    let mut buf = [0u8; 16 * 1024];
+    match fifo.read(&mut buf) {
+        Ok(0) => false,
+        Ok(n) => terminal.write_all(&buf[..n]).is_ok(),
+        Err(err) => err.kind() == io::ErrorKind::Interrupted,
     }
 }
 

@@ -47,6 +47,7 @@ const TESTS: &[Test] = &[
         stop_sends_sigterm_then_sigkill,
     ),
     ("exec_runs_in_the_container", exec_runs_in_the_container),
+    ("stdin_and_terminal", stdin_and_terminal),
     (
         "a_new_runtime_adopts_running_containers",
         a_new_runtime_adopts_running_containers,
@@ -56,14 +57,6 @@ const TESTS: &[Test] = &[
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if args.get(1).map(String::as_str) == Some("shim") {
-        // The shim's stderr is its log file (`shim.log` in the container's directory).
-        tracing_subscriber::fmt()
-            .with_env_filter(
-                tracing_subscriber::EnvFilter::try_from_default_env()
-                    .unwrap_or_else(|_| "debug".into()),
-            )
-            .with_writer(std::io::stderr)
-            .init();
         std::process::exit(tugboat_runtime::shim::main(&args[2..]));
     }
     let filter = args.iter().skip(1).find(|arg| !arg.starts_with('-'));
@@ -167,16 +160,10 @@ impl Pod<'_> {
             runtime.container_status(&id).unwrap().state,
             ContainerState::Created
         );
-        if let Err(e) = runtime.start_container(&id) {
-            let log = std::fs::read_to_string(
-                self.fixture
-                    .root
-                    .join("containers")
-                    .join(&id.0)
-                    .join("shim.log"),
-            )
-            .unwrap_or_default();
-            panic!("{e}\n{log}");
+        if let Err(err) = runtime.start_container(&id) {
+            let dir = self.fixture.root.join("containers").join(&id.0);
+            let shim_log = std::fs::read_to_string(dir.join("shim.log")).unwrap_or_default();
+            panic!("{err}\nshim.log:\n{shim_log}");
         }
         id
     }
@@ -304,18 +291,10 @@ fn stdout_and_stderr_land_in_the_cri_log(f: &Fixture) {
         "talker",
         &["sh", "-c", "echo hello; echo oops >&2; printf 'no newline'"],
     );
-    assert!(
-        lines.contains(&("stdout".into(), "hello".into())),
-        "{lines:?}"
-    );
-    assert!(
-        lines.contains(&("stderr".into(), "oops".into())),
-        "{lines:?}"
-    );
-    assert!(
-        lines.contains(&("stdout".into(), "no newline".into())),
-        "{lines:?}"
-    );
+    assert_eq!(stdout_of(&lines), ["hello", "no newline"]);
+    // Only the container's own output: none of the runtime's log lines.
+    let stderr: Vec<_> = lines.iter().filter(|(s, _)| s == "stderr").collect();
+    assert_eq!(stderr, [&("stderr".to_owned(), "oops".to_owned())]);
 }
 
 fn exit_codes_and_reasons(f: &Fixture) {
@@ -590,4 +569,36 @@ fn a_new_runtime_adopts_running_containers(f: &Fixture) {
         reopened.sandbox(&pod.sandbox.pod_uid).unwrap().netns_path,
         pod.sandbox.netns_path
     );
+}
+
+fn stdin_and_terminal(f: &Fixture) {
+    let pod = f.pod("attached");
+    let script = [
+        "sh",
+        "-c",
+        "read line; echo got $line; test -t 1 && echo terminal; true",
+    ];
+    for tty in [false, true] {
+        let mut spec = pod.spec(&format!("reader-{tty}"), &script);
+        spec.stdin = true;
+        spec.tty = tty;
+        let id = pod.start(&spec);
+        f.runtime
+            .attach_stdin(&id)
+            .unwrap()
+            .write_all(b"hello\n")
+            .unwrap();
+        assert_eq!(exit_of(&pod.wait_exited(&id)).0, 0);
+        // A terminal ends lines with CR LF and echoes the input.
+        let lines = log_lines(&spec.log_path);
+        let out: Vec<_> = stdout_of(&lines)
+            .into_iter()
+            .map(|line| line.trim_end_matches('\r'))
+            .collect();
+        if tty {
+            assert_eq!(out, ["hello", "got hello", "terminal"]);
+        } else {
+            assert_eq!(out, ["got hello"]);
+        }
+    }
 }

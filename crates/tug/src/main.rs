@@ -26,17 +26,18 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    if let Command::Shim(args) = &cli.command {
+        // The shim forks, so it runs before the tokio runtime starts threads,
+        // and logs to its container's directory, not to stderr.
+        std::process::exit(shim::run(args));
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
-    if let Command::Shim(args) = &cli.command {
-        // The shim forks: it must run before the tokio runtime starts threads.
-        std::process::exit(shim::run(args));
-    }
     let runtime = tokio::runtime::Runtime::new()?;
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
