@@ -41,16 +41,23 @@
 //! code); `pull` is async and does its file work on blocking threads.
 //!
 //! ```no_run
-//! # async fn f() -> tugboat_images::Result<()> {
+//! # async fn f() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::path::Path;
 //! use tugboat_images::{ImageStore, PullOptions, Reference, rootfs};
+//!
 //! let store = ImageStore::open("/var/lib/tugboat/images")?;
 //! let reference: Reference = "busybox".parse()?;
 //! let image = match store.resolve(&reference.to_string())? {
 //!     Some(image) => image,
 //!     None => store.pull(&reference, &PullOptions::default()).await?,
 //! };
-//! let lowers = store.layer_dirs(&image);
-//! rootfs::mount_overlay(&lowers, "/run/c1/upper".as_ref(), "/run/c1/work".as_ref(), "/run/c1/rootfs".as_ref())?;
+//! let container = Path::new("/run/tugboat/c1");
+//! rootfs::mount_overlay(
+//!     &store.layer_dirs(&image),
+//!     &container.join("upper"),
+//!     &container.join("work"),
+//!     &container.join("rootfs"),
+//! )?;
 //! # Ok(()) }
 //! ```
 
