@@ -49,6 +49,14 @@ pub struct Layer {
 }
 
 impl Image {
+    /// What Kubernetes reports as a container's `imageID`: the first repo
+    /// digest, else the image ID, as containerd's CRI answers.
+    pub fn image_ref(&self) -> &str {
+        self.repo_digests
+            .first()
+            .map_or(self.id.as_str(), String::as_str)
+    }
+
     /// The size of the image's layer blobs as stored (compressed, as
     /// registries and `crictl images` count it).
     pub fn size(&self) -> u64 {

@@ -77,6 +77,26 @@ async fn pulls_an_oci_image_pushed_to_a_local_registry() {
         .await
         .unwrap();
     assert_eq!(pinned.id, image.id);
+    assert_eq!(pinned.image_ref(), image.repo_digests[0]);
+
+    // The same image imported under its own name has both names; removing
+    // one leaves the other.
+    let imported = store
+        .import(&test_image("httpd.oci.tar"))
+        .unwrap()
+        .remove(0);
+    assert_eq!(imported.id, image.id);
+    assert_eq!(
+        imported.repo_tags,
+        ["tugboat.test/httpd:latest", name.as_str()]
+    );
+    assert_eq!(
+        store.remove(&name).unwrap(),
+        [tugboat_images::Removed::Untagged(name.clone())]
+    );
+    let left = store.resolve("tugboat.test/httpd").unwrap().unwrap();
+    assert_eq!(left.repo_tags, ["tugboat.test/httpd:latest"]);
+    assert!(store.layer_dirs(&left)[1].join("www/index.html").is_file());
 }
 
 #[tokio::test]
