@@ -322,15 +322,19 @@ fn client(reference: &Reference, options: &PullOptions<'_>) -> oci_client::Clien
     // reqwest is built without a TLS provider of its own: use ring, as the
     // rest of Tugboat does. Installing twice is refused harmlessly.
     let _ = rustls::crypto::ring::default_provider().install_default();
+    oci_client::Client::new(ClientConfig {
+        protocol: ClientProtocol::HttpsExcept(plain_http_registries(reference, options)),
+        platform_resolver: None,
+        ..ClientConfig::default()
+    })
+}
+
+fn plain_http_registries(reference: &Reference, options: &PullOptions<'_>) -> Vec<String> {
     let mut insecure = options.insecure_registries.clone();
     if reference.is_loopback_registry() {
         insecure.push(reference.registry().to_string());
     }
-    oci_client::Client::new(ClientConfig {
-        protocol: ClientProtocol::HttpsExcept(insecure),
-        platform_resolver: None,
-        ..ClientConfig::default()
-    })
+    insecure
 }
 
 fn oci_reference(reference: &Reference) -> oci_client::Reference {
@@ -450,6 +454,23 @@ mod tests {
         );
         let broken = br#"{"auths":{"registry.example":{"auth":"%%%"}}}"#;
         assert!(RegistryAuth::from_docker_config(broken, "registry.example").is_err());
+    }
+
+    #[test]
+    fn plain_http_for_loopback_and_listed_registries_only() {
+        let options = PullOptions {
+            insecure_registries: vec!["registry.lan:5000".to_string()],
+            ..PullOptions::default()
+        };
+        let plain = |name: &str| {
+            let reference: Reference = name.parse().unwrap();
+            plain_http_registries(&reference, &options).contains(&reference.registry().to_string())
+        };
+        assert!(plain("registry.lan:5000/x"));
+        assert!(plain("localhost:5000/x"));
+        assert!(plain("127.0.0.1:5000/x"));
+        assert!(!plain("registry.lan/x"));
+        assert!(!plain("busybox"));
     }
 
     #[test]
