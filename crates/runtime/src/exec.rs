@@ -7,6 +7,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, Command, Stdio};
 
 use nix::pty::{OpenptyResult, Winsize, openpty};
+use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
 
 use crate::error::{Context, Result};
 
@@ -41,6 +42,12 @@ impl ExecSession {
         }
         let OpenptyResult { master, slave } =
             openpty(None, None).context(|| "opening a pseudo-terminal".to_owned())?;
+        // The shim relays bytes to the command's own terminal in the
+        // container; this one must pass them through untouched.
+        let mut raw = tcgetattr(&slave).context(|| "reading the terminal's modes".to_owned())?;
+        cfmakeraw(&mut raw);
+        tcsetattr(&slave, SetArg::TCSANOW, &raw)
+            .context(|| "making the terminal raw".to_owned())?;
         let dup = |fd: &OwnedFd| {
             fd.try_clone()
                 .context(|| "duplicating the terminal".to_owned())

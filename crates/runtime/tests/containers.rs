@@ -495,58 +495,40 @@ fn wait_for_line(path: &Path, wanted: &str) {
 
 fn exec_runs_in_the_container(f: &Fixture) {
     let pod = f.pod("exec-pod");
-    let id = pod.start(&pod.spec("sleeper", &["sleep", "1000"]));
-    let mut session = f.runtime.exec(&id, vec!["hostname".into()], false).unwrap();
-    let mut out = String::new();
-    session
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
-    assert_eq!(session.wait().unwrap(), 0);
-    assert_eq!(out, "exec-pod\n");
+    let mut sleeper = pod.spec("sleeper", &["sleep", "1000"]);
+    sleeper.user = Some((1000, 1000));
+    sleeper.working_dir = Some("/tmp".into());
+    let id = pod.start(&sleeper);
+    let exec = |command: &str, tty: bool| {
+        let argv = vec!["sh".to_owned(), "-c".to_owned(), command.to_owned()];
+        f.runtime.exec(&id, argv, tty).unwrap()
+    };
 
-    let mut session = f
-        .runtime
-        .exec(
-            &id,
-            vec![
-                "sh".into(),
-                "-c".into(),
-                "read x; echo got $x; exit 7".into(),
-            ],
-            false,
-        )
-        .unwrap();
+    let mut session = exec("hostname; id -u; pwd", false);
+    let mut out = String::new();
+    let mut stdout = session.stdout.take().unwrap();
+    stdout.read_to_string(&mut out).unwrap();
+    assert_eq!(session.wait().unwrap(), 0);
+    assert_eq!(out, "exec-pod\n1000\n/tmp\n");
+
+    let mut session = exec("read x; echo got $x; exit 7", false);
     session.stdin.take().unwrap().write_all(b"input\n").unwrap();
     let mut out = String::new();
-    session
-        .stdout
-        .take()
-        .unwrap()
-        .read_to_string(&mut out)
-        .unwrap();
+    let mut stdout = session.stdout.take().unwrap();
+    stdout.read_to_string(&mut out).unwrap();
     assert_eq!(session.wait().unwrap(), 7);
     assert_eq!(out, "got input\n");
 
-    let mut session = f
-        .runtime
-        .exec(
-            &id,
-            vec![
-                "sh".into(),
-                "-c".into(),
-                "test -t 0 && echo terminal".into(),
-            ],
-            true,
-        )
-        .unwrap();
+    // With a terminal: its own in the container, which gets the resize.
+    let mut session = exec("test -t 0 && read x && stty size", true);
     session.resize(120, 40).unwrap();
+    session.stdin.take().unwrap().write_all(b"go\r").unwrap();
+    let mut stdout = session.stdout.take().unwrap();
     assert_eq!(session.wait().unwrap(), 0);
-    let mut out = vec![0u8; 64];
-    let n = session.stdout.take().unwrap().read(&mut out).unwrap();
-    assert_eq!(String::from_utf8_lossy(&out[..n]).trim(), "terminal");
+    let mut out = vec![0u8; 256];
+    let n = stdout.read(&mut out).unwrap();
+    let out = String::from_utf8_lossy(&out[..n]);
+    assert!(out.contains("40 120"), "{out:?}");
 }
 
 fn a_new_runtime_adopts_running_containers(f: &Fixture) {

@@ -1,28 +1,10 @@
-//! `tug shim`: the small single-threaded process that owns one container.
-//!
-//! The agent is multi-threaded and must never fork itself, so everything
-//! that forks runs here, in a fresh process of the same binary:
-//!
-//! - `shim run <container dir>` creates and starts the container with
-//!   libcontainer, tells the agent on stdout (`started <pid>` or
-//!   `error: ...`), then stays to copy the container's stdout and stderr
-//!   into its CRI log, waits for it to end, and records how it ended in
-//!   `status.json` before it exits. It leaves the agent's session first, so
-//!   that it and its container outlive an agent restart.
-//! - `shim exec <container dir> -- <command>...` runs a command in the
-//!   running container with this process's stdin, stdout and stderr, and
-//!   exits with the command's exit code.
-//! - `shim pause` is the init of a pod's shared PID namespace: it prints its
-//!   pid and reaps orphans until it is killed.
-//!
-//! The binary calls [`main`] with the arguments after `shim` before it
-//! starts any thread.
+//! `shim run`: create, start and watch over one container.
 
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use jiff::Timestamp;
 use libcontainer::container::Container;
@@ -31,14 +13,12 @@ use libcontainer::syscall::syscall::SyscallType;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
-use nix::sched::CloneFlags;
 use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
-use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::sys::stat::Mode;
-use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Pid};
 
+use super::{container_id, reap, receive_terminal, silence_stdout, wait_for};
 use crate::log::{LineSplitter, LogFile, Stream};
 use crate::spec::ContainerSpec;
 use crate::status::{self, ContainerState, ExitReason};
@@ -47,57 +27,7 @@ use crate::{CONTAINER_FILE, STATE_DIR, STDIN_FIFO, cgroup};
 /// The socket a container's init sends its terminal to, in the container's directory.
 const CONSOLE_SOCKET: &str = "console.sock";
 
-/// Runs one shim command; the return value is the process's exit code.
-pub fn main(args: &[String]) -> i32 {
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match args.as_slice() {
-        ["run", dir] => {
-            log_to(Path::new(dir));
-            run(Path::new(dir))
-        }
-        ["exec", dir, "--", command @ ..] if !command.is_empty() => {
-            log_to(Path::new(dir));
-            exec(
-                Path::new(dir),
-                command.iter().map(|s| s.to_string()).collect(),
-            )
-        }
-        ["pause"] => pause(),
-        _ => {
-            eprintln!("usage: shim run DIR | shim exec DIR -- COMMAND... | shim pause");
-            2
-        }
-    }
-}
-
-/// Sends libcontainer's `tracing` events to `shim.log` in the container's
-/// directory (`RUST_LOG` filters them). Never to stderr: the container's
-/// init still logs after it has made the container's stdio its own.
-fn log_to(dir: &Path) {
-    let Ok(file) = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_file(dir))
-    else {
-        return;
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(false)
-        .with_writer(std::sync::Mutex::new(file))
-        .try_init();
-}
-
-/// The container's id is the name of its directory.
-fn container_id(dir: &Path) -> String {
-    dir.file_name()
-        .map(|name| name.to_string_lossy().into_owned())
-        .unwrap_or_default()
-}
-
-fn run(dir: &Path) -> i32 {
+pub(super) fn run(dir: &Path) -> i32 {
     // SAFETY: the shim is single-threaded (the binary dispatches to it
     // before starting any thread), so the child may do anything.
     match unsafe { nix::unistd::fork() } {
@@ -256,30 +186,6 @@ fn start(dir: &Path) -> Result<Started, String> {
     })
 }
 
-/// Accepts the container init's connection and takes the terminal it sends
-/// (one descriptor, in SCM_RIGHTS).
-fn receive_terminal(listener: &UnixListener) -> io::Result<OwnedFd> {
-    let (stream, _) = listener.accept()?;
-    let mut name = [0u8; 64];
-    let mut iov = [io::IoSliceMut::new(&mut name)];
-    let mut space = nix::cmsg_space!(RawFd);
-    let message = recvmsg::<()>(
-        stream.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
-    for control in message.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = control
-            && let Some(&fd) = fds.first()
-        {
-            // SAFETY: the kernel just gave us this descriptor; nobody else has it.
-            return Ok(unsafe { OwnedFd::from_raw_fd(fd) });
-        }
-    }
-    Err(io::Error::other("no terminal in the console message"))
-}
-
 /// The container's stdin: a FIFO in its directory the agent writes to
 /// (held open for writing here too, so the container does not see an end
 /// of file between two writers), or `/dev/null`.
@@ -293,14 +199,6 @@ fn open_stdin(dir: &Path, keep_open: bool) -> io::Result<File> {
         Err(err) => return Err(err.into()),
     }
     OpenOptions::new().read(true).write(true).open(fifo)
-}
-
-/// The agent reads our stdout until the first line only; later writes must
-/// not fail or block on a pipe nobody reads.
-fn silence_stdout() {
-    if let Ok(null) = OpenOptions::new().write(true).open("/dev/null") {
-        let _ = nix::unistd::dup2(null.as_raw_fd(), io::stdout().as_raw_fd());
-    }
 }
 
 /// Copies the container's output to its log until its init exits, then
@@ -480,108 +378,4 @@ fn forward(input: &mut Option<Input>) -> bool {
         Ok(n) => terminal.write_all(&buf[..n]).is_ok(),
         Err(err) => err.kind() == io::ErrorKind::Interrupted,
     }
-}
-
-/// Reaps every child that has ended; the init's exit code once it is among them.
-fn reap(init: Pid) -> Option<i32> {
-    let mut code = None;
-    loop {
-        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::Exited(pid, status)) if pid == init => code = Some(status),
-            Ok(WaitStatus::Signaled(pid, signal, _)) if pid == init => {
-                code = Some(128 + signal as i32)
-            }
-            Ok(WaitStatus::StillAlive) | Err(_) => return code,
-            Ok(_) => {}
-        }
-    }
-}
-
-/// Blocks until `pid` ends, reaping any other child on the way.
-fn wait_for(pid: Pid) -> i32 {
-    loop {
-        match waitpid(None, None) {
-            Ok(WaitStatus::Exited(p, code)) if p == pid => return code,
-            Ok(WaitStatus::Signaled(p, signal, _)) if p == pid => return 128 + signal as i32,
-            Err(Errno::EINTR) | Ok(_) => {}
-            Err(_) => return 255,
-        }
-    }
-}
-
-/// Exit code for "the command could not be run", as `docker exec` uses it.
-const EXEC_FAILED: i32 = 126;
-
-fn exec(dir: &Path, command: Vec<String>) -> i32 {
-    if let Err(err) = nix::sys::prctl::set_child_subreaper(true) {
-        eprintln!("exec: becoming a subreaper: {err}");
-        return EXEC_FAILED;
-    }
-    let built = ContainerBuilder::new(container_id(dir), SyscallType::default())
-        .with_root_path(dir.join(STATE_DIR))
-        .and_then(|builder| {
-            builder
-                .as_tenant()
-                .with_container_args(command)
-                .with_detach(false)
-                .build()
-        });
-    match built {
-        Ok(pid) => wait_for(pid),
-        Err(err) => {
-            eprintln!("exec: {err}");
-            EXEC_FAILED
-        }
-    }
-}
-
-fn pause() -> i32 {
-    let _ = nix::unistd::setsid();
-    if let Err(err) = nix::sched::unshare(CloneFlags::CLONE_NEWPID) {
-        eprintln!("pause: unsharing the PID namespace: {err}");
-        return 1;
-    }
-    // SAFETY: single-threaded, see `run`.
-    match unsafe { nix::unistd::fork() } {
-        Ok(ForkResult::Parent { child }) => {
-            println!("{child}");
-            0
-        }
-        Ok(ForkResult::Child) => {
-            silence_stdout();
-            reap_forever()
-        }
-        Err(err) => {
-            eprintln!("pause: fork: {err}");
-            1
-        }
-    }
-}
-
-/// The PID namespace's init: every orphan of the pod comes here to be
-/// reaped. Only SIGKILL from outside ends it.
-fn reap_forever() -> ! {
-    let mut mask = SigSet::empty();
-    mask.add(Signal::SIGCHLD);
-    let _ = mask.thread_block();
-    loop {
-        let _ = mask.wait();
-        while let Ok(status) = waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            if status == WaitStatus::StillAlive {
-                break;
-            }
-        }
-    }
-}
-
-/// The command line that runs a shim: this same binary with `shim` first.
-pub(crate) fn command(binary: &Path) -> std::process::Command {
-    let mut command = std::process::Command::new(binary);
-    command.arg("shim");
-    command
-}
-
-/// Where a container's shim writes what it has to say.
-pub(crate) fn log_file(dir: &Path) -> PathBuf {
-    dir.join("shim.log")
 }
