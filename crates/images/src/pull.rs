@@ -213,7 +213,9 @@ impl ImageStore {
         let config = self
             .pull_config(&client, &target, &manifest, reference)
             .await?;
-        futures::stream::iter(&manifest.layers)
+        // Layers go by value: a closure taking `&Descriptor` would keep this
+        // future from `tokio::spawn` (rustc's "FnOnce is not general enough").
+        futures::stream::iter(manifest.layers.iter().cloned())
             .map(|layer| self.pull_layer(&client, &target, layer, reference, options))
             .buffer_unordered(CONCURRENT_LAYERS)
             .try_collect::<Vec<()>>()
@@ -266,7 +268,7 @@ impl ImageStore {
         &self,
         client: &oci_client::Client,
         target: &oci_client::Reference,
-        layer: &Descriptor,
+        layer: Descriptor,
         reference: &Reference,
         options: &PullOptions<'_>,
     ) -> Result<()> {

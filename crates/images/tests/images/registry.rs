@@ -205,7 +205,12 @@ async fn a_missing_image_gives_the_registrys_message() {
     let (_dir, store) = new_store();
 
     let missing_tag = reference(&format!("{}/tugboat/busybox:nope", registry.address));
-    let message = pull_error(store.pull(&missing_tag, &PullOptions::default()).await);
+    // From a spawned task, as the agent pulls: the pull future must be Send.
+    let pulling = {
+        let (store, missing_tag) = (store.clone(), missing_tag.clone());
+        tokio::spawn(async move { store.pull(&missing_tag, &PullOptions::default()).await })
+    };
+    let message = pull_error(pulling.await.unwrap());
     assert!(message.contains(&missing_tag.to_string()), "{message}");
     assert!(message.contains("manifest unknown"), "{message}");
 
