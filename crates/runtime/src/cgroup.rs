@@ -10,6 +10,8 @@ use libcgroups::common::{
 };
 use libcgroups::v1::ControllerType;
 
+use crate::ContainerStats;
+
 pub(crate) fn pod_path(pod_uid: &str) -> PathBuf {
     PathBuf::from(format!("/tugboat/pod{pod_uid}"))
 }
@@ -65,4 +67,22 @@ pub(crate) fn pids(path: &Path) -> Vec<i32> {
         .and_then(|m| m.get_all_pids().ok())
         .map(|pids| pids.into_iter().map(|p| p.as_raw()).collect())
         .unwrap_or_default()
+}
+
+/// What the cgroup has used: CPU time, memory (the working set as the
+/// kubelet counts it: usage less inactive file pages) and processes.
+pub(crate) fn stats(path: &Path) -> Result<ContainerStats, String> {
+    let manager = manager(path).ok_or_else(|| "no cgroup manager".to_owned())?;
+    let stats = manager.stats().map_err(|err| err.to_string())?;
+    let usage = stats.memory.memory.usage;
+    let inactive_file = ["total_inactive_file", "inactive_file"]
+        .iter()
+        .find_map(|key| stats.memory.stats.get(*key).copied())
+        .unwrap_or(0);
+    Ok(ContainerStats {
+        cpu_usage_nanos: stats.cpu.usage.usage_total,
+        memory_usage_bytes: usage,
+        memory_working_set_bytes: usage.saturating_sub(inactive_file),
+        processes: stats.pids.current,
+    })
 }

@@ -9,6 +9,8 @@
 //! runtime.start_container(&id)?;
 //! runtime.container_status(&id)?.state     // Created | Running | Exited
 //! runtime.exec(&id, vec!["hostname".into()], false)?.wait()?;
+//! runtime.attach_stdin(&id)?               // when the spec asked for stdin
+//! runtime.container_stats(&id)?            // CPU, memory, processes
 //! runtime.stop_container(&id, grace)?;     // SIGTERM, grace, SIGKILL
 //! runtime.remove_container(&id)?;
 //! runtime.remove_sandbox(&pod_uid)?;        // also removes the pod's containers
@@ -98,6 +100,16 @@ pub struct ContainerStatus {
     pub attempt: u32,
     pub log_path: PathBuf,
     pub state: ContainerState,
+}
+
+/// What a running container uses, from its cgroup (for `/stats/summary`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// CPU time used since the container started, in nanoseconds.
+    pub cpu_usage_nanos: u64,
+    pub memory_usage_bytes: u64,
+    pub memory_working_set_bytes: u64,
+    pub processes: u64,
 }
 
 /// The runtime of one node, rooted in a directory of its own.
@@ -306,6 +318,20 @@ impl Runtime {
             attempt: spec.attempt,
             log_path: spec.log_path,
             state,
+        })
+    }
+
+    /// The resource use of a running container.
+    pub fn container_stats(&self, id: &ContainerId) -> Result<ContainerStats> {
+        let status = self.container_status(id)?;
+        if !matches!(status.state, ContainerState::Running { .. }) {
+            return Err(wrong_state(id, &status.state));
+        }
+        cgroup::stats(&cgroup::container_path(&status.pod_uid, &id.0)).map_err(|message| {
+            Error::Io {
+                context: format!("reading the cgroup of {id}"),
+                source: io::Error::other(message),
+            }
         })
     }
 

@@ -445,6 +445,11 @@ fn limits_and_security_apply(f: &Fixture) {
         read(&format!("memory/{cgroup}/memory.limit_in_bytes")),
         (64 << 20).to_string()
     );
+    let stats = f.runtime.container_stats(&id).unwrap();
+    assert!(stats.memory_working_set_bytes > 0, "{stats:?}");
+    assert!(stats.memory_usage_bytes >= stats.memory_working_set_bytes);
+    assert!(stats.cpu_usage_nanos > 0, "{stats:?}");
+    assert!(stats.processes >= 1, "{stats:?}");
     f.runtime.stop_container(&id, Duration::ZERO).unwrap();
     let lines = log_lines(&spec.log_path);
     let out = stdout_of(&lines);
