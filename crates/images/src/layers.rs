@@ -3,9 +3,10 @@
 //! (a 0:0 character device for a deleted path, `trusted.overlay.opaque=y`
 //! for a directory whose lower contents are hidden).
 
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::io::{self, BufRead, BufReader, Read};
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -20,6 +21,7 @@ const WHITEOUT_PREFIX: &str = ".wh.";
 const OPAQUE_WHITEOUT: &str = ".wh..wh..opq";
 const OPAQUE_XATTR: &str = "trusted.overlay.opaque";
 const UNPACKING_PREFIX: &str = ".unpack-";
+const PAX_XATTR: &str = "SCHILY.xattr.";
 
 #[derive(Clone, Debug)]
 pub(crate) struct Layers {
@@ -104,7 +106,8 @@ pub(crate) fn unpack(reader: impl BufRead, dest: &Path) -> io::Result<()> {
     archive.set_preserve_permissions(true);
     archive.set_preserve_ownerships(true);
     archive.set_preserve_mtime(true);
-    archive.set_unpack_xattrs(true);
+    // Extended attributes are set below, without the overlay's own.
+    archive.set_unpack_xattrs(false);
     archive.set_overwrite(true);
     // Directories are made last, deepest first, as tar's own unpack does: a
     // read-only directory would refuse its children, and creating children
@@ -131,24 +134,59 @@ pub(crate) fn unpack(reader: impl BufRead, dest: &Path) -> io::Result<()> {
                 makedev(0, 0),
             )?;
         } else {
+            let xattrs = xattrs(&mut entry)?;
             match entry.header().entry_type() {
-                EntryType::Directory => directories.push(entry),
+                EntryType::Directory => directories.push((entry, xattrs)),
                 EntryType::Char | EntryType::Block | EntryType::Fifo => {
-                    make_node(dest, &path, entry.header())?
+                    make_node(dest, &path, entry.header())?;
+                    set_xattrs(&dest.join(&path), &xattrs)?;
                 }
-                _ => {
+                kind => {
                     entry.unpack_in(dest)?;
+                    if !kind.is_symlink() {
+                        set_xattrs(&dest.join(&path), &xattrs)?;
+                    }
                 }
             }
         }
     }
-    directories.sort_by(|a, b| b.path_bytes().cmp(&a.path_bytes()));
-    for mut directory in directories {
+    directories.sort_by(|(a, _), (b, _)| b.path_bytes().cmp(&a.path_bytes()));
+    for (mut directory, xattrs) in directories {
         directory.unpack_in(dest)?;
+        set_xattrs(&dest.join(relative(&directory.path()?)?), &xattrs)?;
     }
     for directory in opaque {
         let directory = directory_inside(dest, &directory)?;
         lsetxattr(&directory, OPAQUE_XATTR, b"y", XattrFlags::empty())?;
+    }
+    Ok(())
+}
+
+/// An entry's extended attributes (pax `SCHILY.xattr.*` records) but for
+/// `trusted.*`, where overlayfs keeps its opaque, redirect and metacopy
+/// marks: a layer must not forge those.
+fn xattrs(entry: &mut tar::Entry<impl Read>) -> io::Result<Vec<(OsString, Vec<u8>)>> {
+    let Some(extensions) = entry.pax_extensions()? else {
+        return Ok(Vec::new());
+    };
+    let mut xattrs = Vec::new();
+    for extension in extensions {
+        let extension = extension?;
+        if let Some(name) = extension.key_bytes().strip_prefix(PAX_XATTR.as_bytes())
+            && !name.starts_with(b"trusted.")
+        {
+            xattrs.push((
+                OsStr::from_bytes(name).to_owned(),
+                extension.value_bytes().to_vec(),
+            ));
+        }
+    }
+    Ok(xattrs)
+}
+
+fn set_xattrs(path: &Path, xattrs: &[(OsString, Vec<u8>)]) -> io::Result<()> {
+    for (name, value) in xattrs {
+        lsetxattr(path, name.as_os_str(), value, XattrFlags::empty())?;
     }
     Ok(())
 }
@@ -289,6 +327,43 @@ mod tests {
         let whiteout = fs::symlink_metadata(dir.path().join("a/b/c")).unwrap();
         assert!(whiteout.file_type().is_char_device());
         assert_eq!(whiteout.rdev(), 0);
+    }
+
+    /// A pax extended header record: its length counts its own digits.
+    fn pax_record(key: &str, value: &str) -> String {
+        let body = format!(" {key}={value}\n");
+        let mut length = body.len() + 1;
+        while length.to_string().len() + body.len() != length {
+            length = length.to_string().len() + body.len();
+        }
+        format!("{length}{body}")
+    }
+
+    #[test]
+    fn extended_attributes_are_kept_except_the_overlays_own() {
+        let mut builder = tar::Builder::new(Vec::new());
+        for (path, kind) in [
+            ("dir", EntryType::Directory),
+            ("dir/file", EntryType::Regular),
+        ] {
+            let records = pax_record("SCHILY.xattr.user.tugboat", "kept")
+                + &pax_record("SCHILY.xattr.trusted.overlay.opaque", "y");
+            let mut extension = header(EntryType::XHeader, records.len());
+            builder
+                .append_data(&mut extension, "PaxHeaders/entry", records.as_bytes())
+                .unwrap();
+            let mut entry = header(kind, 0);
+            builder.append_data(&mut entry, path, &[][..]).unwrap();
+        }
+        let dir = unpacked(&builder.into_inner().unwrap()).unwrap();
+        for path in ["dir", "dir/file"] {
+            let path = dir.path().join(path);
+            let mut value = [0u8; 16];
+            let length = rustix::fs::getxattr(&path, "user.tugboat", &mut value).unwrap();
+            assert_eq!(&value[..length], b"kept");
+            let forged = rustix::fs::getxattr(&path, "trusted.overlay.opaque", &mut value);
+            assert_eq!(forged, Err(rustix::io::Errno::NODATA), "{}", path.display());
+        }
     }
 
     #[test]

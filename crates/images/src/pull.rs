@@ -289,7 +289,7 @@ impl ImageStore {
         if !self.blobs.contains(&layer.digest) {
             report(ProgressPhase::Downloading, 0);
             let mut stream = client
-                .pull_blob_stream(target, &descriptor(layer))
+                .pull_blob_stream(target, &descriptor(&layer))
                 .await
                 .map_err(|e| pull_error(reference, &e))?;
             // Chunks go straight to the page cache; the sync and rename in
