@@ -23,4 +23,4 @@ mod routes;
 pub mod server;
 mod watch_cache;
 
-pub use server::{Config, run};
+pub use server::{Config, Listening, listen};

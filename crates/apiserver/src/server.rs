@@ -3,7 +3,7 @@
 //! authentication over HTTP/1.1 and HTTP/2.
 
 use std::net::{IpAddr, Ipv4Addr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -38,8 +38,19 @@ pub struct Config {
     pub compaction_interval: Duration,
 }
 
-/// Serves the Kubernetes API until the process ends.
-pub async fn run(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
+/// The API server bound to its port with its certificates made, not yet
+/// answering: what [`listen`] returns so that the caller can start the
+/// in-process clients (the node agent) before [`Listening::serve`].
+pub struct Listening {
+    kubeconfig: PathBuf,
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    app: Router,
+}
+
+/// Makes the certificates, binds the port, creates the system namespaces and
+/// writes the admin kubeconfig.
+pub async fn listen(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Listening> {
     let pki = Pki::load_or_create(&config.data_dir, &certificate_hosts(&config))
         .context("making the cluster certificates")?;
     let listener = TcpListener::bind((config.bind_address, config.port))
@@ -61,14 +72,33 @@ pub async fn run(config: Config, store: Arc<dyn Store>) -> anyhow::Result<()> {
     let kubeconfig = pki.write_admin_kubeconfig(&config.data_dir, &url)?;
     println!("kubeconfig: {}", kubeconfig.display());
     tracing::info!("serving the Kubernetes API at {url}");
-    let acceptor = TlsAcceptor::from(Arc::new(tls_config(&pki)?));
-    let app = routes::router(objects);
-    loop {
-        match listener.accept().await {
-            Ok((tcp, _)) => {
-                tokio::spawn(serve_connection(acceptor.clone(), app.clone(), tcp));
+    Ok(Listening {
+        kubeconfig,
+        listener,
+        acceptor: TlsAcceptor::from(Arc::new(tls_config(&pki)?)),
+        app: routes::router(objects),
+    })
+}
+
+impl Listening {
+    /// The admin kubeconfig, for clients in this process.
+    pub fn kubeconfig(&self) -> &Path {
+        &self.kubeconfig
+    }
+
+    /// Serves the Kubernetes API until the process ends.
+    pub async fn serve(self) -> anyhow::Result<()> {
+        loop {
+            match self.listener.accept().await {
+                Ok((tcp, _)) => {
+                    tokio::spawn(serve_connection(
+                        self.acceptor.clone(),
+                        self.app.clone(),
+                        tcp,
+                    ));
+                }
+                Err(e) => tracing::warn!("accepting a connection: {e}"),
             }
-            Err(e) => tracing::warn!("accepting a connection: {e}"),
         }
     }
 }

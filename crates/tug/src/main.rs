@@ -1,6 +1,7 @@
 //! `tug`: Tugboat's one binary. Each subcommand lives in its own module;
 //! this file only parses the command line and dispatches.
 
+mod agent;
 mod images;
 mod server;
 mod shim;
@@ -20,6 +21,8 @@ enum Command {
     Server(server::ServerArgs),
     /// Manages this node's images: import, ls, rm, pull.
     Images(images::ImagesArgs),
+    /// Runs the node agent alone, joining the cluster its kubeconfig names.
+    Agent(agent::AgentArgs),
     /// The runtime's per-container process; the runtime starts it, people do not.
     #[command(hide = true)]
     Shim(shim::ShimArgs),
@@ -42,6 +45,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Server(args) => runtime.block_on(server::run(args)),
         Command::Images(args) => runtime.block_on(images::run(args)),
+        Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Shim(_) => unreachable!("the shim ran before the tokio runtime"),
     }
 }

@@ -10,6 +10,8 @@ use tugboat_apiserver::Config;
 use tugboat_store::Store;
 use tugboat_store::embedded::EmbeddedStore;
 
+use crate::agent::NodeArgs;
+
 #[derive(clap::Args)]
 pub struct ServerArgs {
     /// Where the cluster keeps its state, certificates and admin kubeconfig.
@@ -28,7 +30,15 @@ pub struct ServerArgs {
     /// resourceVersions get 410 Expired.
     #[arg(long, default_value_t = 300)]
     compaction_interval: u64,
+    /// Serve the API only: run no node agent, so this machine is no node.
+    #[arg(long)]
+    disable_agent: bool,
+    #[command(flatten)]
+    node: NodeArgs,
 }
+
+/// The roles `kubectl get nodes` shows for a server's own node, as k3s sets them.
+const SERVER_NODE_ROLES: &[(&str, &str)] = &[("node-role.kubernetes.io/control-plane", "true")];
 
 pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.data_dir)
@@ -36,6 +46,10 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let state = args.data_dir.join("state.redb");
     let store: Arc<dyn Store> = EmbeddedStore::open(&state)
         .with_context(|| format!("opening the store {}", state.display()))?;
+    let agent = (!args.disable_agent).then(|| {
+        args.node
+            .config(&args.data_dir.join("agent"), SERVER_NODE_ROLES)
+    });
     let config = Config {
         data_dir: args.data_dir,
         bind_address: args.bind_address,
@@ -43,5 +57,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tls_san: args.tls_san,
         compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
     };
-    tugboat_apiserver::run(config, store).await
+    let api = tugboat_apiserver::listen(config, store).await?;
+    if let Some(agent) = agent {
+        let kubeconfig = api.kubeconfig().to_owned();
+        tokio::spawn(async move {
+            if let Err(e) = crate::agent::start(&kubeconfig, agent).await {
+                tracing::error!("the node agent stopped: {e:#}");
+            }
+        });
+    }
+    api.serve().await
 }

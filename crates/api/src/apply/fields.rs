@@ -12,9 +12,9 @@ use crate::schema::{ListStrategy, list_strategy};
 pub type Path = Vec<String>;
 pub type FieldSet = BTreeSet<Path>;
 
-/// Top-level fields no one owns: the server writes them, or they identify
-/// the object rather than configure it.
-const IGNORED_TOP: [&str; 3] = ["apiVersion", "kind", "status"];
+/// Top-level fields no one owns: they identify the object rather than
+/// configure it.
+const IGNORED_TOP: [&str; 2] = ["apiVersion", "kind"];
 const IGNORED_METADATA: [&str; 10] = [
     "name",
     "namespace",
@@ -29,11 +29,14 @@ const IGNORED_METADATA: [&str; 10] = [
 ];
 
 /// Every field `obj` sets: its leaves, and the items of keyed lists and sets.
-pub fn fields_of(obj: &Value) -> FieldSet {
+/// The fields of `obj` a write through `subresource` can own: the status
+/// through `status`, everything else through the object itself.
+pub fn fields_of(obj: &Value, subresource: &str) -> FieldSet {
+    let through_status = subresource == "status";
     let mut out = FieldSet::new();
     if let Some(map) = obj.as_object() {
         for (key, value) in map {
-            if IGNORED_TOP.contains(&key.as_str()) {
+            if IGNORED_TOP.contains(&key.as_str()) || (key == "status") != through_status {
                 continue;
             }
             if key == "metadata" {

@@ -15,12 +15,32 @@ use fields::{
     FieldSet, display, fields_of, from_fields_v1, key_step, remove_at, to_fields_v1, value_at,
 };
 
+/// Who writes: a field manager, and the subresource it writes through.
+/// Kubernetes keeps a manager's writes to `/status` in an entry of their own,
+/// so that applying a status never drops the fields it applied to the spec.
+#[derive(Clone, Copy, Debug)]
+pub struct Writer<'a> {
+    pub manager: &'a str,
+    /// `""` for the object itself, else e.g. `"status"` or `"scale"`.
+    pub subresource: &'a str,
+}
+
+impl<'a> From<&'a str> for Writer<'a> {
+    fn from(manager: &'a str) -> Writer<'a> {
+        Writer {
+            manager,
+            subresource: "",
+        }
+    }
+}
+
 /// One `managedFields` entry, with its field set decoded.
 struct Entry {
     manager: String,
     operation: String,
     api_version: String,
     time: String,
+    subresource: String,
     fields: FieldSet,
 }
 
@@ -35,15 +55,25 @@ impl Entry {
         }
     }
 
+    fn is(&self, writer: Writer, operation: &str) -> bool {
+        self.manager == writer.manager
+            && self.operation == operation
+            && self.subresource == writer.subresource
+    }
+
     fn to_json(&self) -> Value {
-        json!({
+        let mut entry = json!({
             "manager": self.manager,
             "operation": self.operation,
             "apiVersion": self.api_version,
             "time": self.time,
             "fieldsType": "FieldsV1",
             "fieldsV1": to_fields_v1(&self.fields),
-        })
+        });
+        if !self.subresource.is_empty() {
+            entry["subresource"] = self.subresource.clone().into();
+        }
+        entry
     }
 }
 
@@ -57,6 +87,7 @@ fn entries_of(obj: &Value) -> Vec<Entry> {
             operation: str_of(e, "operation"),
             api_version: str_of(e, "apiVersion"),
             time: str_of(e, "time"),
+            subresource: str_of(e, "subresource"),
             fields: e.get("fieldsV1").map(from_fields_v1).unwrap_or_default(),
         })
         .collect()
@@ -83,24 +114,23 @@ fn store_entries(obj: &mut Value, entries: Vec<Entry>) {
     meta::set(obj, "managedFields", value);
 }
 
-/// The entry of `manager` for `operation`, created if missing.
+/// The entry of `writer` for `operation`, created if missing.
 fn entry_mut<'a>(
     entries: &'a mut Vec<Entry>,
-    manager: &str,
+    writer: Writer,
     operation: &str,
     api_version: &str,
 ) -> &'a mut Entry {
-    let found = entries
-        .iter()
-        .position(|e| e.manager == manager && e.operation == operation);
+    let found = entries.iter().position(|e| e.is(writer, operation));
     let i = match found {
         Some(i) => i,
         None => {
             entries.push(Entry {
-                manager: manager.to_owned(),
+                manager: writer.manager.to_owned(),
                 operation: operation.to_owned(),
                 api_version: api_version.to_owned(),
                 time: String::new(),
+                subresource: writer.subresource.to_owned(),
                 fields: FieldSet::new(),
             });
             entries.len() - 1
@@ -110,20 +140,21 @@ fn entry_mut<'a>(
 }
 
 /// Merges an applied configuration into the live object (`None`: create) for
-/// `manager`, returning the new object with its managedFields.
-pub fn server_side_apply(
+/// `writer`, returning the new object with its managedFields.
+pub fn server_side_apply<'a>(
     live: Option<&Value>,
     config: &Value,
-    manager: &str,
+    writer: impl Into<Writer<'a>>,
     force: bool,
     now: &str,
 ) -> ApiResult<Value> {
+    let writer = writer.into();
     let api_version = config
         .get("apiVersion")
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
-    let applied = fields_of(config);
+    let applied = fields_of(config, writer.subresource);
     let (mut merged, mut entries) = match live {
         Some(live) => (
             merge_applied(live, config, &mut Vec::new()),
@@ -132,22 +163,22 @@ pub fn server_side_apply(
         None => (config.clone(), Vec::new()),
     };
     if let Some(live) = live {
-        resolve_conflicts(live, config, &applied, manager, force, &mut entries)?;
+        resolve_conflicts(live, config, &applied, writer.manager, force, &mut entries)?;
     }
     let previously: FieldSet = entries
         .iter()
-        .find(|e| e.manager == manager && e.operation == "Apply")
+        .find(|e| e.is(writer, "Apply"))
         .map(|e| e.fields.clone())
         .unwrap_or_default();
     for dropped in previously.difference(&applied) {
-        let owned_elsewhere = entries.iter().any(|e| {
-            !(e.manager == manager && e.operation == "Apply") && e.fields.contains(dropped)
-        });
+        let owned_elsewhere = entries
+            .iter()
+            .any(|e| !e.is(writer, "Apply") && e.fields.contains(dropped));
         if !owned_elsewhere {
             remove_at(&mut merged, dropped);
         }
     }
-    let entry = entry_mut(&mut entries, manager, "Apply", &api_version);
+    let entry = entry_mut(&mut entries, writer, "Apply", &api_version);
     entry.fields = applied;
     entry.time = now.to_owned();
     entry.api_version = api_version;
@@ -290,7 +321,13 @@ fn merge_applied(live: &Value, config: &Value, names: &mut Vec<String>) -> Value
 
 /// Records that `manager` (operation Update) owns the fields a create,
 /// update or patch changed, taking them from other managers.
-pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &str) {
+pub fn record_update<'a>(
+    old: Option<&Value>,
+    new: &mut Value,
+    writer: impl Into<Writer<'a>>,
+    now: &str,
+) {
+    let writer = writer.into();
     let sent = new
         .pointer("/metadata/managedFields")
         .filter(|v| !v.is_null())
@@ -299,7 +336,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &
         (true, _) | (false, None) => entries_of(new),
         (false, Some(old)) => entries_of(old),
     };
-    let new_fields = fields_of(new);
+    let new_fields = fields_of(new, writer.subresource);
     let empty = Value::Object(Map::new());
     let old_obj = old.unwrap_or(&empty);
     let changed: FieldSet = new_fields
@@ -307,13 +344,13 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &
         .filter(|path| old.is_none() || value_at(old_obj, path) != value_at(new, path))
         .cloned()
         .collect();
-    let removed: FieldSet = fields_of(old_obj)
+    let removed: FieldSet = fields_of(old_obj, writer.subresource)
         .difference(&new_fields)
         .cloned()
         .collect();
     for entry in entries.iter_mut() {
         entry.fields.retain(|p| !removed.contains(p));
-        if entry.manager != manager || entry.operation != "Update" {
+        if !entry.is(writer, "Update") {
             entry.fields.retain(|p| !changed.contains(p) || is_item(p));
         }
     }
@@ -323,7 +360,7 @@ pub fn record_update(old: Option<&Value>, new: &mut Value, manager: &str, now: &
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned();
-        let entry = entry_mut(&mut entries, manager, "Update", &api_version);
+        let entry = entry_mut(&mut entries, writer, "Update", &api_version);
         entry.fields.extend(changed);
         entry.time = now.to_owned();
     }

@@ -132,3 +132,26 @@ fn a_create_records_its_manager() {
     record_update(None, &mut obj, "kubectl-create", NOW);
     assert_eq!(managers(&obj), [("kubectl-create".into(), "Update".into())]);
 }
+
+#[test]
+fn applying_a_status_keeps_what_the_same_manager_applied_to_the_object() {
+    let live = server_side_apply(None, &config(2, "nginx"), "agent", false, NOW).unwrap();
+    let status = json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "status": {"replicas": 2}
+    });
+    let through_status = Writer {
+        manager: "agent",
+        subresource: "status",
+    };
+    let updated = server_side_apply(Some(&live), &status, through_status, false, NOW).unwrap();
+    assert_eq!(updated["metadata"]["labels"]["app"], "web");
+    assert_eq!(updated["spec"]["replicas"], 2);
+    assert_eq!(updated["status"]["replicas"], 2);
+    let entries = updated["metadata"]["managedFields"].as_array().unwrap();
+    assert_eq!(entries.len(), 2);
+    assert_eq!(entries[1]["subresource"], "status");
+    assert_eq!(entries[1]["fieldsV1"]["f:status"]["f:replicas"], json!({}));
+    assert!(entries[0].get("subresource").is_none());
+}

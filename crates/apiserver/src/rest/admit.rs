@@ -151,9 +151,9 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> ApiResult<()> 
     }
 }
 
-/// Records in managedFields what `manager` changed with a non-apply write.
-pub fn record_manager(old: Option<&Value>, new: &mut Value, manager: &str, now: &str) {
-    apply::record_update(old, new, manager, now);
+/// Records in managedFields what `writer` changed with a non-apply write.
+pub fn record_manager(old: Option<&Value>, new: &mut Value, writer: apply::Writer, now: &str) {
+    apply::record_update(old, new, writer, now);
 }
 
 /// Two objects the same apart from managedFields and resourceVersion: an

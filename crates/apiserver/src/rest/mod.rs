@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::Value;
 use tugboat_api::table::IncludeObject;
-use tugboat_api::{ApiError, ApiResult};
+use tugboat_api::{ApiError, ApiResult, apply};
 
 use crate::discovery;
 use crate::objects::Objects;
@@ -47,6 +47,14 @@ impl Ctx {
 
     /// Who is writing, for managedFields: `?fieldManager=` or, as Kubernetes
     /// does, the client's user agent up to its first `/`.
+    /// The field manager with the subresource it writes through.
+    pub fn writer<'a>(&'a self, manager: &'a str) -> apply::Writer<'a> {
+        apply::Writer {
+            manager,
+            subresource: self.target.subresource.as_deref().unwrap_or(""),
+        }
+    }
+
     pub fn field_manager(&self) -> String {
         if let Some(manager) = self
             .params

@@ -24,7 +24,7 @@ pub async fn create(ctx: &Ctx) -> ApiResult<Response> {
     let now = admit::now();
     admit::prepare_create(kind, &mut obj, &now);
     admit::validate(kind, &obj, None)?;
-    admit::record_manager(None, &mut obj, &ctx.field_manager(), &now);
+    admit::record_manager(None, &mut obj, ctx.field_manager().as_str().into(), &now);
     let created = store_new(ctx, obj).await?;
     Ok(json(StatusCode::CREATED, &created, &warnings))
 }
@@ -163,9 +163,12 @@ async fn server_side_apply(ctx: &Ctx) -> ApiResult<Response> {
     let (config, warnings) = admit::normalize(kind, config, field_validation(ctx)?)?;
     let force = ctx.params.force();
     let now = admit::now();
+    let writer = ctx.writer(&manager);
+    // Applying to a subresource changes an existing object only.
+    let status_only = writer.subresource == "status";
     let key = kind.key(&ctx.target.namespace, ctx.name());
-    if ctx.objects.try_get(&key).await?.is_none() {
-        let mut obj = apply::server_side_apply(None, &config, &manager, force, &now)?;
+    if writer.subresource.is_empty() && ctx.objects.try_get(&key).await?.is_none() {
+        let mut obj = apply::server_side_apply(None, &config, writer, force, &now)?;
         admit::prepare_create(kind, &mut obj, &now);
         admit::validate(kind, &obj, None)?;
         match store_new(ctx, obj).await {
@@ -174,8 +177,8 @@ async fn server_side_apply(ctx: &Ctx) -> ApiResult<Response> {
             Err(_) => {}
         }
     }
-    let applied = guaranteed_write(ctx, false, |old| {
-        apply::server_side_apply(Some(old), &config, &manager, force, &now)
+    let applied = guaranteed_write(ctx, status_only, |old| {
+        apply::server_side_apply(Some(old), &config, writer, force, &now)
     })
     .await?;
     Ok(json(StatusCode::OK, &applied, &warnings))
@@ -217,9 +220,10 @@ pub async fn guaranteed_update(
 ) -> ApiResult<Value> {
     let status_only = ctx.target.subresource.as_deref() == Some("status");
     let manager = ctx.field_manager();
+    let writer = ctx.writer(&manager);
     guaranteed_write(ctx, status_only, |old| {
         let mut new = change(old)?;
-        admit::record_manager(Some(old), &mut new, &manager, &admit::now());
+        admit::record_manager(Some(old), &mut new, writer, &admit::now());
         Ok(new)
     })
     .await
@@ -261,6 +265,6 @@ pub async fn create_internal(objects: &Objects, kind: &Kind, mut obj: Value) -> 
     let now = admit::now();
     admit::prepare_create(kind, &mut obj, &now);
     admit::validate(kind, &obj, None)?;
-    admit::record_manager(None, &mut obj, "tug", &now);
+    admit::record_manager(None, &mut obj, "tug".into(), &now);
     objects.create(kind, &obj).await
 }

@@ -1,0 +1,109 @@
+//! The node agent: Tugboat's kubelet.
+//!
+//! A map of this crate:
+//! - [`machine`]: what the machine has (CPUs, memory, disk, addresses, kernel),
+//!   read from `/proc` and the kernel.
+//! - `node`: the Node object built from those facts, registered at start and
+//!   its status (capacity, conditions, node info) kept current.
+//! - `lease`: the node's Lease in `kube-node-lease`, renewed every 10 s; the
+//!   control plane judges the node alive by it.
+//! - `pods`: one worker per pod bound to this node, running it with the
+//!   container runtime (`tugboat-runtime`) from images in the node's image
+//!   store (`tugboat-images`).
+//! - `events`: the Events the kubelet records about pods.
+//!
+//! The agent meets the rest of the cluster only through the Kubernetes API,
+//! with the `kube` client, as a kubelet does.
+
+mod events;
+mod lease;
+pub mod machine;
+mod node;
+mod pods;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use kube::Client;
+
+/// How often the lease is renewed and the node's health looked at; as the
+/// kubelet's `nodeLeaseRenewInterval` (a quarter of the 40 s lease).
+const HEARTBEAT: Duration = Duration::from_secs(10);
+
+/// Everything the agent needs to know about the node it runs.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The Node's name (usually the host name).
+    pub node_name: String,
+    /// Where the agent keeps its state; its file system is the node's
+    /// ephemeral storage.
+    pub data_dir: PathBuf,
+    /// Labels set on the Node besides the well-known ones.
+    pub labels: BTreeMap<String, String>,
+    /// The most pods this node runs (the kubelet's `--max-pods`).
+    pub max_pods: u32,
+    /// Registries pulled from over plain HTTP (loopback ones always are).
+    pub insecure_registries: Vec<String>,
+}
+
+/// Registers the node and keeps it and its lease current until the future is
+/// dropped. API errors are logged and retried at the next beat: the agent
+/// outlives an API server restart.
+pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "creating the agent's data dir {}",
+            config.data_dir.display()
+        )
+    })?;
+    let pods = pods::Node {
+        client: client.clone(),
+        name: config.node_name.clone(),
+        host_ip: machine::internal_ip().to_string(),
+        runtime: tugboat_runtime::Runtime::open(config.data_dir.join("runtime"))?,
+        images: tugboat_images::ImageStore::open(config.data_dir.join("images"))?,
+        pods_dir: config.data_dir.join("pods"),
+        logs_dir: config.data_dir.join("logs"),
+        events: events::Recorder::new(client.clone(), &config.node_name),
+        insecure_registries: config.insecure_registries.clone(),
+    };
+    let mut node = node::NodeReporter::new(client.clone(), config.clone());
+    let uid = loop {
+        match node.register().await {
+            Ok(uid) => break uid,
+            Err(e) => {
+                tracing::warn!("registering the node: {e:#}; trying again in {HEARTBEAT:?}");
+                tokio::time::sleep(HEARTBEAT).await;
+            }
+        }
+    };
+    tracing::info!(node = %config.node_name, "node registered");
+    let lease = lease::LeaseRenewer::new(client, &config.node_name, &uid);
+    let mut pods = tokio::spawn(pods::run(Arc::new(pods)));
+    let mut beat = tokio::time::interval(HEARTBEAT);
+    loop {
+        tokio::select! {
+            _ = beat.tick() => {}
+            ended = &mut pods => {
+                return match ended {
+                    Ok(result) => result,
+                    Err(e) => Err(anyhow::anyhow!("the pod workers failed: {e}")),
+                };
+            }
+        }
+        if let Err(e) = lease.renew().await {
+            tracing::warn!("renewing the node lease: {e}");
+        }
+        if let Err(e) = node.report_status().await {
+            tracing::warn!("reporting node status: {e}");
+        }
+    }
+}
+
+/// Kubernetes' `metav1.Time`: RFC 3339 in UTC to the second.
+fn rfc3339(t: jiff::Timestamp) -> String {
+    t.strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}

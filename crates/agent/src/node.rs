@@ -1,0 +1,270 @@
+//! The Node object: registered at start, its status kept current.
+//!
+//! Both writes are server-side applies by the field manager `tug-agent`, so
+//! the agent owns exactly the fields it sets and others (kubectl label,
+//! cordon, the node controller's taints) keep theirs.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Node;
+use kube::api::{Patch, PatchParams};
+use kube::{Api, Client};
+use serde_json::{Value, json};
+
+use crate::machine::{self, Available, Capacity};
+use crate::{Config, rfc3339};
+
+const FIELD_MANAGER: &str = "tug-agent";
+
+/// The agent's answer to `containerRuntimeVersion` and `kubeletVersion`.
+const RUNTIME_VERSION: &str = concat!("tugboat://", env!("CARGO_PKG_VERSION"));
+const KUBELET_VERSION: &str = concat!("v1.33.0-tug.", env!("CARGO_PKG_VERSION"));
+
+/// Memory held back from pods, as the kubelet's default hard eviction
+/// threshold `memory.available<100Mi` does; below it the node reports
+/// MemoryPressure.
+const MEMORY_RESERVED: u64 = 100 * 1024 * 1024;
+/// Below this share of free disk the node reports DiskPressure
+/// (`nodefs.available<10%`).
+const DISK_FREE_MIN_PERCENT: u64 = 10;
+/// PIDPressure once this share of `pid_max` is in use.
+const PIDS_USED_MAX_PERCENT: u64 = 90;
+
+/// Kubernetes posts an unchanged status every few minutes so that
+/// `lastHeartbeatTime` tells a reader the agent still looks.
+const UNCHANGED_STATUS_EVERY: Duration = Duration::from_secs(60);
+
+pub struct NodeReporter {
+    nodes: Api<Node>,
+    config: Config,
+    /// The last status posted and when, to post only changes and heartbeats.
+    last: Option<(NodeHealth, Capacity, Instant)>,
+    /// When each condition last changed: type -> (status, since).
+    transitions: BTreeMap<&'static str, (bool, Timestamp)>,
+}
+
+/// The conditions as booleans: true means trouble.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct NodeHealth {
+    memory_pressure: bool,
+    disk_pressure: bool,
+    pid_pressure: bool,
+}
+
+impl NodeReporter {
+    pub fn new(client: Client, config: Config) -> NodeReporter {
+        NodeReporter {
+            nodes: Api::all(client),
+            config,
+            last: None,
+            transitions: BTreeMap::new(),
+        }
+    }
+
+    /// Creates the Node (or takes over the existing one of that name), posts
+    /// its first status, and returns its uid for the lease's owner reference.
+    pub async fn register(&mut self) -> anyhow::Result<String> {
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        let node = self
+            .nodes
+            .patch(
+                &self.config.node_name,
+                &params,
+                &Patch::Apply(self.registration()),
+            )
+            .await?;
+        self.report_status().await?;
+        Ok(node.metadata.uid.unwrap_or_default())
+    }
+
+    /// Posts the status if the machine's health or capacity changed, or if
+    /// the last post is a minute old.
+    pub async fn report_status(&mut self) -> anyhow::Result<()> {
+        let capacity = machine::capacity(&self.config.data_dir)?;
+        let health = NodeHealth::of(&machine::available(&self.config.data_dir)?);
+        if let Some((last_health, last_capacity, at)) = &self.last
+            && *last_health == health
+            && *last_capacity == capacity
+            && at.elapsed() < UNCHANGED_STATUS_EVERY
+        {
+            return Ok(());
+        }
+        let status = self.status(&capacity, &health, Timestamp::now());
+        let params = PatchParams::apply(FIELD_MANAGER).force();
+        self.nodes
+            .patch_status(&self.config.node_name, &params, &Patch::Apply(status))
+            .await?;
+        self.last = Some((health, capacity, Instant::now()));
+        Ok(())
+    }
+
+    fn registration(&self) -> Value {
+        let info = machine::system_info();
+        let mut labels = BTreeMap::from([
+            (
+                "kubernetes.io/hostname".to_owned(),
+                self.config.node_name.clone(),
+            ),
+            ("kubernetes.io/os".to_owned(), "linux".to_owned()),
+            ("kubernetes.io/arch".to_owned(), info.architecture.clone()),
+            ("beta.kubernetes.io/os".to_owned(), "linux".to_owned()),
+            ("beta.kubernetes.io/arch".to_owned(), info.architecture),
+        ]);
+        labels.extend(self.config.labels.clone());
+        json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.config.node_name, "labels": labels},
+        })
+    }
+
+    fn status(&mut self, capacity: &Capacity, health: &NodeHealth, now: Timestamp) -> Value {
+        let info = machine::system_info();
+        let allocatable_memory = capacity.memory_bytes.saturating_sub(MEMORY_RESERVED);
+        let allocatable_storage =
+            capacity.ephemeral_storage_bytes / 100 * (100 - DISK_FREE_MIN_PERCENT);
+        let conditions = vec![
+            self.condition(
+                "MemoryPressure",
+                health.memory_pressure,
+                (
+                    "KubeletHasInsufficientMemory",
+                    "kubelet has insufficient memory available",
+                ),
+                (
+                    "KubeletHasSufficientMemory",
+                    "kubelet has sufficient memory available",
+                ),
+                now,
+            ),
+            self.condition(
+                "DiskPressure",
+                health.disk_pressure,
+                ("KubeletHasDiskPressure", "kubelet has disk pressure"),
+                ("KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+                now,
+            ),
+            self.condition(
+                "PIDPressure",
+                health.pid_pressure,
+                (
+                    "KubeletHasInsufficientPID",
+                    "kubelet has insufficient PID available",
+                ),
+                (
+                    "KubeletHasSufficientPID",
+                    "kubelet has sufficient PID available",
+                ),
+                now,
+            ),
+            // Ready is the one condition where true is good news.
+            self.condition(
+                "Ready",
+                true,
+                ("KubeletReady", "kubelet is posting ready status"),
+                ("KubeletNotReady", "kubelet is not ready"),
+                now,
+            ),
+        ];
+        json!({
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": self.config.node_name},
+            "status": {
+                "capacity": {
+                    "cpu": capacity.cpus.to_string(),
+                    "memory": format!("{}Ki", capacity.memory_bytes / 1024),
+                    "ephemeral-storage": format!("{}Ki", capacity.ephemeral_storage_bytes / 1024),
+                    "pods": self.config.max_pods.to_string(),
+                },
+                "allocatable": {
+                    "cpu": capacity.cpus.to_string(),
+                    "memory": format!("{}Ki", allocatable_memory / 1024),
+                    "ephemeral-storage": allocatable_storage.to_string(),
+                    "pods": self.config.max_pods.to_string(),
+                },
+                "conditions": conditions,
+                "addresses": [
+                    {"type": "InternalIP", "address": machine::internal_ip().to_string()},
+                    {"type": "Hostname", "address": self.config.node_name},
+                ],
+                "nodeInfo": {
+                    "machineID": info.machine_id,
+                    "systemUUID": info.machine_id,
+                    "bootID": info.boot_id,
+                    "kernelVersion": info.kernel_version,
+                    "osImage": info.os_image,
+                    "containerRuntimeVersion": RUNTIME_VERSION,
+                    "kubeletVersion": KUBELET_VERSION,
+                    "kubeProxyVersion": "",
+                    "operatingSystem": "linux",
+                    "architecture": info.architecture,
+                },
+            },
+        })
+    }
+
+    /// One condition; `when_true` and `when_false` are its (reason, message)
+    /// for each status. The transition time moves only when the status does.
+    fn condition(
+        &mut self,
+        kind: &'static str,
+        status: bool,
+        when_true: (&str, &str),
+        when_false: (&str, &str),
+        now: Timestamp,
+    ) -> Value {
+        let since = match self.transitions.get(kind) {
+            Some((last, since)) if *last == status => *since,
+            _ => {
+                self.transitions.insert(kind, (status, now));
+                now
+            }
+        };
+        let (reason, message) = if status { when_true } else { when_false };
+        json!({
+            "type": kind,
+            "status": if status { "True" } else { "False" },
+            "reason": reason,
+            "message": message,
+            "lastHeartbeatTime": rfc3339(now),
+            "lastTransitionTime": rfc3339(since),
+        })
+    }
+}
+
+impl NodeHealth {
+    fn of(available: &Available) -> NodeHealth {
+        NodeHealth {
+            memory_pressure: available.memory_bytes < MEMORY_RESERVED,
+            disk_pressure: available.disk_bytes * 100
+                < available.disk_total_bytes * DISK_FREE_MIN_PERCENT,
+            pid_pressure: available.pids * 100 > available.pid_max * PIDS_USED_MAX_PERCENT,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn available(memory: u64, disk: u64, pids: u64) -> Available {
+        Available {
+            memory_bytes: memory,
+            disk_bytes: disk,
+            disk_total_bytes: 1000,
+            pids,
+            pid_max: 1000,
+        }
+    }
+
+    #[test]
+    fn pressure_starts_at_the_kubelets_eviction_thresholds() {
+        let healthy = NodeHealth::of(&available(200 << 20, 500, 100));
+        assert!(!healthy.memory_pressure && !healthy.disk_pressure && !healthy.pid_pressure);
+        let starved = NodeHealth::of(&available(50 << 20, 99, 901));
+        assert!(starved.memory_pressure && starved.disk_pressure && starved.pid_pressure);
+    }
+}

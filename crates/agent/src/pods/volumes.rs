@@ -1,0 +1,316 @@
+//! A pod's volumes on the node, and each container's mounts of them.
+//!
+//! Everything a pod gets lives under its own directory
+//! (`<agent>/pods/<uid>/`): emptyDirs, the files of ConfigMap, Secret and
+//! downward API volumes, and the `/etc/hosts`, `/etc/hostname` and
+//! `/etc/resolv.conf` every container sees. Removing the directory removes
+//! the pod's storage; a `medium: Memory` emptyDir is a tmpfs unmounted first.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Component, Path, PathBuf};
+
+use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume};
+use tugboat_api::quantity;
+use tugboat_runtime::Mount;
+
+use super::spec::{ConfigError, References, field_value};
+
+/// The pod's directory and what is in it.
+pub struct PodDir {
+    root: PathBuf,
+}
+
+impl PodDir {
+    pub fn new(pods_dir: &Path, uid: &str) -> PodDir {
+        PodDir {
+            root: pods_dir.join(uid),
+        }
+    }
+
+    fn volume(&self, kind: &str, name: &str) -> PathBuf {
+        self.root.join("volumes").join(kind).join(name)
+    }
+
+    /// Makes every volume of the pod and the files all its containers share.
+    /// Safe to call again: existing emptyDirs keep their content, ConfigMap
+    /// and Secret files are rewritten with current data.
+    pub fn prepare(&self, refs: &References) -> Result<(), ConfigError> {
+        let pod = refs.pod;
+        fs::create_dir_all(&self.root).map_err(io_error)?;
+        for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
+            self.prepare_volume(volume, refs)?;
+        }
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let spec = pod.spec.as_ref();
+        let hostname = spec
+            .and_then(|s| s.hostname.clone())
+            .unwrap_or_else(|| name.clone());
+        let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
+        let hosts = if host_network {
+            fs::read_to_string("/etc/hosts").unwrap_or_default()
+        } else {
+            let ip = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.pod_ip.clone())
+                .unwrap_or_else(|| "127.0.1.1".to_owned());
+            format!(
+                "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n"
+            )
+        };
+        write_file(&self.root.join("etc-hosts"), hosts.as_bytes(), 0o644)?;
+        write_file(
+            &self.root.join("etc-hostname"),
+            format!("{hostname}\n").as_bytes(),
+            0o644,
+        )?;
+        let resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
+        write_file(&self.root.join("resolv.conf"), &resolv, 0o644)
+    }
+
+    fn prepare_volume(&self, volume: &Volume, refs: &References) -> Result<(), ConfigError> {
+        let name = &volume.name;
+        if let Some(empty) = &volume.empty_dir {
+            let dir = self.volume("empty-dir", name);
+            if !dir.exists() {
+                fs::create_dir_all(&dir).map_err(io_error)?;
+                fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).map_err(io_error)?;
+                if empty.medium.as_deref() == Some("Memory") {
+                    let size = empty
+                        .size_limit
+                        .as_ref()
+                        .and_then(|q| quantity::value(&q.0));
+                    mount_tmpfs(&dir, size).map_err(io_error)?;
+                }
+            }
+        } else if let Some(host) = &volume.host_path {
+            let path = Path::new(&host.path);
+            match host.type_.as_deref().unwrap_or("") {
+                "DirectoryOrCreate" => fs::create_dir_all(path).map_err(io_error)?,
+                "FileOrCreate" if !path.exists() => {
+                    write_file(path, b"", 0o644)?;
+                }
+                "Directory" if !path.is_dir() => {
+                    return Err(ConfigError(format!(
+                        "hostPath type check failed: {} is not a directory",
+                        host.path
+                    )));
+                }
+                "File" if !path.is_file() => {
+                    return Err(ConfigError(format!(
+                        "hostPath type check failed: {} is not a file",
+                        host.path
+                    )));
+                }
+                _ => {}
+            }
+        } else if let Some(cm) = &volume.config_map {
+            let data = refs.config_maps.get(&cm.name);
+            if data.is_none() && cm.optional != Some(true) {
+                return Err(ConfigError(format!("configmap {:?} not found", cm.name)));
+            }
+            let files = key_files(data, cm.items.as_deref(), cm.default_mode)?;
+            write_volume(&self.volume("configmap", name), &files)?;
+        } else if let Some(secret) = &volume.secret {
+            let secret_name = secret.secret_name.clone().unwrap_or_default();
+            let data = refs.secrets.get(&secret_name);
+            if data.is_none() && secret.optional != Some(true) {
+                return Err(ConfigError(format!("secret {secret_name:?} not found")));
+            }
+            let mode = secret.default_mode.or(Some(0o644));
+            let files = key_files(data, secret.items.as_deref(), mode)?;
+            write_volume(&self.volume("secret", name), &files)?;
+        } else if let Some(downward) = &volume.downward_api {
+            let mut files = Vec::new();
+            for item in downward.items.iter().flatten() {
+                let Some(field) = &item.field_ref else {
+                    continue;
+                };
+                let mode = item.mode.or(downward.default_mode).unwrap_or(0o644);
+                let value = field_value(&field.field_path, refs)?;
+                files.push((item.path.clone(), value.into_bytes(), mode));
+            }
+            write_volume(&self.volume("downward-api", name), &files)?;
+        } else {
+            return Err(ConfigError(format!(
+                "volume {name:?}: this volume type is not supported by this node yet"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The bind mounts of one container: its volumeMounts and the pod's
+    /// hosts, hostname and resolv.conf files.
+    pub fn mounts(&self, pod: &Pod, container: &Container) -> Result<Vec<Mount>, ConfigError> {
+        let volumes: BTreeMap<&str, &Volume> = pod
+            .spec
+            .iter()
+            .flat_map(|s| s.volumes.iter().flatten())
+            .map(|v| (v.name.as_str(), v))
+            .collect();
+        let mut mounts = Vec::new();
+        for mount in container.volume_mounts.iter().flatten() {
+            let volume = volumes.get(mount.name.as_str()).ok_or_else(|| {
+                ConfigError(format!(
+                    "cannot find volume {:?} to mount into container {:?}",
+                    mount.name, container.name
+                ))
+            })?;
+            let (source, always_read_only) = self.source(volume);
+            let source = match mount.sub_path.as_deref().filter(|p| !p.is_empty()) {
+                Some(sub) => {
+                    let path = source.join(relative(sub)?);
+                    if !path.exists() {
+                        fs::create_dir_all(&path).map_err(io_error)?;
+                    }
+                    path
+                }
+                None => source,
+            };
+            mounts.push(Mount {
+                source,
+                destination: mount.mount_path.clone(),
+                read_only: always_read_only || mount.read_only.unwrap_or(false),
+            });
+        }
+        for (file, dest) in [
+            ("etc-hosts", "/etc/hosts"),
+            ("etc-hostname", "/etc/hostname"),
+            ("resolv.conf", "/etc/resolv.conf"),
+        ] {
+            if !mounts.iter().any(|m| m.destination == dest) {
+                mounts.push(Mount {
+                    source: self.root.join(file),
+                    destination: dest.to_owned(),
+                    read_only: false,
+                });
+            }
+        }
+        Ok(mounts)
+    }
+
+    /// Where a volume's content is on the node, and whether Kubernetes
+    /// always mounts it read-only.
+    fn source(&self, volume: &Volume) -> (PathBuf, bool) {
+        let name = &volume.name;
+        if let Some(host) = &volume.host_path {
+            (PathBuf::from(&host.path), false)
+        } else if volume.config_map.is_some() {
+            (self.volume("configmap", name), true)
+        } else if volume.secret.is_some() {
+            (self.volume("secret", name), true)
+        } else if volume.downward_api.is_some() {
+            (self.volume("downward-api", name), true)
+        } else {
+            (self.volume("empty-dir", name), false)
+        }
+    }
+
+    /// Removes the pod's directory, unmounting memory-backed emptyDirs first.
+    pub fn remove(&self) -> io::Result<()> {
+        let empty_dirs = self.root.join("volumes").join("empty-dir");
+        if let Ok(entries) = fs::read_dir(&empty_dirs) {
+            for entry in entries.flatten() {
+                // Not a mount point unless it was a tmpfs: EINVAL is expected.
+                let _ = rustix::mount::unmount(entry.path(), rustix::mount::UnmountFlags::DETACH);
+            }
+        }
+        match fs::remove_dir_all(&self.root) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// The files of a ConfigMap or Secret volume: every key, or just `items`.
+fn key_files(
+    data: Option<&BTreeMap<String, String>>,
+    items: Option<&[KeyToPath]>,
+    default_mode: Option<i32>,
+) -> Result<Vec<(String, Vec<u8>, i32)>, ConfigError> {
+    let mode = default_mode.unwrap_or(0o644);
+    let Some(data) = data else {
+        return Ok(Vec::new());
+    };
+    match items {
+        None => Ok(data
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone().into_bytes(), mode))
+            .collect()),
+        Some(items) => items
+            .iter()
+            .map(|item| {
+                let value = data.get(&item.key).ok_or_else(|| {
+                    ConfigError(format!(
+                        "configmap or secret references non-existent key {:?}",
+                        item.key
+                    ))
+                })?;
+                Ok((
+                    item.path.clone(),
+                    value.clone().into_bytes(),
+                    item.mode.unwrap_or(mode),
+                ))
+            })
+            .collect(),
+    }
+}
+
+/// Replaces a volume's files at once: written into a fresh directory that is
+/// then renamed over the old one, so a reader never sees half an update.
+fn write_volume(dir: &Path, files: &[(String, Vec<u8>, i32)]) -> Result<(), ConfigError> {
+    let staging = dir.with_extension("new");
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging).map_err(io_error)?;
+    for (path, content, mode) in files {
+        write_file(&staging.join(relative(path)?), content, *mode as u32)?;
+    }
+    let old = dir.with_extension("old");
+    let _ = fs::remove_dir_all(&old);
+    if dir.exists() {
+        fs::rename(dir, &old).map_err(io_error)?;
+    }
+    fs::rename(&staging, dir).map_err(io_error)?;
+    let _ = fs::remove_dir_all(&old);
+    Ok(())
+}
+
+fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), ConfigError> {
+    if let Some(parent) = path.parent() {
+        fs::create_dir_all(parent).map_err(io_error)?;
+    }
+    fs::write(path, content).map_err(io_error)?;
+    fs::set_permissions(path, fs::Permissions::from_mode(mode)).map_err(io_error)
+}
+
+/// A path inside a volume: relative, with no `..` to climb out of it.
+fn relative(path: &str) -> Result<&Path, ConfigError> {
+    let p = Path::new(path);
+    if p.components().all(|c| matches!(c, Component::Normal(_))) {
+        Ok(p)
+    } else {
+        Err(ConfigError(format!(
+            "{path:?} must be a relative path without '..'"
+        )))
+    }
+}
+
+fn mount_tmpfs(dir: &Path, size: Option<i128>) -> io::Result<()> {
+    let options = std::ffi::CString::new(size.map(|s| format!("size={s}")).unwrap_or_default())
+        .map_err(io::Error::other)?;
+    rustix::mount::mount(
+        "tmpfs",
+        dir,
+        "tmpfs",
+        rustix::mount::MountFlags::NOSUID | rustix::mount::MountFlags::NODEV,
+        options.as_c_str(),
+    )
+    .map_err(io::Error::from)
+}
+
+fn io_error(e: io::Error) -> ConfigError {
+    ConfigError(e.to_string())
+}

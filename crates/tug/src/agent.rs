@@ -1,0 +1,86 @@
+//! `tug agent`: the node agent on its own, and the same agent inside
+//! `tug server`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+#[derive(clap::Args)]
+pub struct AgentArgs {
+    /// The kubeconfig the agent reaches the API server with.
+    #[arg(long)]
+    kubeconfig: PathBuf,
+    #[command(flatten)]
+    node: NodeArgs,
+}
+
+/// What names and shapes this node: shared by `tug agent` and `tug server`.
+#[derive(clap::Args)]
+pub struct NodeArgs {
+    /// Where the agent keeps its state (images, containers, pod volumes);
+    /// `/var/lib/tugboat/agent` for `tug agent`, `DATA_DIR/agent` for `tug server`.
+    #[arg(long = "agent-dir")]
+    dir: Option<PathBuf>,
+    /// The Node's name; the host name by default.
+    #[arg(long)]
+    node_name: Option<String>,
+    /// A label for the Node, as key=value (repeatable).
+    #[arg(long = "node-label", value_parser = parse_label)]
+    labels: Vec<(String, String)>,
+    /// The most pods this node runs.
+    #[arg(long, default_value_t = 110)]
+    max_pods: u32,
+    /// A registry (host[:port]) to pull from over plain HTTP (repeatable).
+    #[arg(long = "insecure-registry")]
+    insecure_registries: Vec<String>,
+}
+
+impl NodeArgs {
+    /// The agent's configuration: its state in `default_dir` unless told
+    /// otherwise, and `extra_labels` (the roles `tug server` gives its own
+    /// node) under the user's labels.
+    pub fn config(
+        &self,
+        default_dir: &Path,
+        extra_labels: &[(&str, &str)],
+    ) -> tugboat_agent::Config {
+        let mut labels: BTreeMap<String, String> = extra_labels
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        labels.extend(self.labels.iter().cloned());
+        tugboat_agent::Config {
+            node_name: self
+                .node_name
+                .clone()
+                .unwrap_or_else(tugboat_agent::machine::hostname),
+            data_dir: self.dir.clone().unwrap_or_else(|| default_dir.to_owned()),
+            labels,
+            max_pods: self.max_pods,
+            insecure_registries: self.insecure_registries.clone(),
+        }
+    }
+}
+
+pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
+    let config = args.node.config(Path::new("/var/lib/tugboat/agent"), &[]);
+    start(&args.kubeconfig, config).await
+}
+
+/// Connects with `kubeconfig` and runs the agent until it fails.
+pub async fn start(kubeconfig: &Path, config: tugboat_agent::Config) -> anyhow::Result<()> {
+    let kubeconfig = Kubeconfig::read_from(kubeconfig)
+        .with_context(|| format!("reading the kubeconfig {}", kubeconfig.display()))?;
+    let client_config =
+        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let client = kube::Client::try_from(client_config)?;
+    tugboat_agent::run(client, config).await
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("expected key=value, got {text:?}"))
+}

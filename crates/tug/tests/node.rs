@@ -1,0 +1,169 @@
+//! The node agent's Node and Lease: `tug server` registers its own node,
+//! `tug agent` joins another, and both keep their lease fresh.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Server, arg, shared_server};
+use serde_json::Value;
+
+fn node_json(server: &Server, name: &str) -> Value {
+    let out = server.kubectl(&["get", "node", name, "-o", "json"]).ok();
+    serde_json::from_str(&out).expect("kubectl -o json prints JSON")
+}
+
+fn hostname() -> String {
+    let out = Command::new("uname").arg("-n").output().expect("uname");
+    String::from_utf8_lossy(&out.stdout).trim().to_lowercase()
+}
+
+fn condition<'a>(node: &'a Value, kind: &str) -> &'a Value {
+    node["status"]["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .find(|c| c["type"] == kind)
+        .unwrap_or_else(|| panic!("no {kind} condition in {node}"))
+}
+
+#[test]
+fn the_server_registers_its_own_node_ready_with_the_machines_capacity() {
+    let server = shared_server();
+    let name = hostname();
+    server
+        .kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "node",
+            &name,
+            "--timeout=60s",
+        ])
+        .ok();
+    let node = node_json(server, &name);
+    for (kind, status) in [
+        ("Ready", "True"),
+        ("MemoryPressure", "False"),
+        ("DiskPressure", "False"),
+        ("PIDPressure", "False"),
+    ] {
+        assert_eq!(condition(&node, kind)["status"], status, "{kind}");
+    }
+    let nproc = Command::new("nproc").arg("--all").output().expect("nproc");
+    let cpus = String::from_utf8_lossy(&nproc.stdout).trim().to_owned();
+    assert_eq!(node["status"]["capacity"]["cpu"], cpus.as_str());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").expect("meminfo");
+    let total_kib = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .map(|v| v.trim().trim_end_matches(" kB").to_owned())
+        .expect("MemTotal");
+    assert_eq!(
+        node["status"]["capacity"]["memory"],
+        format!("{total_kib}Ki")
+    );
+    assert_eq!(node["status"]["capacity"]["pods"], "110");
+    assert_eq!(
+        node["metadata"]["labels"]["kubernetes.io/hostname"],
+        name.as_str()
+    );
+    assert_eq!(node["status"]["nodeInfo"]["operatingSystem"], "linux");
+
+    let wide = server.kubectl(&["get", "nodes", "-o", "wide"]).ok();
+    let line = wide
+        .lines()
+        .find(|l| l.starts_with(&format!("{name} ")))
+        .expect("our node in `get nodes`");
+    let columns: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(columns[1], "Ready", "{wide}");
+    assert_eq!(columns[2], "control-plane", "{wide}");
+    let uname = Command::new("uname").arg("-r").output().expect("uname -r");
+    assert!(
+        line.contains(String::from_utf8_lossy(&uname.stdout).trim()),
+        "kernel version in {wide}"
+    );
+}
+
+#[test]
+fn the_node_lease_is_held_and_renewed() {
+    let server = shared_server();
+    let name = hostname();
+    server
+        .kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "node",
+            &name,
+            "--timeout=60s",
+        ])
+        .ok();
+    let renew_time = || {
+        let lease = server.get_json("kube-node-lease", "lease", &name);
+        assert_eq!(lease["spec"]["holderIdentity"], name.as_str());
+        assert_eq!(lease["spec"]["leaseDurationSeconds"], 40);
+        assert_eq!(lease["metadata"]["ownerReferences"][0]["kind"], "Node");
+        lease["spec"]["renewTime"]
+            .as_str()
+            .expect("renewTime")
+            .to_owned()
+    };
+    let first = renew_time();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while renew_time() == first {
+        assert!(
+            Instant::now() < deadline,
+            "the lease was not renewed in 60 s"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// A `tug agent`; killed when dropped.
+struct Agent(Child);
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn tug_agent_joins_a_server_that_runs_no_node_of_its_own() {
+    let server = Server::start_with(&["--disable-agent"]);
+    assert_eq!(server.kubectl(&["get", "nodes", "-o", "name"]).ok(), "");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _agent = Agent(
+        Command::new(env!("CARGO_BIN_EXE_tug"))
+            .args(["agent", "--kubeconfig"])
+            .arg(server.kubeconfig())
+            .args(["--node-name", "edge-1", "--node-label", "tier=edge"])
+            .args(["--agent-dir", arg(dir.path())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start tug agent"),
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !server.kubectl(&["get", "node", "edge-1"]).status.success() {
+        assert!(Instant::now() < deadline, "tug agent never registered");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    server
+        .kubectl(&[
+            "wait",
+            "--for=condition=Ready",
+            "node/edge-1",
+            "--timeout=60s",
+        ])
+        .ok();
+    let node = node_json(&server, "edge-1");
+    assert_eq!(node["metadata"]["labels"]["tier"], "edge");
+    assert!(
+        node["metadata"]["labels"]
+            .get("node-role.kubernetes.io/control-plane")
+            .is_none()
+    );
+    assert_eq!(server.names(&["get", "nodes"]), ["node/edge-1"]);
+}
