@@ -24,6 +24,14 @@ pub fn test_images() -> &'static Path {
     })
 }
 
+/// This machine's architecture as OCI names it.
+pub fn this_architecture() -> &'static str {
+    match std::env::consts::ARCH {
+        "aarch64" => "arm64",
+        _ => "amd64",
+    }
+}
+
 pub fn test_image(name: &str) -> PathBuf {
     test_images().join(name)
 }
@@ -110,7 +118,44 @@ pub fn gzip(bytes: &[u8]) -> Vec<u8> {
 /// Writes an OCI archive of one image named `name` whose layers are the
 /// given (uncompressed) tars, stored gzip-compressed.
 pub fn oci_archive(path: &Path, name: &str, layers: &[Vec<u8>], config: serde_json::Value) {
-    let mut blobs: Vec<(Digest, Vec<u8>)> = Vec::new();
+    let mut blobs = Vec::new();
+    let manifest = image_blobs("amd64", layers, config, &mut blobs);
+    write_layout(path, name, manifest, blobs);
+}
+
+/// Writes an OCI archive whose image `name` is a multi-platform index of
+/// `(architecture, layers)` images.
+pub fn oci_index_archive(path: &Path, name: &str, images: &[(&str, Vec<Vec<u8>>)]) {
+    let mut blobs = Vec::new();
+    let manifests: Vec<_> = images
+        .iter()
+        .map(|(architecture, layers)| {
+            image_blobs(architecture, layers, serde_json::json!({}), &mut blobs)
+        })
+        .collect();
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests,
+    }))
+    .unwrap();
+    let descriptor = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "digest": Digest::of(&index).to_string(),
+        "size": index.len(),
+    });
+    blobs.push((Digest::of(&index), index));
+    write_layout(path, name, descriptor, blobs);
+}
+
+/// Adds one image's layers, config and manifest to `blobs`; returns the
+/// manifest's descriptor.
+fn image_blobs(
+    architecture: &str,
+    layers: &[Vec<u8>],
+    config: serde_json::Value,
+    blobs: &mut Vec<(Digest, Vec<u8>)>,
+) -> serde_json::Value {
     let mut descriptors = Vec::new();
     let mut diff_ids = Vec::new();
     for layer in layers {
@@ -125,7 +170,7 @@ pub fn oci_archive(path: &Path, name: &str, layers: &[Vec<u8>], config: serde_js
         blobs.push((digest, compressed));
     }
     let config = serde_json::to_vec(&serde_json::json!({
-        "architecture": "amd64",
+        "architecture": architecture,
         "os": "linux",
         "config": config,
         "rootfs": {"type": "layers", "diff_ids": diff_ids},
@@ -143,20 +188,29 @@ pub fn oci_archive(path: &Path, name: &str, layers: &[Vec<u8>], config: serde_js
         "layers": descriptors,
     }))
     .unwrap();
-    let manifest_digest = Digest::of(&manifest);
+    let descriptor = serde_json::json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": Digest::of(&manifest).to_string(),
+        "size": manifest.len(),
+        "platform": {"os": "linux", "architecture": architecture},
+    });
+    blobs.push((config_digest, config));
+    blobs.push((Digest::of(&manifest), manifest));
+    descriptor
+}
+
+fn write_layout(
+    path: &Path,
+    name: &str,
+    mut descriptor: serde_json::Value,
+    blobs: Vec<(Digest, Vec<u8>)>,
+) {
+    descriptor["annotations"] = serde_json::json!({"org.opencontainers.image.ref.name": name});
     let index = serde_json::to_vec(&serde_json::json!({
         "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest.to_string(),
-            "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": name},
-        }],
+        "manifests": [descriptor],
     }))
     .unwrap();
-    blobs.push((config_digest, config));
-    blobs.push((manifest_digest, manifest));
-
     let mut builder = tar::Builder::new(std::fs::File::create(path).unwrap());
     let mut add = |name: &str, content: &[u8]| {
         let mut header = tar::Header::new_gnu();
@@ -251,9 +305,11 @@ impl Registry {
     /// skopeo's manifest format (`oci` or `v2s2`, Docker's schema 2).
     pub fn push(&self, archive: &Path, target: &str, format: &str, creds: Option<&str>) {
         let mut command = Command::new("skopeo");
+        // --all: an index goes with every platform's image.
         command.args([
             "--insecure-policy",
             "copy",
+            "--all",
             "--quiet",
             "--dest-tls-verify=false",
         ]);

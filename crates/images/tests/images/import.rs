@@ -4,7 +4,10 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 
 use tugboat_images::{Error, GcThresholds, Removed};
 
-use crate::common::{Entry, gzip, layer_tar, new_store, oci_archive, test_image};
+use crate::common::{
+    Entry, gzip, layer_tar, new_store, oci_archive, oci_index_archive, test_image,
+    this_architecture,
+};
 
 #[test]
 fn imports_the_busybox_oci_archive() {
@@ -111,6 +114,26 @@ fn imports_docker_save_archives_plain_and_gzipped() {
     .unwrap();
     let (_gz_dir, gz_store) = new_store();
     assert_eq!(gz_store.import(&gzipped).unwrap()[0].id, image.id);
+}
+
+#[test]
+fn an_index_archive_gives_this_platforms_image() {
+    let (dir, store) = new_store();
+    let here = this_architecture();
+    let layers =
+        |architecture: &str| vec![layer_tar(&[Entry::File("arch", architecture.as_bytes())])];
+    let archive = dir.path().join("index.tar");
+    oci_index_archive(
+        &archive,
+        "tugboat.test/multi:v1",
+        &[("s390x", layers("s390x")), (here, layers(here))],
+    );
+    let images = store.import(&archive).unwrap();
+    assert_eq!(images.len(), 1);
+    assert_eq!(images[0].repo_tags, ["tugboat.test/multi:v1"]);
+    assert_eq!(images[0].config.architecture, here);
+    let layer = store.layer_dirs(&images[0])[0].join("arch");
+    assert_eq!(fs::read_to_string(layer).unwrap(), here);
 }
 
 #[test]

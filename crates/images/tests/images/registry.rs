@@ -1,8 +1,12 @@
+use std::fs;
 use std::sync::Mutex;
 
 use tugboat_images::{Error, Progress, ProgressPhase, PullOptions, Reference, RegistryAuth};
 
-use crate::common::{Access, Registry, TokenService, new_store, test_image};
+use crate::common::{
+    Access, Entry, Registry, TokenService, layer_tar, new_store, oci_index_archive, test_image,
+    this_architecture,
+};
 
 fn reference(s: &str) -> Reference {
     s.parse().unwrap()
@@ -231,4 +235,48 @@ async fn a_missing_image_gives_the_registrys_message() {
         "{message}"
     );
     assert!(store.list().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn pulls_this_platforms_image_from_an_index() {
+    let (dir, store) = new_store();
+    let layers =
+        |architecture: &str| vec![layer_tar(&[Entry::File("arch", architecture.as_bytes())])];
+    let here = this_architecture();
+    let both = dir.path().join("both.tar");
+    oci_index_archive(
+        &both,
+        "tugboat.test/multi:v1",
+        &[("s390x", layers("s390x")), (here, layers(here))],
+    );
+    let foreign = dir.path().join("foreign.tar");
+    oci_index_archive(
+        &foreign,
+        "tugboat.test/foreign:v1",
+        &[("s390x", layers("s390x"))],
+    );
+    let registry = Registry::start(Access::Open);
+    registry.push(&both, "tugboat/multi:v1", "oci", None);
+    registry.push(&foreign, "tugboat/foreign:v1", "oci", None);
+
+    let name = reference(&format!("{}/tugboat/multi:v1", registry.address));
+    let image = store.pull(&name, &PullOptions::default()).await.unwrap();
+    assert_eq!(image.config.architecture, here);
+    let layer = store.layer_dirs(&image)[0].join("arch");
+    assert_eq!(fs::read_to_string(layer).unwrap(), here);
+    // The tag names the index, so the repo digest is the index's; the
+    // manifest kept is this platform's.
+    let (_, index_digest) = image.repo_digests[0].split_once('@').unwrap();
+    assert_ne!(
+        Some(index_digest),
+        image.manifest.as_ref().map(|d| d.as_str())
+    );
+
+    let foreign = reference(&format!("{}/tugboat/foreign:v1", registry.address));
+    let message = pull_error(store.pull(&foreign, &PullOptions::default()).await);
+    assert!(
+        message.contains(&format!("no manifest for linux/{here}")),
+        "{message}"
+    );
+    assert!(message.contains("linux/s390x"), "{message}");
 }
