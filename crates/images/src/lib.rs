@@ -8,15 +8,19 @@
 //! reference   Reference: image names normalised as Docker and Kubernetes do
 //!             ("busybox" = "docker.io/library/busybox:latest")
 //! digest      Digest ("sha256:<hex>"), ImageId (the config's digest)
-//! store       ImageStore: open, list, resolve, remove, layer_dirs; Image, Layer
+//! store       ImageStore: open, list, get, resolve, remove, layer_dirs;
+//!             Image (tags, repo digests, image_ref, size), Layer, Removed
 //! config      ImageConfig: entrypoint, cmd, env, working dir, user, ports
 //! import      ImageStore::import: OCI archives and `docker save` archives
 //! pull        ImageStore::pull from OCI and Docker v2 registries;
 //!             PullOptions, RegistryAuth (from imagePullSecrets), Progress
 //! gc          ImageStore::gc: drop unused images when the disk fills
+//!             (GcThresholds, the kubelet's 85/80 percent by default)
 //! rootfs      mount_overlay / unmount: a container's root filesystem
+//!             (overlayfs through the mount API, Linux 6.8 or later)
 //! blobs       content-addressed files, written by temp file and rename (private)
-//! layers      layer tars unpacked with whiteouts made overlay-ready (private)
+//! layers      layer tars (gzip, zstd, plain) unpacked with whiteouts made
+//!             overlay-ready (private)
 //! manifest    the JSON of manifests, indexes and configs (private)
 //! ```
 //!
@@ -27,6 +31,8 @@
 //! root/layers/<hex>/        one directory per layer blob, an overlay lowerdir
 //! root/images/<hex>.json    one record per image, named by its image ID
 //! root/tmp/                 downloads and imports in progress
+//! root/images.lock          held while records change
+//! root/ingest.lock          shared by pulls and imports, exclusive to prune
 //! ```
 //!
 //! Layers are unpacked as overlayfs lower directories: a deleted file
