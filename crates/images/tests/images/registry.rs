@@ -280,3 +280,37 @@ async fn pulls_this_platforms_image_from_an_index() {
     );
     assert!(message.contains("linux/s390x"), "{message}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simultaneous_pulls_of_one_image_both_succeed() {
+    let registry = Registry::start(Access::Open);
+    registry.push(
+        &test_image("httpd.oci.tar"),
+        "tugboat/httpd:v1",
+        "oci",
+        None,
+    );
+    let (_dir, store) = new_store();
+    let name = reference(&format!("{}/tugboat/httpd:v1", registry.address));
+    let pull = || {
+        let (store, name) = (store.clone(), name.clone());
+        tokio::spawn(async move { store.pull(&name, &PullOptions::default()).await })
+    };
+    let (first, second) = tokio::join!(pull(), pull());
+    let (first, second) = (first.unwrap().unwrap(), second.unwrap().unwrap());
+    assert_eq!(first.id, second.id);
+    assert_eq!(store.list().unwrap().len(), 1);
+    assert!(store.layer_dirs(&first)[1].join("www/index.html").is_file());
+    let leftovers = fs::read_dir(store.root().join("layers"))
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with('.')
+        })
+        .count();
+    assert_eq!(leftovers, 0, "no half-unpacked layer is left behind");
+}
