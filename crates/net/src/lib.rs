@@ -1,0 +1,28 @@
+//! Tugboat's pod networking. For now one room, [`cni`]: each pod's network
+//! namespace gets its interface, address and host ports from the CNI
+//! plugins of the node.
+//!
+//! ```text
+//! let cni = Cni::new(CniConfig { conf_dir, bin_dirs, pod_cidr, cache_dir })?;
+//! //   an empty conf_dir gets 10-tugboat.conflist: bridge tug0, host-local
+//! //   IPAM on pod_cidr, portmap, loopback
+//! let pod = PodNetwork { netns: sandbox.netns_path, container_id, namespace, name, uid,
+//!                        port_mappings: vec![PortMapping { host_port, container_port, protocol, host_ip }] };
+//! let address = cni.add(&pod)?;   // PodAddress { ip, gateway, interface }; again: the same address
+//! cni.check(&pod)?;               // the plugins' CHECK of what add made
+//! cni.del(&pod)?;                 // before the sandbox goes; again, or with the netns gone: fine
+//! ```
+//!
+//! Every call runs plugin processes and waits for them (tens of
+//! milliseconds); an async caller runs them on a blocking thread. `Cni` is
+//! `Send + Sync`: pods are attached concurrently, as the plugins expect
+//! (host-local and iptables take their own locks).
+//!
+//! `hostNetwork` pods have no netns of their own and are not attached at all.
+
+pub mod cni;
+mod error;
+
+pub use cni::{Cni, CniConfig, PodAddress, PodNetwork, PortMapping, Protocol};
+pub use error::{Error, Result};
+pub use ipnet::IpNet;
