@@ -39,6 +39,10 @@ pub enum Error {
     InvalidContainerId(String),
     #[error("{0} is not a network namespace")]
     NotANamespace(PathBuf),
+    #[error(
+        "pod {0} is attached in a network namespace that is gone: detach it, and attach the new one under a new container ID"
+    )]
+    AttachedElsewhere(String),
     #[error("pod {0} is not attached to a network")]
     NotAttached(String),
     #[error("network {network} has cniVersion {version}, which has no CHECK")]

@@ -8,6 +8,7 @@
 //! //   IPAM on pod_cidr, portmap, loopback
 //! let pod = PodNetwork { netns: sandbox.netns_path, container_id, namespace, name, uid,
 //!                        port_mappings: vec![PortMapping { host_port, container_port, protocol, host_ip }] };
+//! //   container_id: the sandbox's, never reused for another sandbox
 //! let address = cni.add(&pod)?;   // PodAddress { ip, gateway, interface }; again: the same address
 //! cni.check(&pod)?;               // the plugins' CHECK of what add made
 //! cni.del(&pod)?;                 // before the sandbox goes; again, or with the netns gone: fine

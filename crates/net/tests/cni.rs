@@ -35,6 +35,10 @@ const TESTS: &[Test] = &[
         del_after_the_namespace_is_gone,
     ),
     (
+        "a_container_id_is_attached_in_one_namespace",
+        a_container_id_is_attached_in_one_namespace,
+    ),
+    (
         "a_failing_plugin_says_why_and_leaves_nothing",
         a_failing_plugin_says_why_and_leaves_nothing,
     ),
@@ -336,6 +340,22 @@ fn del_after_the_namespace_is_gone(node: &Node) {
     // The bridge plugin reads the pod's address for its masquerade rule
     // inside the namespace, so without one it leaves that rule
     // (containernetworking/plugins#810): removed here by hand.
+    remove_nat_rules_of(&pod.network.container_id);
+}
+
+fn a_container_id_is_attached_in_one_namespace(node: &Node) {
+    let pod = Pod::new(node, Vec::new());
+    let ip = pod.add().ip;
+    run("ip", &["netns", "del", pod.netns_name()]);
+    run("ip", &["netns", "add", pod.netns_name()]);
+
+    match node.cni.add(&pod.network) {
+        Err(Error::AttachedElsewhere(id)) => assert_eq!(id, pod.network.container_id),
+        other => panic!("expected the pod to be refused, got {other:?}"),
+    }
+    pod.del();
+    assert!(!node.lease(ip).exists(), "the lease of {ip} is left");
+    // As in del_after_the_namespace_is_gone.
     remove_nat_rules_of(&pod.network.container_id);
 }
 

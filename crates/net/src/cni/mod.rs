@@ -32,7 +32,6 @@ use serde_json::{Map, Value, json};
 use crate::error::{Error, Result};
 use attachment::{Attachment, Attachments};
 use conflist::{NetworkList, SpecVersion};
-use netns::NetnsId;
 use plugin::{Operation, Request};
 
 /// The pod's interface, as Kubernetes names it.
@@ -74,7 +73,11 @@ impl Default for CniConfig {
 pub struct PodNetwork {
     /// The pod's network namespace file (`Sandbox::netns_path`).
     pub netns: PathBuf,
-    /// The sandbox's ID (`CNI_CONTAINERID`): one per pod sandbox.
+    /// The sandbox's ID (`CNI_CONTAINERID`), never used for another
+    /// sandbox: plugins name host state after it, and the bridge plugin
+    /// cannot remove its masquerade rule once the namespace is gone
+    /// (containernetworking/plugins#810), which a later attachment under
+    /// the same ID would trip over.
     pub container_id: String,
     pub namespace: String,
     pub name: String,
@@ -153,18 +156,19 @@ impl Cni {
     }
 
     /// Attaches the pod: its interface, address and host ports. A pod
-    /// already attached in the same namespace gets its address again; one
-    /// attached in a namespace that is gone since is detached first.
+    /// already attached in this namespace gets its address again (an agent
+    /// that restarted asks again). A container ID attached in another
+    /// namespace is refused: see [`PodNetwork::container_id`].
     pub fn add(&self, pod: &PodNetwork) -> Result<PodAddress> {
         check_container_id(&pod.container_id)?;
         let live =
             netns::identify(&pod.netns).ok_or_else(|| Error::NotANamespace(pod.netns.clone()))?;
         if let Some(attached) = self.attachments.load(&pod.container_id, IFNAME)? {
-            if attached.netns == live {
-                let list = self.cached_list(&attached)?;
-                return address(&list, pod, &attached.result);
+            if attached.netns != live {
+                return Err(Error::AttachedElsewhere(pod.container_id.clone()));
             }
-            self.detach(pod, Some(&live))?;
+            let list = self.cached_list(&attached)?;
+            return address(&list, pod, &attached.result);
         }
         let list = conflist::load(&self.conf_dir)?;
         let capability_args = capability_args(pod);
@@ -224,17 +228,14 @@ impl Cni {
 
     /// Detaches the pod: frees its address, host ports and interface. A
     /// pod not attached, or detached already, is detached again harmlessly.
+    /// DEL runs with what ADD used, in the namespace ADD used if it is still
+    /// the one at the pod's path, else with no namespace.
     pub fn del(&self, pod: &PodNetwork) -> Result<()> {
         check_container_id(&pod.container_id)?;
-        self.detach(pod, netns::identify(&pod.netns).as_ref())
-    }
-
-    /// DEL with what ADD used, in the namespace ADD used if it is still the
-    /// one at the pod's path (`live`), else with no namespace.
-    fn detach(&self, pod: &PodNetwork, live: Option<&NetnsId>) -> Result<()> {
+        let live = netns::identify(&pod.netns);
         let attached = self.attachments.load(&pod.container_id, IFNAME)?;
         let in_namespace = match &attached {
-            Some(attached) => live == Some(&attached.netns),
+            Some(attached) => live.as_ref() == Some(&attached.netns),
             None => live.is_some(),
         };
         let netns = if in_namespace {
