@@ -21,6 +21,7 @@ use anyhow::Context;
 use clap::Parser;
 use tugboat_store::Store;
 use tugboat_store::embedded::EmbeddedStore;
+use tugboat_store::etcd::LocalEtcd;
 
 use report::{Creates, Samples, Table, count, mib, ms};
 
@@ -53,6 +54,13 @@ struct Args {
     /// How many restarts the ready time is the median of.
     #[arg(long, default_value_t = 5)]
     restarts: usize,
+    /// The `etcd` binary the store part compares against (etcd 3.4 from
+    /// Debian's etcd-server).
+    #[arg(long, env = "ETCD_BIN", default_value = "etcd")]
+    etcd: PathBuf,
+    /// Leave etcd out of the store part.
+    #[arg(long)]
+    no_etcd: bool,
     /// Only the API server part.
     #[arg(long)]
     api_only: bool,
@@ -233,10 +241,24 @@ struct Backend {
 async fn store_part(args: &Args, run: &std::path::Path) -> anyhow::Result<()> {
     let dir = run.join("store");
     std::fs::create_dir_all(&dir)?;
-    let backends = vec![Backend {
+    let mut backends = vec![Backend {
         name: "embedded (redb)".into(),
         store: EmbeddedStore::open(&dir.join("store.redb"))?,
     }];
+    if !args.no_etcd {
+        let etcd = LocalEtcd::start(Some(&args.etcd), dir.join("etcd"))
+            .await
+            .with_context(|| {
+                format!(
+                    "starting {} (apt-get install etcd-server, or pass --no-etcd)",
+                    args.etcd.display()
+                )
+            })?;
+        backends.push(Backend {
+            name: etcd_version(&args.etcd),
+            store: etcd.into_store().await?,
+        });
+    }
 
     let mut header = vec!["measure".to_owned()];
     header.extend(backends.iter().map(|b| b.name.clone()));
@@ -279,13 +301,29 @@ async fn store_part(args: &Args, run: &std::path::Path) -> anyhow::Result<()> {
     }
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     let mut table = Table::new(
-        "Store: the same workload through the Store trait, one backend after the other",
+        "Store: the same workload through the Store trait, one backend after the other\n  (the embedded store runs in this process; etcd in its own, over gRPC)",
         &header,
     );
     for row in rows {
         table.row(row);
     }
     table.print();
-    println!("  (etcd backend: not measured yet; it comes next)");
     Ok(())
+}
+
+/// "etcd 3.4.23", from `etcd --version`.
+fn etcd_version(binary: &std::path::Path) -> String {
+    let version = std::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .find_map(|l| l.strip_prefix("etcd Version:").map(|v| v.trim().to_owned()))
+        });
+    match version {
+        Some(v) => format!("etcd {v} (loopback)"),
+        None => "etcd (loopback)".into(),
+    }
 }

@@ -7,8 +7,8 @@
 //! live changes, in order, with no gap and no duplicate.
 //!
 //! The API server only ever talks to [`Store`]; the embedded backend
-//! ([`embedded::EmbeddedStore`]) and, later, the etcd backend sit behind it and
-//! pass the same [`conformance`] suite.
+//! ([`embedded::EmbeddedStore`]) and the etcd backend (`etcd::EtcdStore`, with
+//! the `etcd` feature) sit behind it and pass the same [`conformance`] suite.
 
 use std::time::Duration;
 
@@ -17,6 +17,8 @@ use futures::stream::BoxStream;
 
 pub mod conformance;
 pub mod embedded;
+#[cfg(feature = "etcd")]
+pub mod etcd;
 
 /// A revision of the whole store. Revisions start at 1 and only grow.
 pub type Revision = i64;
