@@ -27,6 +27,10 @@ const TESTS: &[Test] = &[
     ),
     ("a_host_port_reaches_the_pod", a_host_port_reaches_the_pod),
     (
+        "pods_attached_at_once_get_distinct_addresses",
+        pods_attached_at_once_get_distinct_addresses,
+    ),
+    (
         "del_leaves_nothing_and_twice_is_fine",
         del_leaves_nothing_and_twice_is_fine,
     ),
@@ -278,6 +282,34 @@ fn a_host_port_reaches_the_pod(node: &Node) {
     assert_eq!(fetch(None, &node_ip(), 18080), "through-the-node");
     pod.serve(8080, "through-localhost");
     assert_eq!(fetch(None, "127.0.0.1", 18080), "through-localhost");
+
+    let other = Pod::new(node, Vec::new());
+    other.add();
+    pod.serve(8080, "to-another-pod");
+    assert_eq!(fetch(Some(&other), &node_ip(), 18080), "to-another-pod");
+    // Hairpin: the pod reaches itself through the node.
+    pod.serve(8080, "to-itself");
+    assert_eq!(fetch(Some(&pod), &node_ip(), 18080), "to-itself");
+}
+
+fn pods_attached_at_once_get_distinct_addresses(node: &Node) {
+    let pods: Vec<Pod> = (0..8).map(|_| Pod::new(node, Vec::new())).collect();
+    let mut ips: Vec<IpAddr> = std::thread::scope(|scope| {
+        let adding: Vec<_> = pods
+            .iter()
+            .map(|pod| scope.spawn(|| pod.add().ip))
+            .collect();
+        adding.into_iter().map(|add| add.join().unwrap()).collect()
+    });
+    ips.sort();
+    ips.dedup();
+    assert_eq!(ips.len(), pods.len(), "{ips:?}");
+    std::thread::scope(|scope| {
+        for pod in &pods {
+            scope.spawn(|| pod.del());
+        }
+    });
+    assert!(ips.iter().all(|ip| !node.lease(*ip).exists()));
 }
 
 fn del_leaves_nothing_and_twice_is_fine(node: &Node) {
