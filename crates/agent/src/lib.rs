@@ -11,11 +11,14 @@
 //!   container runtime (`tugboat-runtime`) from images in the node's image
 //!   store (`tugboat-images`).
 //! - `events`: the Events the kubelet records about pods.
+//! - `kubelet`: the kubelet API the API server reaches the node through
+//!   (logs, exec, attach, stats), over HTTPS for cluster clients only.
 //!
 //! The agent meets the rest of the cluster only through the Kubernetes API,
 //! with the `kube` client, as a kubelet does.
 
 mod events;
+mod kubelet;
 mod lease;
 pub mod machine;
 mod node;
@@ -47,12 +50,18 @@ pub struct Config {
     pub max_pods: u32,
     /// Registries pulled from over plain HTTP (loopback ones always are).
     pub insecure_registries: Vec<String>,
+    /// The kubelet API's port (the kubelet's 10250); 0, or a port already
+    /// taken, picks a free one, which the Node publishes.
+    pub kubelet_port: u16,
+    /// The cluster CA's certificates (DER), as the kubeconfig holds them:
+    /// the kubelet API serves only clients whose certificate they signed.
+    pub cluster_ca: Vec<Vec<u8>>,
 }
 
 /// Registers the node and keeps it and its lease current until the future is
 /// dropped. API errors are logged and retried at the next beat: the agent
 /// outlives an API server restart.
-pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
+pub async fn run(client: Client, mut config: Config) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| {
         format!(
             "creating the agent's data dir {}",
@@ -70,6 +79,21 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         events: events::Recorder::new(client.clone(), &config.node_name),
         insecure_registries: config.insecure_registries.clone(),
     };
+    let kubelet_api = kubelet::listen(
+        kubelet::Kubelet {
+            client: client.clone(),
+            node_name: config.node_name.clone(),
+            runtime: tugboat_runtime::Runtime::open(config.data_dir.join("runtime"))?,
+        },
+        config.kubelet_port,
+        std::slice::from_ref(&pods.host_ip),
+        &config.cluster_ca,
+    )
+    .await?;
+    // The Node tells the API server where to reach the kubelet API.
+    config.kubelet_port = kubelet_api.local_addr()?.port();
+    tracing::info!(port = config.kubelet_port, "serving the kubelet API");
+    let _kubelet_api = AbortOnDrop(tokio::spawn(kubelet_api.serve()));
     let mut node = node::NodeReporter::new(client.clone(), config.clone());
     let uid = loop {
         match node.register().await {
@@ -100,6 +124,15 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
         if let Err(e) = node.report_status().await {
             tracing::warn!("reporting node status: {e}");
         }
+    }
+}
+
+/// Ends a background task when the agent's future is dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 

@@ -190,6 +190,7 @@ impl NodeReporter {
                     {"type": "InternalIP", "address": machine::internal_ip().to_string()},
                     {"type": "Hostname", "address": self.config.node_name},
                 ],
+                "daemonEndpoints": {"kubeletEndpoint": {"Port": self.config.kubelet_port}},
                 "nodeInfo": {
                     "machineID": info.machine_id,
                     "systemUUID": info.machine_id,

@@ -130,6 +130,50 @@ kinds! {
     storage::StorageClass => { group: "storage.k8s.io", version: "v1", kind: "StorageClass", plural: "storageclasses", singular: "storageclass", short_names: &["sc"], categories: &[], namespaced: false, has_status: false, has_scale: false }
 }
 
+/// A subresource of a core kind that the node's kubelet serves through the
+/// API server (Kubernetes' "connect" subresources).
+#[derive(Debug)]
+pub struct KubeletSubresource {
+    pub plural: &'static str,
+    pub name: &'static str,
+    /// The kind discovery names: the options object the request carries.
+    pub kind: &'static str,
+    pub verbs: &'static [&'static str],
+}
+
+pub static KUBELET_SUBRESOURCES: &[KubeletSubresource] = &[
+    KubeletSubresource {
+        plural: "pods",
+        name: "attach",
+        kind: "PodAttachOptions",
+        verbs: &["create", "get"],
+    },
+    KubeletSubresource {
+        plural: "pods",
+        name: "exec",
+        kind: "PodExecOptions",
+        verbs: &["create", "get"],
+    },
+    KubeletSubresource {
+        plural: "pods",
+        name: "log",
+        kind: "Pod",
+        verbs: &["get"],
+    },
+    KubeletSubresource {
+        plural: "pods",
+        name: "portforward",
+        kind: "PodPortForwardOptions",
+        verbs: &["create", "get"],
+    },
+    KubeletSubresource {
+        plural: "nodes",
+        name: "proxy",
+        kind: "NodeProxyOptions",
+        verbs: &["create", "delete", "get", "patch", "update"],
+    },
+];
+
 /// Finds the kind served at `/{group}/{version}/{plural}`.
 pub fn by_plural(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
     KINDS

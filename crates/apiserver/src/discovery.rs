@@ -111,5 +111,17 @@ fn resources_of(kind: &Kind) -> Vec<Value> {
             "verbs": SUBRESOURCE_VERBS,
         }));
     }
+    let served_by_kubelet = registry::KUBELET_SUBRESOURCES
+        .iter()
+        .filter(|s| kind.group.is_empty() && s.plural == kind.plural);
+    for sub in served_by_kubelet {
+        out.push(json!({
+            "name": format!("{}/{}", sub.plural, sub.name),
+            "singularName": "",
+            "namespaced": kind.namespaced,
+            "kind": sub.kind,
+            "verbs": sub.verbs,
+        }));
+    }
     out
 }

@@ -67,17 +67,7 @@ impl Pki {
 
     fn create(hosts: &[String]) -> anyhow::Result<Pki> {
         let ca_key = KeyPair::generate()?;
-        let mut ca_params = CertificateParams::new(Vec::<String>::new())?;
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "tugboat-ca");
-        ca_params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        ca_params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+        let ca_params = ca_params()?;
         let ca_cert = ca_params.self_signed(&ca_key)?;
         let ca_key_pem = ca_key.serialize_pem();
         let issuer = Issuer::new(ca_params, ca_key);
@@ -126,6 +116,25 @@ impl Pki {
         })
     }
 
+    /// A client certificate and key (PEM) the API server shows kubelets, as
+    /// kube-apiserver's `--kubelet-client-certificate`; made afresh at each
+    /// start, signed by the cluster CA.
+    pub fn kubelet_client(&self) -> anyhow::Result<(String, String)> {
+        let issuer = Issuer::new(ca_params()?, KeyPair::from_pem(&self.ca_key)?);
+        let key = KeyPair::generate()?;
+        let mut params = CertificateParams::new(Vec::<String>::new())?;
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "kube-apiserver-kubelet-client");
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "system:masters");
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+        let cert = params.signed_by(&key, &issuer)?;
+        Ok((cert.pem(), key.serialize_pem()))
+    }
+
     /// Writes the admin kubeconfig for a server at `url` and returns its path.
     pub fn write_admin_kubeconfig(&self, dir: &Path, url: &str) -> anyhow::Result<PathBuf> {
         let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
@@ -159,6 +168,23 @@ preferences: {{}}
         write_private(&path, &kubeconfig)?;
         Ok(path)
     }
+}
+
+/// The CA's own parameters: what it was made with, and what certificates it
+/// signs name as their issuer.
+fn ca_params() -> anyhow::Result<CertificateParams> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "tugboat-ca");
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    params.not_after = rcgen::date_time_ymd(2036, 1, 1);
+    Ok(params)
 }
 
 /// Writes a file readable by its owner only: these hold private keys.

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Extension, Path, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -15,6 +15,7 @@ use tugboat_api::{ApiError, openapi};
 use crate::discovery;
 use crate::objects::Objects;
 use crate::rest;
+use crate::rest::kubelet_proxy::{self, Kubelets};
 
 /// Kubernetes refuses request bodies over 3 MiB.
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -24,8 +25,9 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 #[derive(Clone, Copy)]
 pub struct Authenticated(pub bool);
 
-pub fn router(objects: Arc<Objects>) -> Router {
+pub fn router(objects: Arc<Objects>, kubelets: Arc<Kubelets>) -> Router {
     Router::new()
+        .merge(kubelet_proxy::routes())
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
@@ -39,6 +41,7 @@ pub fn router(objects: Arc<Objects>) -> Router {
         .route("/api/{*rest}", any(resource))
         .route("/apis/{*rest}", any(resource))
         .fallback(|uri: Uri| async move { rest::error(&ApiError::no_route(uri.path())) })
+        .layer(Extension(kubelets))
         .layer(middleware::from_fn(authenticate))
         .layer(DefaultBodyLimit::max(MAX_BODY * 2))
         .with_state(objects)

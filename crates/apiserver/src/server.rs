@@ -22,6 +22,7 @@ use tugboat_store::Store;
 
 use crate::objects::Objects;
 use crate::pki::Pki;
+use crate::rest::kubelet_proxy::Kubelets;
 use crate::routes::{self, Authenticated};
 use crate::{bootstrap, compactor};
 
@@ -76,7 +77,7 @@ pub async fn listen(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Lis
         kubeconfig,
         listener,
         acceptor: TlsAcceptor::from(Arc::new(tls_config(&pki)?)),
-        app: routes::router(objects),
+        app: routes::router(objects, Arc::new(Kubelets::new(&pki)?)),
     })
 }
 

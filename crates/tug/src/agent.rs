@@ -35,6 +35,10 @@ pub struct NodeArgs {
     /// A registry (host[:port]) to pull from over plain HTTP (repeatable).
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
+    /// The port of the kubelet API (logs, exec, attach, stats); 0, or a port
+    /// already taken, picks a free one, which the Node publishes.
+    #[arg(long, default_value_t = 10250)]
+    kubelet_port: u16,
 }
 
 impl NodeArgs {
@@ -60,6 +64,8 @@ impl NodeArgs {
             labels,
             max_pods: self.max_pods,
             insecure_registries: self.insecure_registries.clone(),
+            kubelet_port: self.kubelet_port,
+            cluster_ca: Vec::new(),
         }
     }
 }
@@ -70,11 +76,12 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 }
 
 /// Connects with `kubeconfig` and runs the agent until it fails.
-pub async fn start(kubeconfig: &Path, config: tugboat_agent::Config) -> anyhow::Result<()> {
+pub async fn start(kubeconfig: &Path, mut config: tugboat_agent::Config) -> anyhow::Result<()> {
     let kubeconfig = Kubeconfig::read_from(kubeconfig)
         .with_context(|| format!("reading the kubeconfig {}", kubeconfig.display()))?;
     let client_config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    config.cluster_ca = client_config.root_cert.clone().unwrap_or_default();
     let client = kube::Client::try_from(client_config)?;
     tugboat_agent::run(client, config).await
 }

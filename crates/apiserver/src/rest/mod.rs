@@ -7,9 +7,12 @@
 //! - `write`: create, update, patch, server-side apply, status and scale.
 //! - `delete`: delete with grace periods, preconditions and finalizers; deletecollection.
 //! - `admit`: the steps every write shares (schema, defaults, validation).
+//! - `kubelet_proxy`: the subresources the node's kubelet serves (log, exec,
+//!   attach, portforward, node proxy).
 
 mod admit;
 mod delete;
+pub mod kubelet_proxy;
 mod read;
 mod scale;
 mod watch;
