@@ -333,6 +333,11 @@ fn env_args_working_dir_and_user(f: &Fixture) {
     assert_eq!(exit_of(&pod.wait_exited(&id)).0, 0);
     let lines = log_lines(&spec.log_path);
     assert_eq!(stdout_of(&lines), ["hello world", "/tmp", "1000", "2000"]);
+
+    // No signal the shim (or the agent) ignores stays ignored in the
+    // container: SIGPIPE above all, which Rust programs ignore.
+    let (_, lines) = pod.run("signals", &["grep", "SigIgn", "/proc/self/status"]);
+    assert_eq!(stdout_of(&lines), ["SigIgn:\t0000000000000000"]);
 }
 
 fn a_bad_command_is_a_start_error(f: &Fixture) {

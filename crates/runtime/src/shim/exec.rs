@@ -6,9 +6,7 @@ use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::net::UnixListener;
 use std::path::Path;
 
-use libcontainer::container::builder::ContainerBuilder;
 use libcontainer::oci_spec::runtime::Spec;
-use libcontainer::syscall::syscall::SyscallType;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -16,8 +14,7 @@ use nix::sys::signal::{SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
 
-use super::{container_id, reap, receive_terminal, wait_for};
-use crate::STATE_DIR;
+use super::{builder, reap, receive_terminal, wait_for};
 
 /// Exit code for "the command could not be run", as `docker exec` uses it.
 const EXEC_FAILED: i32 = 126;
@@ -68,8 +65,7 @@ fn exec_in(dir: &Path, command: Vec<String>) -> Result<i32, String> {
         ),
         false => None,
     };
-    let built = ContainerBuilder::new(container_id(dir), SyscallType::default())
-        .with_root_path(dir.join(STATE_DIR))
+    let built = builder(dir)
         .map(|builder| builder.with_console_socket(tty.then_some(&console)))
         .and_then(|builder| {
             builder

@@ -30,7 +30,13 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixListener;
 use std::path::{Path, PathBuf};
 
+use libcontainer::container::builder::ContainerBuilder;
+use libcontainer::error::LibcontainerError;
+use libcontainer::oci_spec::runtime::Spec;
+use libcontainer::syscall::syscall::SyscallType;
+use libcontainer::workload::{Executor, ExecutorError, ExecutorValidationError};
 use nix::errno::Errno;
+use nix::sys::signal::{SigHandler, SigSet, Signal};
 use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::Pid;
@@ -76,6 +82,56 @@ fn log_to(dir: &Path) {
         .with_ansi(false)
         .with_writer(std::sync::Mutex::new(file))
         .try_init();
+}
+
+/// libcontainer's builder for the container in `dir`, with our workload.
+fn builder(dir: &Path) -> Result<ContainerBuilder, LibcontainerError> {
+    ContainerBuilder::new(container_id(dir), SyscallType::default())
+        .with_executor(Workload)
+        .with_root_path(dir.join(crate::STATE_DIR))
+}
+
+/// libcontainer's own executor, after giving every signal back its default
+/// action and unblocking them all: ignored signals stay ignored across exec,
+/// and the shim's (Rust ignores SIGPIPE) or the agent's are no business of
+/// the container's, where `yes | head -1` must end.
+#[derive(Clone)]
+struct Workload;
+
+impl Executor for Workload {
+    fn exec(&self, spec: &Spec) -> Result<(), ExecutorError> {
+        for signal in Signal::iterator() {
+            if !matches!(signal, Signal::SIGKILL | Signal::SIGSTOP) {
+                // SAFETY: restoring the default action installs no handler.
+                let _ = unsafe { nix::sys::signal::signal(signal, SigHandler::SigDfl) };
+            }
+        }
+        // The real-time signals, which libc's wrappers partly refuse to
+        // touch: the kernel's sigaction for SIG_DFL, no flags and an empty
+        // mask is all zeroes.
+        let default = [0u64; 4];
+        for signal in 32..=64 {
+            // SAFETY: rt_sigaction reads `default`, which outlives the call,
+            // and writes nothing back (null old action).
+            unsafe {
+                libc::syscall(
+                    libc::SYS_rt_sigaction,
+                    signal,
+                    default.as_ptr(),
+                    std::ptr::null_mut::<u64>(),
+                    8usize,
+                )
+            };
+        }
+        SigSet::empty()
+            .thread_set_mask()
+            .map_err(|err| ExecutorError::Other(format!("unblocking signals: {err}")))?;
+        libcontainer::workload::default::get_executor().exec(spec)
+    }
+
+    fn validate(&self, spec: &Spec) -> Result<(), ExecutorValidationError> {
+        libcontainer::workload::default::get_executor().validate(spec)
+    }
 }
 
 /// The container's id is the name of its directory.

@@ -8,8 +8,6 @@ use std::path::Path;
 
 use jiff::Timestamp;
 use libcontainer::container::Container;
-use libcontainer::container::builder::ContainerBuilder;
-use libcontainer::syscall::syscall::SyscallType;
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -18,11 +16,11 @@ use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::sys::stat::Mode;
 use nix::unistd::{ForkResult, Pid};
 
-use super::{container_id, reap, receive_terminal, silence_stdout, wait_for};
+use super::{builder, container_id, reap, receive_terminal, silence_stdout, wait_for};
 use crate::log::{LineSplitter, LogFile, Stream};
 use crate::spec::ContainerSpec;
 use crate::status::{self, ContainerState, ExitReason};
-use crate::{CONTAINER_FILE, STATE_DIR, STDIN_FIFO, cgroup};
+use crate::{CONTAINER_FILE, STDIN_FIFO, cgroup};
 
 /// The socket a container's init sends its terminal to, in the container's directory.
 const CONSOLE_SOCKET: &str = "console.sock";
@@ -34,7 +32,7 @@ pub(super) fn run(dir: &Path) -> i32 {
         Ok(ForkResult::Parent { .. }) => return 0,
         Ok(ForkResult::Child) => {}
         Err(err) => {
-            println!("error: forking the shim: {err}");
+            answer(&format!("error: forking the shim: {err}"));
             return 1;
         }
     }
@@ -46,13 +44,12 @@ pub(super) fn run(dir: &Path) -> i32 {
     // (socket paths are short), and the agent's working directory is none of
     // our business.
     if let Err(err) = std::env::set_current_dir(dir) {
-        println!("error: entering {}: {err}", dir.display());
+        answer(&format!("error: entering {}: {err}", dir.display()));
         return 1;
     }
     match start(dir) {
         Ok(started) => {
-            println!("started {}", started.pid);
-            let _ = io::stdout().flush();
+            answer(&format!("started {}", started.pid));
             silence_stdout();
             supervise(dir, started);
             0
@@ -68,10 +65,17 @@ pub(super) fn run(dir: &Path) -> i32 {
                     finished_at: Timestamp::now(),
                 },
             );
-            println!("error: {message}");
+            answer(&format!("error: {message}"));
             1
         }
     }
+}
+
+/// Tells the agent how the start went, on our stdout; an agent gone
+/// meanwhile (a broken pipe) does not stop us.
+fn answer(line: &str) {
+    let mut stdout = io::stdout();
+    let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
 }
 
 /// What `start` leaves for `supervise`.
@@ -110,16 +114,14 @@ fn start(dir: &Path) -> Result<Started, String> {
         .map_err(|err| format!("opening the log {}: {err}", spec.log_path.display()))?;
     let stdin = open_stdin(dir, spec.stdin).map_err(|err| format!("opening stdin: {err}"))?;
 
-    let mut builder = ContainerBuilder::new(container_id(dir), SyscallType::default())
-        .with_root_path(dir.join(STATE_DIR))
-        .map_err(|err| err.to_string())?;
+    let mut creating = builder(dir).map_err(|err| err.to_string())?;
     let mut outputs = Vec::new();
     // With a terminal, the container's init makes it in its own devpts and
     // sends us the controlling side over this socket.
     let console = if spec.tty {
         let listener = UnixListener::bind(CONSOLE_SOCKET)
             .map_err(|err| format!("binding the console socket: {err}"))?;
-        builder = builder.with_console_socket(Some(dir.join(CONSOLE_SOCKET)));
+        creating = creating.with_console_socket(Some(dir.join(CONSOLE_SOCKET)));
         Some(listener)
     } else {
         let pipe =
@@ -127,13 +129,13 @@ fn start(dir: &Path) -> Result<Started, String> {
         let ((stdout, stdout_w), (stderr, stderr_w)) = (pipe()?, pipe()?);
         outputs.push(Output::new(stdout, Stream::Stdout));
         outputs.push(Output::new(stderr, Stream::Stderr));
-        builder = builder
+        creating = creating
             .with_stdin(stdin.try_clone().map_err(|err| err.to_string())?)
             .with_stdout(stdout_w)
             .with_stderr(stderr_w);
         None
     };
-    let mut container = builder
+    let mut container = creating
         .validate_id()
         .map_err(|err| err.to_string())?
         .as_init(dir)
