@@ -1,17 +1,21 @@
 //! The kubelet API: what the API server reaches the node through for
-//! `kubectl logs`, `exec`, `attach` and for node stats.
+//! `kubectl logs`, `exec`, `attach`, `port-forward` and for node stats.
 //!
 //! - `tls`: the self-signed serving certificate and the client check (only
 //!   certificates signed by the cluster CA get in).
 //! - `logs`: `/containerLogs`, read from the CRI log files.
 //! - `stream`: `/exec` and `/attach` over WebSocket with Kubernetes' channel
 //!   protocols.
+//! - `portforward`: `/portForward` over SPDY tunnelled in WebSocket, on
+//!   `spdy`'s frames.
 //! - `stats`: `/stats/summary` from the containers' cgroups.
 //!
 //! Pods are named by namespace and name in URLs; the API tells their uid,
 //! and the runtime finds their containers by uid and container name.
 
 mod logs;
+mod portforward;
+mod spdy;
 mod stats;
 mod stream;
 mod tls;
@@ -105,6 +109,10 @@ fn router(kubelet: Arc<Kubelet>) -> Router {
         )
         .route("/exec/{namespace}/{pod}/{container}", any(stream::exec))
         .route("/attach/{namespace}/{pod}/{container}", any(stream::attach))
+        .route(
+            "/portForward/{namespace}/{pod}",
+            any(portforward::port_forward),
+        )
         .route("/stats/summary", get(stats::summary))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(kubelet)
