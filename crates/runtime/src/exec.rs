@@ -21,6 +21,7 @@ pub struct ExecSession {
     /// The terminal's controlling side, kept to resize it.
     terminal: Option<OwnedFd>,
     shim: Child,
+    exit_code: Option<i32>,
 }
 
 impl ExecSession {
@@ -38,6 +39,7 @@ impl ExecSession {
                 stderr: child.stderr.take().map(|s| File::from(OwnedFd::from(s))),
                 terminal: None,
                 shim: child,
+                exit_code: None,
             });
         }
         let OpenptyResult { master, slave } =
@@ -64,6 +66,7 @@ impl ExecSession {
             stderr: None,
             terminal: Some(master),
             shim: child,
+            exit_code: None,
         })
     }
 
@@ -92,13 +95,29 @@ impl ExecSession {
     /// could not be run, 128 + n when killed by signal n).
     pub fn wait(&mut self) -> Result<i32> {
         self.stdin = None;
+        if let Some(code) = self.exit_code {
+            return Ok(code);
+        }
         let status = self
             .shim
             .wait()
             .context(|| "waiting for the exec shim".to_owned())?;
-        Ok(status
+        let code = status
             .code()
             .or_else(|| status.signal().map(|signal| 128 + signal))
-            .unwrap_or(255))
+            .unwrap_or(255);
+        self.exit_code = Some(code);
+        Ok(code)
+    }
+}
+
+/// A session given up before its end (the client went away) ends its shim,
+/// which hangs up the command's terminal, and reaps it.
+impl Drop for ExecSession {
+    fn drop(&mut self) {
+        if self.exit_code.is_none() {
+            let _ = self.shim.kill();
+            let _ = self.shim.wait();
+        }
     }
 }

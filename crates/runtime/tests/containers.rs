@@ -539,6 +539,32 @@ fn exec_runs_in_the_container(f: &Fixture) {
     let n = stdout.read(&mut out).unwrap();
     let out = String::from_utf8_lossy(&out[..n]);
     assert!(out.contains("40 120"), "{out:?}");
+
+    // A session given up (the client went away) hangs up its terminal,
+    // which ends the command.
+    let processes = || {
+        let mut session = exec("ps -o args", false);
+        let mut out = String::new();
+        let mut stdout = session.stdout.take().unwrap();
+        stdout.read_to_string(&mut out).unwrap();
+        session.wait().unwrap();
+        out
+    };
+    let wait_until = |wanted: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let out = processes();
+            if wanted(&out) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "{out}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let abandoned = exec("sleep 999", true);
+    wait_until(&|ps| ps.contains("sleep 999"));
+    drop(abandoned);
+    wait_until(&|ps| !ps.contains("sleep 999"));
 }
 
 fn a_new_runtime_adopts_running_containers(f: &Fixture) {
