@@ -204,6 +204,10 @@ async fn run_exec(socket: WebSocket, mut session: ExecSession, options: StreamOp
     let stdin = stdin.map(stdin_writer);
     let session = Arc::new(Mutex::new(session));
     let end = relay(socket, outputs, stdin, Some(session.clone()), v5).await;
+    // A client gone away leaves no one to tell: the session ends with it.
+    let Some(socket) = end else {
+        return;
+    };
     let exit = tokio::task::spawn_blocking(move || {
         session
             .lock()
@@ -226,9 +230,7 @@ async fn run_exec(socket: WebSocket, mut session: ExecSession, options: StreamOp
         }),
         Err(e) => failure(&e.to_string()),
     };
-    if let Some(socket) = end {
-        finish(socket, status).await;
-    }
+    finish(socket, status).await;
 }
 
 /// Copies a command's output into `(channel, bytes)` messages until it ends.
