@@ -95,11 +95,14 @@ async fn main() -> anyhow::Result<()> {
         .prefix("run-")
         .tempdir_in(&args.work_dir)?;
     println!(
-        "tug-bench: {} objects, {} watchers x {} events, on {} cores",
+        "tug-bench: {} objects, {} watchers x {} events, on {} cores (load average {})",
         count(args.objects as f64),
         args.watchers,
         args.watch_events,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
+        std::fs::read_to_string("/proc/loadavg")
+            .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+            .unwrap_or_else(|_| "unknown".into()),
     );
     if !args.store_only {
         api_part(&args, run.path()).await?;
