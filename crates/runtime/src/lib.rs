@@ -22,24 +22,34 @@
 //!
 //! ## How it works
 //!
-//! - A sandbox ([`sandbox`]) is the pod's network, IPC and UTS namespaces as
+//! - A sandbox (module `sandbox`) is the pod's network, IPC and UTS namespaces as
 //!   bind-mounted namespace files under `<root>/sandboxes/<pod uid>/`, made
 //!   on a throwaway thread, and, for `shareProcessNamespace`, a PID namespace
 //!   held by a tiny init (`tug shim pause`).
 //! - A container lives in `<root>/containers/<id>/`: `container.json` (its
-//!   [`ContainerSpec`]), `config.json` (the OCI bundle, see [`oci`]), its
+//!   [`ContainerSpec`]), `config.json` (the OCI bundle, see `oci`), its
 //!   overlay root under `rootfs/`, libcontainer's state under `state/`, and
-//!   `status.json` ([`status`]).
+//!   `status.json` (`status`).
 //! - Starting a container runs `tug shim run <dir>` ([`shim`]): the same
 //!   binary, re-executed, single-threaded, detached from the agent. It creates
 //!   and starts the container with youki's libcontainer, copies its output
-//!   into the CRI log ([`log`]), waits for it and records its end. The agent
+//!   into the CRI log (`log`), waits for it and records its end. The agent
 //!   itself never forks, and containers outlive it: a new [`Runtime`] on the
 //!   same root finds them all again.
-//! - Cgroups ([`cgroup`]) are `/tugboat/pod<uid>/<id>`, managed by
+//! - `exec` runs `tug shim exec`, which adds a process to the container with
+//!   the container's own user, working directory and capabilities; with a
+//!   terminal, the process gets one of its own in the container and the
+//!   shim relays it to a raw pseudo-terminal of the agent's ([`ExecSession`]).
+//!   `tty: true` containers get their terminal the same way, from their init.
+//! - Cgroups (`cgroup`) are `/tugboat/pod<uid>/<id>`, managed by
 //!   libcgroups, which uses cgroup v1 on hybrid hosts (v2 without
 //!   controllers) and v2 on unified ones; an OOM kill is read from the
 //!   memory controller when the container ends.
+//!
+//! Not done here: seccomp (libcontainer's `libseccomp` feature is off, so
+//! a `RuntimeDefault` profile is not applied), user namespaces, cgroup
+//! namespaces, and the host's devices for privileged containers (they get
+//! every capability and a writable `/sys`).
 
 mod cgroup;
 mod error;
@@ -289,7 +299,11 @@ impl Runtime {
         }
         let merged = dir.join("rootfs").join("merged");
         rootfs::unmount(&merged).context(|| format!("unmounting {}", merged.display()))?;
-        std::fs::remove_dir_all(&dir).context(|| format!("removing {}", dir.display()))
+        match std::fs::remove_dir_all(&dir) {
+            // Removed meanwhile by another caller: removal is idempotent.
+            Err(err) if err.kind() == io::ErrorKind::NotFound => Ok(()),
+            result => result.context(|| format!("removing {}", dir.display())),
+        }
     }
 
     pub fn container_status(&self, id: &ContainerId) -> Result<ContainerStatus> {
