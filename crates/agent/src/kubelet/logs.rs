@@ -27,6 +27,9 @@ use tugboat_runtime::{ContainerId, ContainerState, Runtime};
 
 use super::{Attempt, Kubelet, Refusal, flag};
 
+/// About how many bytes of log go out at once.
+const CHUNK: usize = 64 * 1024;
+
 /// How often a followed log is looked at for new lines.
 const FOLLOW_POLL: Duration = Duration::from_millis(100);
 
@@ -52,9 +55,8 @@ pub enum Stream {
 /// One line of a CRI log file: `<time> <stream> <F|P> <content>`.
 pub struct Entry {
     /// As written in the file (RFC 3339 with nanoseconds), which is also
-    /// how `timestamps=true` shows it.
-    pub time_text: String,
-    pub time: Timestamp,
+    /// how `timestamps=true` shows it; parsed only when filtered on.
+    pub time: String,
     pub stream: Stream,
     /// `F`: the content ends a line; `P`: a piece of a longer one.
     pub full: bool,
@@ -64,8 +66,7 @@ pub struct Entry {
 impl Entry {
     fn parse(line: &[u8]) -> Option<Entry> {
         let mut parts = line.splitn(4, |&b| b == b' ');
-        let time_text = std::str::from_utf8(parts.next()?).ok()?.to_owned();
-        let time = time_text.parse().ok()?;
+        let time = std::str::from_utf8(parts.next()?).ok()?.to_owned();
         let stream = match parts.next()? {
             b"stdout" => Stream::Stdout,
             b"stderr" => Stream::Stderr,
@@ -73,7 +74,6 @@ impl Entry {
         };
         let full = parts.next()? != b"P";
         Some(Entry {
-            time_text,
             time,
             stream,
             full,
@@ -81,19 +81,23 @@ impl Entry {
         })
     }
 
-    /// The entry as the client reads it: its content, a newline when it ends
-    /// a line, and the time first when asked for.
-    fn render(&self, timestamps: bool) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.content.len() + 40);
+    fn written_before(&self, since: Timestamp) -> bool {
+        self.time
+            .parse::<Timestamp>()
+            .is_ok_and(|time| time < since)
+    }
+
+    /// Appends the entry as the client reads it: its content, a newline when
+    /// it ends a line, and the time first when asked for.
+    fn render(&self, timestamps: bool, out: &mut Vec<u8>) {
         if timestamps {
-            out.extend_from_slice(self.time_text.as_bytes());
+            out.extend_from_slice(self.time.as_bytes());
             out.push(b' ');
         }
         out.extend_from_slice(&self.content);
         if self.full {
             out.push(b'\n');
         }
-        out
     }
 }
 
@@ -167,19 +171,29 @@ fn write_logs(
     sender: &mpsc::Sender<Bytes>,
 ) -> io::Result<()> {
     let mut left = options.limit.unwrap_or(u64::MAX);
+    // Sends the entries in chunks of about CHUNK bytes; false once the
+    // client is gone or the byte limit reached.
     let mut send = |entries: Vec<Entry>| -> bool {
+        let mut flush = |chunk: &mut Vec<u8>| -> bool {
+            chunk.truncate(usize::try_from(left).unwrap_or(usize::MAX));
+            left -= chunk.len() as u64;
+            let sent = sender.blocking_send(Bytes::from(std::mem::take(chunk)));
+            sent.is_ok() && left > 0
+        };
+        let mut chunk = Vec::new();
         for entry in entries {
-            if options.since.is_some_and(|since| entry.time < since) {
+            if options
+                .since
+                .is_some_and(|since| entry.written_before(since))
+            {
                 continue;
             }
-            let mut bytes = entry.render(options.timestamps);
-            bytes.truncate(usize::try_from(left).unwrap_or(usize::MAX));
-            left -= bytes.len() as u64;
-            if sender.blocking_send(Bytes::from(bytes)).is_err() || left == 0 {
+            entry.render(options.timestamps, &mut chunk);
+            if chunk.len() >= CHUNK && !flush(&mut chunk) {
                 return false;
             }
         }
-        true
+        chunk.is_empty() || flush(&mut chunk)
     };
     let mut follower = Follower::at_start(path)?;
     let mut history = VecDeque::new();
