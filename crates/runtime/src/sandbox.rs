@@ -8,6 +8,7 @@
 use std::fs::File;
 use std::io::{self, BufRead, BufReader};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -15,6 +16,7 @@ use nix::errno::Errno;
 use nix::mount::MsFlags;
 use nix::sched::CloneFlags;
 use nix::sys::signal::{Signal, kill};
+use nix::sys::statfs::NSFS_MAGIC;
 use nix::unistd::Pid;
 
 use crate::error::{Context, Error, Result};
@@ -30,6 +32,11 @@ const NAMESPACES: [&str; 4] = ["net", "ipc", "uts", "pid"];
 pub(crate) fn create(dir: &Path, spec: &SandboxSpec, shim: &mut Command) -> Result<Sandbox> {
     if let Ok(existing) = load(dir) {
         return Ok(existing);
+    }
+    if dir.exists() {
+        // What a reboot (namespace files naming nothing) or a failed
+        // create left behind.
+        remove(dir, &spec.pod_uid)?;
     }
     std::fs::create_dir_all(dir).context(|| format!("creating {}", dir.display()))?;
     let own_network = !spec.host_network;
@@ -60,21 +67,41 @@ pub(crate) fn create(dir: &Path, spec: &SandboxSpec, shim: &mut Command) -> Resu
     Ok(sandbox)
 }
 
+/// The sandbox recorded in `dir`, if its namespaces still exist (after a
+/// reboot its files are there but name nothing).
 pub(crate) fn load(dir: &Path) -> Result<Sandbox> {
-    let bytes = std::fs::read(dir.join(SANDBOX_FILE))
-        .map_err(|_| Error::SandboxNotFound(dir.display().to_string()))?;
-    serde_json::from_slice(&bytes)
+    let not_found = || Error::SandboxNotFound(dir.display().to_string());
+    let bytes = std::fs::read(dir.join(SANDBOX_FILE)).map_err(|_| not_found())?;
+    let sandbox: Sandbox = serde_json::from_slice(&bytes)
         .map_err(io::Error::other)
-        .context(|| format!("reading {}", dir.display()))
+        .context(|| format!("reading {}", dir.display()))?;
+    if !names_namespace(&sandbox.ipcns_path) {
+        return Err(not_found());
+    }
+    Ok(sandbox)
+}
+
+fn names_namespace(path: &Path) -> bool {
+    nix::sys::statfs::statfs(path).is_ok_and(|fs| fs.filesystem_type() == NSFS_MAGIC)
+}
+
+/// The PID namespace's init, if the recorded pid still is it (a pid read
+/// after a reboot may be anybody's).
+fn pid_holder(dir: &Path) -> Option<i32> {
+    let pid: i32 = std::fs::read_to_string(dir.join(PAUSE_PID_FILE))
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
+    let named = std::fs::metadata(dir.join("pid")).ok()?;
+    let its = std::fs::metadata(format!("/proc/{pid}/ns/pid")).ok()?;
+    (names_namespace(&dir.join("pid")) && named.ino() == its.ino()).then_some(pid)
 }
 
 /// Ends the PID namespace's init, detaches the namespace files and removes
 /// the pod's cgroup and directory. Whatever is already gone is skipped.
 pub(crate) fn remove(dir: &Path, pod_uid: &str) -> Result<()> {
-    if let Some(pid) = std::fs::read_to_string(dir.join(PAUSE_PID_FILE))
-        .ok()
-        .and_then(|text| text.trim().parse().ok())
-    {
+    if let Some(pid) = pid_holder(dir) {
         match kill(Pid::from_raw(pid), Signal::SIGKILL) {
             Ok(()) | Err(Errno::ESRCH) => {}
             Err(err) => return Err(err).context(|| format!("ending the PID holder {pid}")),

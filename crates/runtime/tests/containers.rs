@@ -17,41 +17,28 @@ use tugboat_runtime::{
 
 type Test = (&'static str, fn(&Fixture));
 
-const TESTS: &[Test] = &[
-    (
-        "stdout_and_stderr_land_in_the_cri_log",
-        stdout_and_stderr_land_in_the_cri_log,
-    ),
-    ("exit_codes_and_reasons", exit_codes_and_reasons),
-    (
-        "env_args_working_dir_and_user",
-        env_args_working_dir_and_user,
-    ),
-    (
-        "a_bad_command_is_a_start_error",
-        a_bad_command_is_a_start_error,
-    ),
-    (
-        "containers_of_a_pod_share_hostname_and_loopback",
-        containers_of_a_pod_share_hostname_and_loopback,
-    ),
-    (
-        "host_network_pods_use_the_host_network",
-        host_network_pods_use_the_host_network,
-    ),
-    ("shared_process_namespace", shared_process_namespace),
-    ("memory_limit_is_oom_killed", memory_limit_is_oom_killed),
-    ("limits_and_security_apply", limits_and_security_apply),
-    (
-        "stop_sends_sigterm_then_sigkill",
-        stop_sends_sigterm_then_sigkill,
-    ),
-    ("exec_runs_in_the_container", exec_runs_in_the_container),
-    ("stdin_and_terminal", stdin_and_terminal),
-    (
-        "a_new_runtime_adopts_running_containers",
-        a_new_runtime_adopts_running_containers,
-    ),
+/// Each test by its name.
+macro_rules! tests {
+    ($($test:ident),* $(,)?) => {
+        &[$((stringify!($test), $test as fn(&Fixture))),*]
+    };
+}
+
+const TESTS: &[Test] = tests![
+    stdout_and_stderr_land_in_the_cri_log,
+    exit_codes_and_reasons,
+    env_args_working_dir_and_user,
+    a_bad_command_is_a_start_error,
+    containers_of_a_pod_share_hostname_and_loopback,
+    host_network_pods_use_the_host_network,
+    shared_process_namespace,
+    memory_limit_is_oom_killed,
+    limits_and_security_apply,
+    stop_sends_sigterm_then_sigkill,
+    exec_runs_in_the_container,
+    stdin_and_terminal,
+    a_new_runtime_adopts_running_containers,
+    a_sandbox_lost_in_a_reboot_is_made_again,
 ];
 
 fn main() {
@@ -619,4 +606,38 @@ fn stdin_and_terminal(f: &Fixture) {
             assert_eq!(out, ["got hello"]);
         }
     }
+}
+
+fn a_sandbox_lost_in_a_reboot_is_made_again(f: &Fixture) {
+    let mut pod = f.sandbox(SandboxSpec {
+        pod_uid: uuid(),
+        hostname: "reborn".into(),
+        share_process_namespace: true,
+        ..SandboxSpec::default()
+    });
+    // A reboot takes the namespaces and the PID holder; the files stay.
+    let dir = f.root.join("sandboxes").join(&pod.sandbox.pod_uid);
+    let holder: i32 = std::fs::read_to_string(dir.join("pause.pid"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(holder),
+        nix::sys::signal::SIGKILL,
+    )
+    .unwrap();
+    for name in ["net", "ipc", "uts", "pid"] {
+        nix::mount::umount(&dir.join(name)).unwrap();
+    }
+    assert!(f.runtime.sandbox(&pod.sandbox.pod_uid).is_err());
+    let spec = SandboxSpec {
+        pod_uid: pod.sandbox.pod_uid.clone(),
+        hostname: "reborn".into(),
+        share_process_namespace: true,
+        ..SandboxSpec::default()
+    };
+    pod.sandbox = f.runtime.create_sandbox(&spec).unwrap();
+    let (state, lines) = pod.run("after", &["hostname"]);
+    assert_eq!(exit_of(&state).0, 0);
+    assert_eq!(stdout_of(&lines), ["reborn"]);
 }
