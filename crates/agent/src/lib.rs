@@ -32,6 +32,8 @@ use std::time::Duration;
 use anyhow::Context;
 use kube::Client;
 
+pub use pods::remove_all_pods;
+
 /// How often the lease is renewed and the node's health looked at; as the
 /// kubelet's `nodeLeaseRenewInterval` (a quarter of the 40 s lease).
 const HEARTBEAT: Duration = Duration::from_secs(10);
@@ -50,6 +52,8 @@ pub struct Config {
     pub max_pods: u32,
     /// Registries pulled from over plain HTTP (loopback ones always are).
     pub insecure_registries: Vec<String>,
+    /// The addresses this node gives its pods (the Node's `spec.podCIDR`).
+    pub pod_cidr: tugboat_net::IpNet,
     /// The kubelet API's port (the kubelet's 10250); 0, or a port already
     /// taken, picks a free one, which the Node publishes.
     pub kubelet_port: u16,
@@ -74,6 +78,7 @@ pub async fn run(client: Client, mut config: Config) -> anyhow::Result<()> {
         host_ip: machine::internal_ip().to_string(),
         runtime: tugboat_runtime::Runtime::open(config.data_dir.join("runtime"))?,
         images: tugboat_images::ImageStore::open(config.data_dir.join("images"))?,
+        cni: tugboat_net::Cni::new(pods::cni_config(&config.data_dir, config.pod_cidr))?,
         pods_dir: config.data_dir.join("pods"),
         logs_dir: config.data_dir.join("logs"),
         events: events::Recorder::new(client.clone(), &config.node_name),

@@ -117,6 +117,10 @@ impl NodeReporter {
             "apiVersion": "v1",
             "kind": "Node",
             "metadata": {"name": self.config.node_name, "labels": labels},
+            "spec": {
+                "podCIDR": self.config.pod_cidr.to_string(),
+                "podCIDRs": [self.config.pod_cidr.to_string()],
+            },
         })
     }
 

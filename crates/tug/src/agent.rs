@@ -32,6 +32,9 @@ pub struct NodeArgs {
     /// The most pods this node runs.
     #[arg(long, default_value_t = 110)]
     max_pods: u32,
+    /// The addresses this node gives its pods.
+    #[arg(long, default_value = "10.42.0.0/24")]
+    pod_cidr: tugboat_net::IpNet,
     /// A registry (host[:port]) to pull from over plain HTTP (repeatable).
     #[arg(long = "insecure-registry")]
     insecure_registries: Vec<String>,
@@ -64,6 +67,7 @@ impl NodeArgs {
             labels,
             max_pods: self.max_pods,
             insecure_registries: self.insecure_registries.clone(),
+            pod_cidr: self.pod_cidr,
             kubelet_port: self.kubelet_port,
             cluster_ca: Vec::new(),
         }
@@ -90,4 +94,20 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("expected key=value, got {text:?}"))
+}
+
+#[derive(clap::Args)]
+pub struct KillallArgs {
+    /// The agent's state directory (`DATA_DIR/agent` for `tug server`).
+    #[arg(long = "agent-dir", default_value = "/var/lib/tugboat/agent")]
+    dir: PathBuf,
+}
+
+/// `tug killall`: stops every container of this node and removes what its
+/// pods had (mounts, namespaces, cgroups, volumes), as `k3s-killall.sh` does.
+/// The cluster's state is untouched: a restarted agent starts the pods again.
+pub fn killall(args: KillallArgs) -> anyhow::Result<()> {
+    let removed = tugboat_agent::remove_all_pods(&args.dir)?;
+    println!("removed {removed} pod(s) from {}", args.dir.display());
+    Ok(())
 }

@@ -23,6 +23,8 @@ enum Command {
     Images(images::ImagesArgs),
     /// Runs the node agent alone, joining the cluster its kubeconfig names.
     Agent(agent::AgentArgs),
+    /// Stops every container on this node and removes what its pods left.
+    Killall(agent::KillallArgs),
     /// The runtime's per-container process; the runtime starts it, people do not.
     #[command(hide = true)]
     Shim(shim::ShimArgs),
@@ -46,6 +48,7 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => runtime.block_on(server::run(args)),
         Command::Images(args) => runtime.block_on(images::run(args)),
         Command::Agent(args) => runtime.block_on(agent::run(args)),
+        Command::Killall(args) => agent::killall(args),
         Command::Shim(_) => unreachable!("the shim ran before the tokio runtime"),
     }
 }

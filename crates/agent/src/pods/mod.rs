@@ -11,13 +11,14 @@
 //! pods that no longer exist is removed: what a crashed agent left behind.
 //! Workers of pods that still exist adopt their running containers.
 
+mod probes;
 mod spec;
 mod status;
 mod volumes;
 mod worker;
 
 use std::collections::{HashMap, HashSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use futures::{StreamExt, TryStreamExt};
@@ -28,6 +29,7 @@ use kube::{Api, Client};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tugboat_images::ImageStore;
+use tugboat_net::{Cni, CniConfig, IpNet, PodNetwork};
 use tugboat_runtime::Runtime;
 
 use crate::events::Recorder;
@@ -39,6 +41,8 @@ pub struct Node {
     pub host_ip: String,
     pub runtime: Runtime,
     pub images: ImageStore,
+    /// Attaches pod sandboxes to the pod network.
+    pub cni: Cni,
     /// `<agent>/pods/<uid>/`: each pod's volumes and generated files.
     pub pods_dir: PathBuf,
     /// `<agent>/logs/<namespace>_<name>_<uid>/<container>/<attempt>.log`.
@@ -54,19 +58,93 @@ impl Node {
         let node = self.clone();
         let uid = uid.to_owned();
         let result = tokio::task::spawn_blocking(move || {
-            node.runtime
-                .remove_sandbox(&uid)
-                .map_err(|e| e.to_string())?;
-            volumes::PodDir::new(&node.pods_dir, &uid)
-                .remove()
-                .map_err(|e| e.to_string())?;
-            remove_logs(&node.logs_dir, &uid).map_err(|e| e.to_string())
+            forget_pod(
+                &node.runtime,
+                &node.cni,
+                &node.pods_dir,
+                &node.logs_dir,
+                &uid,
+            )
         })
         .await
         .expect("the cleanup task does not panic");
         if let Err(e) = result {
             tracing::warn!("removing a pod from the node: {e}");
         }
+    }
+}
+
+/// Kills every container of the agent whose state is in `agent_dir` and
+/// removes every pod's sandbox, volumes and logs: what `k3s-killall.sh` does,
+/// for resetting a node. Returns how many pods were removed.
+pub fn remove_all_pods(agent_dir: &Path) -> anyhow::Result<usize> {
+    let runtime = Runtime::open(agent_dir.join("runtime"))?;
+    let cni = Cni::new(cni_config(agent_dir, CniConfig::default().pod_cidr))?;
+    let pods_dir = agent_dir.join("pods");
+    let mut uids: HashSet<String> = runtime
+        .list_containers()?
+        .into_iter()
+        .map(|c| c.pod_uid)
+        .collect();
+    for dir in [agent_dir.join("runtime/sandboxes"), pods_dir.clone()] {
+        if let Ok(entries) = std::fs::read_dir(dir) {
+            uids.extend(
+                entries
+                    .flatten()
+                    .filter_map(|e| e.file_name().into_string().ok()),
+            );
+        }
+    }
+    // One pod that cannot be removed must not keep the others on the node.
+    let mut failed = Vec::new();
+    for uid in &uids {
+        if let Err(e) = forget_pod(&runtime, &cni, &pods_dir, &agent_dir.join("logs"), uid) {
+            failed.push(format!("pod {uid}: {e:#}"));
+        }
+    }
+    if failed.is_empty() {
+        Ok(uids.len())
+    } else {
+        anyhow::bail!("could not remove every pod:\n{}", failed.join("\n"))
+    }
+}
+
+fn forget_pod(
+    runtime: &Runtime,
+    cni: &Cni,
+    pods_dir: &Path,
+    logs_dir: &Path,
+    uid: &str,
+) -> anyhow::Result<()> {
+    // Detached before the namespace goes: the bridge plugin needs it to
+    // find the pod's masquerade rule.
+    let netns = runtime
+        .sandbox(uid)
+        .ok()
+        .and_then(|s| s.netns_path)
+        .unwrap_or_default();
+    cni.del(&PodNetwork {
+        netns,
+        container_id: uid.to_owned(),
+        namespace: String::new(),
+        name: String::new(),
+        uid: uid.to_owned(),
+        port_mappings: Vec::new(),
+    })?;
+    runtime.remove_sandbox(uid)?;
+    volumes::PodDir::new(pods_dir, uid).remove()?;
+    remove_logs(logs_dir, uid)?;
+    Ok(())
+}
+
+/// The node's CNI setup: its own config dir under the agent's (where the
+/// default network is written), the plugins Debian and the CNI project
+/// install, and the machine-wide lease store, shared by every agent on it.
+pub fn cni_config(agent_dir: &Path, pod_cidr: IpNet) -> CniConfig {
+    CniConfig {
+        conf_dir: agent_dir.join("cni/net.d"),
+        pod_cidr,
+        ..CniConfig::default()
     }
 }
 
@@ -157,7 +235,7 @@ async fn remove_orphans(node: &Arc<Node>, live: &HashSet<String>) {
     }
 }
 
-fn remove_logs(logs_dir: &std::path::Path, uid: &str) -> std::io::Result<()> {
+fn remove_logs(logs_dir: &Path, uid: &str) -> std::io::Result<()> {
     let suffix = format!("_{uid}");
     let Ok(entries) = std::fs::read_dir(logs_dir) else {
         return Ok(());

@@ -2,6 +2,7 @@
 //! status per container, computed from what the runtime says.
 
 use std::collections::BTreeMap;
+use std::net::IpAddr;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{Container, Pod};
@@ -21,6 +22,9 @@ pub struct Observed<'a> {
     pub waiting: Option<(String, String)>,
     /// The image ID it runs, `docker.io/library/busybox@sha256:...`.
     pub image_id: String,
+    /// Running, and its readiness (startup) probe passed if it has one.
+    pub ready: bool,
+    pub started: bool,
 }
 
 /// The phase of the pod from its containers' ends, as the kubelet's
@@ -56,6 +60,8 @@ pub struct PodView<'a> {
     pub sandbox_ready: bool,
     pub phase: Phase,
     pub host_ip: &'a str,
+    /// The pod's address on the pod network; host-network pods use the node's.
+    pub pod_ip: Option<IpAddr>,
     pub start_time: Timestamp,
 }
 
@@ -142,9 +148,14 @@ pub fn pod_status(view: &PodView, now: Timestamp) -> Value {
         status["initContainerStatuses"] = init_statuses.into();
     }
     let host_network = spec.and_then(|s| s.host_network).unwrap_or(false);
-    if host_network {
-        status["podIP"] = view.host_ip.into();
-        status["podIPs"] = json!([{"ip": view.host_ip}]);
+    let pod_ip = match view.pod_ip {
+        _ if host_network => Some(view.host_ip.to_owned()),
+        Some(ip) => Some(ip.to_string()),
+        None => None,
+    };
+    if let Some(ip) = pod_ip {
+        status["podIP"] = ip.clone().into();
+        status["podIPs"] = json!([{ "ip": ip }]);
     }
     status
 }
@@ -177,8 +188,8 @@ fn container_status(c: &Container, observed: &Observed, initializing: bool, phas
         "name": c.name,
         "image": c.image.clone().unwrap_or_default(),
         "imageID": observed.image_id,
-        "ready": running,
-        "started": running,
+        "ready": observed.ready && observed.started,
+        "started": observed.started,
         "restartCount": observed.latest.map_or(0, |s| s.attempt),
         "state": state,
         "lastState": last_state,

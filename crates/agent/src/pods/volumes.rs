@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::io;
+use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
@@ -37,7 +38,7 @@ impl PodDir {
     /// Makes every volume of the pod and the files all its containers share.
     /// Safe to call again: existing emptyDirs keep their content, ConfigMap
     /// and Secret files are rewritten with current data.
-    pub fn prepare(&self, refs: &References) -> Result<(), ConfigError> {
+    pub fn prepare(&self, refs: &References, pod_ip: Option<IpAddr>) -> Result<(), ConfigError> {
         let pod = refs.pod;
         fs::create_dir_all(&self.root).map_err(io_error)?;
         for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
@@ -52,11 +53,7 @@ impl PodDir {
         let hosts = if host_network {
             fs::read_to_string("/etc/hosts").unwrap_or_default()
         } else {
-            let ip = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.pod_ip.clone())
-                .unwrap_or_else(|| "127.0.1.1".to_owned());
+            let ip = pod_ip.map_or_else(|| "127.0.1.1".to_owned(), |ip| ip.to_string());
             format!(
                 "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n"
             )

@@ -8,6 +8,8 @@
 //! gracefully, its sandbox removed, and the pod object deleted for good.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,9 +20,11 @@ use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tugboat_images::{Image, PullOptions, Reference, RegistryAuth};
-use tugboat_runtime::{ContainerState, ContainerStatus, Sandbox, SandboxSpec};
+use tugboat_net::{PodNetwork, PortMapping, Protocol};
+use tugboat_runtime::{ContainerId, ContainerState, ContainerStatus, Sandbox, SandboxSpec};
 
 use super::Node;
+use super::probes::{Kind, Target, Tracker, check};
 use super::spec::{ConfigError, Placement, References, container_spec};
 use super::status::{Observed, Phase, PodView, by_name, pod_status};
 use super::volumes::PodDir;
@@ -31,6 +35,10 @@ const POLL: Duration = Duration::from_secs(1);
 /// The kubelet's back-off for restarts and pulls: 10 s doubling to 5 min.
 const BACKOFF_START: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// How long a failed pull shows as ErrImagePull before ImagePullBackOff:
+/// the kubelet's next sync would come about this much later, while this
+/// worker is woken at once by its own status update.
+const ERR_IMAGE_PULL_SHOWN: Duration = Duration::from_secs(5);
 
 /// Runs the worker of one pod until the pod is gone. `updates` carries the
 /// pod as the API has it; `None` once it is deleted.
@@ -97,6 +105,10 @@ struct Worker {
     image_ids: HashMap<String, String>,
     last_status: Option<Value>,
     start_time: Option<Timestamp>,
+    /// Each running container's probes, by container id.
+    probes: HashMap<(ContainerId, Kind), Tracker>,
+    /// The pod's address on the pod network, once CNI gave it one.
+    pod_ip: Option<IpAddr>,
 }
 
 /// Whether a container is done for good, may be restarted, or must wait.
@@ -117,6 +129,8 @@ impl Worker {
             image_ids: HashMap::new(),
             last_status: None,
             start_time: None,
+            probes: HashMap::new(),
+            pod_ip: None,
         }
     }
 
@@ -137,8 +151,28 @@ impl Worker {
             host_ip: &node.host_ip,
         };
         let pod_dir = PodDir::new(&self.node.pods_dir, &uid);
-        let sandbox = match self.sandbox(pod, &pod_dir, &refs).await {
+        let sandbox = match self.sandbox(pod).await {
             Ok(sandbox) => Some(sandbox),
+            Err(message) => {
+                self.node
+                    .events
+                    .pod(
+                        pod,
+                        None,
+                        Type::Warning,
+                        "FailedCreatePodSandBox",
+                        format!("Failed to create pod sandbox: {message}"),
+                    )
+                    .await;
+                None
+            }
+        };
+        let prepared = match &sandbox {
+            Some(_) => pod_dir.prepare(&refs, self.pod_ip),
+            None => Ok(()),
+        };
+        let sandbox = match prepared {
+            Ok(()) => sandbox,
             Err(ConfigError(message)) => {
                 for c in all_containers(pod) {
                     self.waiting.insert(
@@ -200,10 +234,17 @@ impl Worker {
         } else {
             initialized = inits.is_empty();
         }
-        // Look again: the steps above may have started containers.
+        if let Some(sandbox) = &sandbox
+            && initialized
+        {
+            self.probe(pod, sandbox, &observed).await;
+        }
+        // Look again: the steps above may have started or stopped containers.
         let containers = self.containers_of(&uid).await;
         let observed = by_name(&containers);
         let view_of = |c: &Container| Observed {
+            ready: self.passes(&observed, c, Kind::Readiness),
+            started: self.passes(&observed, c, Kind::Startup),
             latest: observed
                 .get(c.name.as_str())
                 .and_then(|l| l.first().copied()),
@@ -234,10 +275,143 @@ impl Worker {
             sandbox_ready: sandbox.is_some(),
             phase,
             host_ip: &self.node.host_ip,
+            pod_ip: self.pod_ip,
             start_time,
         };
         let status = pod_status(&view, Timestamp::now());
         self.post_status(pod, status).await;
+    }
+
+    /// Runs the probes that are due for the running app containers: a
+    /// failed startup or liveness probe stops the container, which the
+    /// restart policy then restarts; readiness only changes the status.
+    async fn probe(
+        &mut self,
+        pod: &Pod,
+        sandbox: &Sandbox,
+        observed: &BTreeMap<&str, Vec<&ContainerStatus>>,
+    ) {
+        let running: Vec<ContainerId> = observed
+            .values()
+            .filter_map(|l| l.first())
+            .filter(|c| matches!(c.state, ContainerState::Running { .. }))
+            .map(|c| c.id.clone())
+            .collect();
+        self.probes.retain(|(id, _), _| running.contains(id));
+        let apps = pod
+            .spec
+            .as_ref()
+            .map(|s| s.containers.clone())
+            .unwrap_or_default();
+        for c in &apps {
+            let Some(latest) = observed.get(c.name.as_str()).and_then(|l| l.first()) else {
+                continue;
+            };
+            if !running.contains(&latest.id) {
+                continue;
+            }
+            let target = Target {
+                node: self.node.clone(),
+                container: latest.id.clone(),
+                netns: sandbox.netns_path.clone(),
+                pod_ip: self.pod_ip,
+            };
+            let startup_passed = self.passes(observed, c, Kind::Startup);
+            for kind in [Kind::Startup, Kind::Liveness, Kind::Readiness] {
+                let Some(probe) = kind.of(c) else {
+                    continue;
+                };
+                // Until the startup probe passes, it is the only one.
+                if (kind == Kind::Startup) == startup_passed {
+                    continue;
+                }
+                let tracker = self
+                    .probes
+                    .entry((latest.id.clone(), kind))
+                    .or_insert_with(|| Tracker::new(probe, Instant::now()));
+                if !tracker.due() {
+                    continue;
+                }
+                let (probe_owned, container, target) = (probe.clone(), c.clone(), target.clone());
+                let result =
+                    tokio::task::spawn_blocking(move || check(&probe_owned, &container, &target))
+                        .await
+                        .expect("the probe task does not panic");
+                let tracker = self
+                    .probes
+                    .get_mut(&(latest.id.clone(), kind))
+                    .expect("tracker");
+                let outcome = tracker.record(probe, result);
+                let path = Some(field_path(pod, c));
+                if let Some(why) = outcome.failure {
+                    self.node
+                        .events
+                        .pod(
+                            pod,
+                            path.clone(),
+                            Type::Warning,
+                            "Unhealthy",
+                            format!("{} probe failed: {why}", kind.name()),
+                        )
+                        .await;
+                }
+                if outcome.changed_to == Some(false) && kind != Kind::Readiness {
+                    let message = format!(
+                        "Container {} failed {} probe, will be restarted",
+                        c.name,
+                        kind.name().to_lowercase()
+                    );
+                    self.node
+                        .events
+                        .pod(pod, path, Type::Normal, "Killing", message)
+                        .await;
+                    let grace = probe
+                        .termination_grace_period_seconds
+                        .or_else(|| {
+                            pod.spec
+                                .as_ref()
+                                .and_then(|s| s.termination_grace_period_seconds)
+                        })
+                        .unwrap_or(30)
+                        .max(0) as u64;
+                    let node = self.node.clone();
+                    let id = latest.id.clone();
+                    let stopped = tokio::task::spawn_blocking(move || {
+                        node.runtime.stop_container(&id, Duration::from_secs(grace))
+                    })
+                    .await
+                    .expect("the runtime task does not panic");
+                    if let Err(e) = stopped {
+                        tracing::warn!(
+                            "stopping a container that failed its {} probe: {e}",
+                            kind.name()
+                        );
+                    }
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Whether a container's probe of `kind` lets it count as started (or
+    /// ready): it runs, and it has no such probe or the probe passed.
+    fn passes(
+        &self,
+        observed: &BTreeMap<&str, Vec<&ContainerStatus>>,
+        c: &Container,
+        kind: Kind,
+    ) -> bool {
+        let Some(latest) = observed.get(c.name.as_str()).and_then(|l| l.first()) else {
+            return false;
+        };
+        if !matches!(latest.state, ContainerState::Running { .. }) {
+            return false;
+        }
+        kind.of(c).is_none()
+            || self
+                .probes
+                .get(&(latest.id.clone(), kind))
+                .is_some_and(|t| t.verdict == Some(true))
     }
 
     /// What to do about one container: start it (which attempt), wait for
@@ -464,6 +638,14 @@ impl Worker {
             return Err(("ErrImageNeverPull".to_owned(), message));
         }
         let backoff = self.pulls.entry(name.clone()).or_default();
+        if let Some(failed) = self.waiting.get(&c.name)
+            && failed.0 == "ErrImagePull"
+            && backoff
+                .since
+                .is_some_and(|at| at.elapsed() < ERR_IMAGE_PULL_SHOWN)
+        {
+            return Err(failed.clone());
+        }
         if !backoff.ready() {
             let message = format!("Back-off pulling image {name:?}");
             if self
@@ -600,14 +782,9 @@ impl Worker {
         (cms, secs)
     }
 
-    /// The pod's sandbox, made on first need; its volumes prepared.
-    async fn sandbox(
-        &self,
-        pod: &Pod,
-        pod_dir: &PodDir,
-        refs: &References<'_>,
-    ) -> Result<Sandbox, ConfigError> {
-        pod_dir.prepare(refs)?;
+    /// The pod's sandbox, made on first need, and attached to the pod
+    /// network (once per worker: attaching again gives the same address).
+    async fn sandbox(&mut self, pod: &Pod) -> Result<Sandbox, String> {
         let spec = pod.spec.as_ref();
         let name = pod.metadata.name.clone().unwrap_or_default();
         let sandbox_spec = SandboxSpec {
@@ -623,14 +800,26 @@ impl Worker {
                 .unwrap_or(false),
         };
         let node = self.node.clone();
-        tokio::task::spawn_blocking(move || {
+        let sandbox = tokio::task::spawn_blocking(move || {
             node.runtime
                 .sandbox(&sandbox_spec.pod_uid)
                 .or_else(|_| node.runtime.create_sandbox(&sandbox_spec))
         })
         .await
         .expect("the runtime task does not panic")
-        .map_err(|e| ConfigError(format!("creating the pod sandbox: {e}")))
+        .map_err(|e| e.to_string())?;
+        if let (None, Some(netns)) = (self.pod_ip, &sandbox.netns_path) {
+            let network = pod_network(pod, netns.clone());
+            let node = self.node.clone();
+            let address = tokio::task::spawn_blocking(move || node.cni.add(&network))
+                .await
+                .expect("the network task does not panic")
+                .map_err(|e| {
+                    format!("plugin type=\"bridge\" name=\"tugboat\" failed (add): {e}")
+                })?;
+            self.pod_ip = Some(address.ip);
+        }
+        Ok(sandbox)
     }
 
     async fn containers_of(&self, uid: &str) -> Vec<ContainerStatus> {
@@ -735,6 +924,35 @@ impl Worker {
             }
         }
         self.node.forget_pod(&self.uid).await;
+    }
+}
+
+/// Who the pod is to the CNI plugins, and its `hostPort`s. The sandbox is
+/// named by the pod's uid: one sandbox per pod, never reused.
+pub fn pod_network(pod: &Pod, netns: PathBuf) -> PodNetwork {
+    let port_mappings = all_containers(pod)
+        .flat_map(|c| c.ports.iter().flatten())
+        .filter_map(|p| {
+            let host_port = u16::try_from(p.host_port?).ok().filter(|port| *port > 0)?;
+            Some(PortMapping {
+                host_port,
+                container_port: u16::try_from(p.container_port).ok()?,
+                protocol: match p.protocol.as_deref() {
+                    Some("UDP") => Protocol::Udp,
+                    Some("SCTP") => Protocol::Sctp,
+                    _ => Protocol::Tcp,
+                },
+                host_ip: p.host_ip.as_deref().and_then(|ip| ip.parse().ok()),
+            })
+        })
+        .collect();
+    PodNetwork {
+        netns,
+        container_id: pod.metadata.uid.clone().unwrap_or_default(),
+        namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+        name: pod.metadata.name.clone().unwrap_or_default(),
+        uid: pod.metadata.uid.clone().unwrap_or_default(),
+        port_mappings,
     }
 }
 

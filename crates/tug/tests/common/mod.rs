@@ -55,11 +55,13 @@ struct Running {
 }
 
 /// What the watchdog does when told the test has reaped the server itself.
+/// Before the data dir goes, `tug killall` ($2) stops the containers of the
+/// server's node and unmounts what its pods had.
 const WATCHDOG: &str = r#"read order
 case "$order" in
   keep) ;;
-  reaped) rm -rf "$1" ;;
-  *) kill -9 "$0"; rm -rf "$1" ;;
+  reaped) "$2" killall --agent-dir "$1/data/agent" >/dev/null 2>&1; rm -rf "$1" ;;
+  *) kill -9 "$0"; "$2" killall --agent-dir "$1/data/agent" >/dev/null 2>&1; rm -rf "$1" ;;
 esac"#;
 
 impl Server {
@@ -155,6 +157,7 @@ impl Server {
             .arg(WATCHDOG)
             .arg(server.id().to_string())
             .arg(self.root.path())
+            .arg(env!("CARGO_BIN_EXE_tug"))
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -450,4 +453,57 @@ pub fn pod_manifest(name: &str, labels: &[(&str, &str)]) -> String {
 pub fn starts_with_columns(line: &str, wanted: &[&str]) -> bool {
     let columns: Vec<&str> = line.split_whitespace().collect();
     columns.starts_with(wanted)
+}
+
+/// The OCI archives of the test images (`scripts/build-test-images`), made
+/// once per test binary: `busybox.oci.tar`, `httpd.oci.tar`.
+pub fn test_images() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+        let dir = workspace.join("target/test-images");
+        let status = Command::new(workspace.join("scripts/build-test-images"))
+            .arg(&dir)
+            .status()
+            .expect("run scripts/build-test-images");
+        assert!(status.success(), "scripts/build-test-images failed");
+        dir
+    })
+}
+
+/// The node name `tug server` gives its own node: the host name.
+pub fn node_name() -> String {
+    let out = Command::new("uname").arg("-n").output().expect("uname -n");
+    String::from_utf8_lossy(&out.stdout).trim().to_lowercase()
+}
+
+/// Polls `check` until it returns `Ok`, failing with `what` (and the last
+/// thing seen) after the harness's patience.
+pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(seen) if Instant::now() > deadline => panic!("{what}; last seen: {seen}"),
+            Err(_) => std::thread::sleep(Duration::from_millis(250)),
+        }
+    }
+}
+
+impl Server {
+    /// Puts a test image (an archive in [`test_images`]) into the image store
+    /// of the server's own node, as `tug images import` does for a user.
+    pub fn import_image(&self, archive: &str) {
+        let output = Command::new(env!("CARGO_BIN_EXE_tug"))
+            .args(["images", "import", "--root"])
+            .arg(self.data_dir().join("agent/images"))
+            .arg(test_images().join(archive))
+            .output()
+            .expect("run tug images import");
+        assert!(
+            output.status.success(),
+            "tug images import {archive}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }
