@@ -31,6 +31,9 @@ use tugboat_api::{ApiError, ApiResult, registry};
 use crate::objects::Objects;
 use crate::pki::Pki;
 
+/// How much of a kubelet's refusal is read to pass on.
+const MAX_REFUSAL: usize = 64 * 1024;
+
 /// How the API server reaches kubelets.
 pub struct Kubelets {
     connector: TlsConnector,
@@ -154,7 +157,21 @@ async fn log(
             format!("/containerLogs/{namespace}/{name}/{container}"),
             query.as_deref(),
         );
-        kubelets.forward(address, path, request).await
+        let answer = kubelets.forward(address, path, request).await?;
+        if answer.status().is_success() {
+            return Ok(answer);
+        }
+        // The kubelet refuses in plain text; clients read a Status.
+        let code = answer.status();
+        let text = axum::body::to_bytes(answer.into_body(), MAX_REFUSAL)
+            .await
+            .map(|body| String::from_utf8_lossy(&body).trim().to_owned())
+            .unwrap_or_default();
+        Err(match code {
+            StatusCode::BAD_REQUEST => ApiError::bad_request(text),
+            StatusCode::NOT_FOUND => ApiError::not_found("", "pods", &name),
+            _ => ApiError::internal(text),
+        })
     };
     forwarded.await.unwrap_or_else(|e| super::error(&e))
 }
