@@ -84,6 +84,8 @@ use error::Context;
 
 const CONTAINER_FILE: &str = "container.json";
 const SHIM_PID_FILE: &str = "shim.pid";
+/// The boot a container was started in (`/proc/sys/kernel/random/boot_id`).
+const BOOT_FILE: &str = "boot_id";
 /// libcontainer's own state directory, inside the container's.
 const STATE_DIR: &str = "state";
 const STDIN_FIFO: &str = "stdin";
@@ -220,6 +222,9 @@ impl Runtime {
             Ok(state) => return Err(wrong_state(id, &state)),
             Err(_) => return Err(Error::ContainerNotFound(id.0.clone())),
         }
+        let boot = process::boot_id().context(|| "reading the boot id".to_owned())?;
+        std::fs::write(dir.join(BOOT_FILE), boot)
+            .context(|| format!("writing {}", dir.join(BOOT_FILE).display()))?;
         let shim_log = OpenOptions::new()
             .create(true)
             .append(true)
@@ -314,12 +319,22 @@ impl Runtime {
             .ok_or_else(|| Error::ContainerNotFound(id.0.clone()))?;
         let mut state = status::read(&dir).context(|| format!("reading the status of {id}"))?;
         if let ContainerState::Running { pid, started_at } = state {
+            // Pids recorded before a reboot may be anybody's now.
+            let same_boot = std::fs::read_to_string(dir.join(BOOT_FILE))
+                .is_ok_and(|boot| process::boot_id().is_ok_and(|now| now == boot));
             let shim_alive = Self::shim_pid(&dir).is_some_and(process::alive);
-            if !shim_alive && !process::alive(pid) {
+            let ended = if !same_boot {
+                Some("the node restarted while it ran")
+            } else if !shim_alive && !process::alive(pid) {
+                Some("its shim ended without recording the exit")
+            } else {
+                None
+            };
+            if let Some(message) = ended {
                 state = ContainerState::Exited {
                     exit_code: 255,
                     reason: ExitReason::Error,
-                    message: Some("its shim ended without recording the exit".to_owned()),
+                    message: Some(message.to_owned()),
                     started_at: Some(started_at),
                     finished_at: jiff::Timestamp::now(),
                 };

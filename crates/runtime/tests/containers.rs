@@ -574,6 +574,15 @@ fn a_new_runtime_adopts_running_containers(f: &Fixture) {
         reopened.sandbox(&pod.sandbox.pod_uid).unwrap().netns_path,
         pod.sandbox.netns_path
     );
+
+    // Recorded in another boot, its pid is nobody's to signal: it ended
+    // with that boot.
+    let boot_file = f.root.join("containers").join(&id.0).join("boot_id");
+    let boot = std::fs::read_to_string(&boot_file).unwrap();
+    std::fs::write(&boot_file, "another boot").unwrap();
+    let state = reopened.container_status(&id).unwrap().state;
+    assert_eq!(exit_of(&state), (255, ExitReason::Error));
+    std::fs::write(&boot_file, boot).unwrap();
 }
 
 fn stdin_and_terminal(f: &Fixture) {
