@@ -11,7 +11,7 @@ use std::net::TcpStream;
 use std::process::Command;
 use std::sync::OnceLock;
 
-use common::{KUBECTL, Server, eventually, node_name};
+use common::{KUBECTL, KUBECTL_1_27, Server, eventually, node_name};
 use serde_json::{Value, json};
 
 const BUSYBOX: &str = "tugboat.test/busybox:latest";
@@ -310,6 +310,46 @@ fn exec_runs_commands_in_the_container_with_their_exit_code() {
 
     let missing = server.kubectl(&["exec", "shell", "-n", &ns, "--", "no-such-command"]);
     assert_ne!(missing.status.code(), Some(0));
+}
+
+#[test]
+fn exec_with_an_older_kubectl_over_spdy() {
+    let server = cluster();
+    let ns = server.namespace("exec-spdy");
+    run_pod(server, &ns, "old", vec![sh("main", "sleep 3600")]);
+    // kubectl 1.27 to 1.29 exec over SPDY, not WebSocket.
+    let hostname = server
+        .kubectl_with(
+            KUBECTL_1_27,
+            &["exec", "old", "-n", &ns, "--", "hostname"],
+            None,
+        )
+        .ok();
+    assert_eq!(hostname, "old\n");
+    let failed = server.kubectl_with(
+        KUBECTL_1_27,
+        &["exec", "old", "-n", &ns, "--", "sh", "-c", "exit 3"],
+        None,
+    );
+    assert_eq!(failed.status.code(), Some(3), "{}", failed.stderr);
+    let echoed = server
+        .kubectl_with(
+            KUBECTL_1_27,
+            &[
+                "exec",
+                "-i",
+                "old",
+                "-n",
+                &ns,
+                "--",
+                "sh",
+                "-c",
+                "cat; echo end",
+            ],
+            Some("hello\n"),
+        )
+        .ok();
+    assert_eq!(echoed, "hello\nend\n");
 }
 
 #[test]

@@ -4,8 +4,9 @@
 //! - `tls`: the self-signed serving certificate and the client check (only
 //!   certificates signed by the cluster CA get in).
 //! - `logs`: `/containerLogs`, read from the CRI log files.
-//! - `stream`: `/exec` and `/attach` over WebSocket with Kubernetes' channel
-//!   protocols.
+//! - `stream`: `/exec` and `/attach`, a session's standard streams on
+//!   Kubernetes' numbered channels; `transport` carries them over WebSocket
+//!   or SPDY.
 //! - `portforward`: `/portForward` over SPDY tunnelled in WebSocket, on
 //!   `spdy`'s frames.
 //! - `stats`: `/stats/summary` from the containers' cgroups.
@@ -19,6 +20,7 @@ mod spdy;
 mod stats;
 mod stream;
 mod tls;
+mod transport;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;

@@ -1,43 +1,36 @@
-//! `/exec` and `/attach` over WebSocket with Kubernetes' channel protocols
-//! (`v5.channel.k8s.io`, `v4.channel.k8s.io`): every binary message starts
-//! with its channel, 0 stdin, 1 stdout, 2 stderr, 3 the final
-//! `metav1.Status`, 4 terminal resizes (`{"Width":..,"Height":..}`), and in
-//! v5 255 to close a channel (the client's end of stdin).
+//! `/exec` and `/attach`: a command's or a container's standard streams
+//! carried to the client on numbered channels, 0 stdin, 1 stdout, 2 stderr,
+//! 3 the final `metav1.Status`, 4 terminal resizes; `transport` carries
+//! them over WebSocket (kubectl 1.30 and later) or SPDY (older kubectls).
 
 use std::io::{Read, Write};
 use std::sync::{Arc, Mutex};
 
 use axum::body::Bytes;
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{Path as UrlPath, Query, State};
+use axum::extract::{Path as UrlPath, Query, Request, State};
 use axum::http::StatusCode;
 use axum::response::Response;
-use futures::{SinkExt, StreamExt};
-use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 use tugboat_runtime::{ContainerId, ContainerState, ExecSession};
 
 use super::logs::{Follower, Stream};
+use super::transport::{self, Channels, Input};
 use super::{Attempt, Kubelet, Refusal, flag};
 
-const V5: &str = "v5.channel.k8s.io";
-const PROTOCOLS: [&str; 2] = [V5, "v4.channel.k8s.io"];
-
-const STDIN: u8 = 0;
-const STDOUT: u8 = 1;
-const STDERR: u8 = 2;
-const ERROR: u8 = 3;
-const RESIZE: u8 = 4;
-const CLOSE: u8 = 255;
+pub const STDIN: u8 = 0;
+pub const STDOUT: u8 = 1;
+pub const STDERR: u8 = 2;
+pub const ERROR: u8 = 3;
+pub const RESIZE: u8 = 4;
 
 /// What the client asked for, from the query (`command` repeats).
-struct StreamOptions {
+pub struct StreamOptions {
     command: Vec<String>,
-    stdin: bool,
-    stdout: bool,
-    stderr: bool,
-    tty: bool,
+    pub stdin: bool,
+    pub stdout: bool,
+    pub stderr: bool,
+    pub tty: bool,
 }
 
 impl StreamOptions {
@@ -62,14 +55,6 @@ impl StreamOptions {
     }
 }
 
-/// A terminal's new size, as kubectl sends it on channel 4.
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct TerminalSize {
-    width: u16,
-    height: u16,
-}
-
 /// Finds the running container a stream is for.
 async fn running_container(
     kubelet: &Arc<Kubelet>,
@@ -91,7 +76,7 @@ pub async fn exec(
     State(kubelet): State<Arc<Kubelet>>,
     UrlPath(names): UrlPath<(String, String, String)>,
     Query(pairs): Query<Vec<(String, String)>>,
-    upgrade: WebSocketUpgrade,
+    request: Request,
 ) -> Result<Response, Refusal> {
     let options = StreamOptions::parse(&pairs);
     if options.command.is_empty() {
@@ -101,28 +86,29 @@ pub async fn exec(
         ));
     }
     let id = running_container(&kubelet, &names).await?;
-    let upgrade = upgrade.protocols(PROTOCOLS);
-    let v5 = upgrade.selected_protocol().is_some_and(|p| p == V5);
-    Ok(upgrade.on_upgrade(move |socket| async move {
+    transport::upgrade(request, options, move |options, channels| async move {
         let command = options.command.clone();
-        let runtime_kubelet = kubelet.clone();
-        let started = tokio::task::spawn_blocking(move || {
-            runtime_kubelet.runtime.exec(&id, command, options.tty)
-        })
-        .await
-        .expect("starting an exec does not panic");
+        let started =
+            tokio::task::spawn_blocking(move || kubelet.runtime.exec(&id, command, options.tty))
+                .await
+                .expect("starting an exec does not panic");
         match started {
-            Ok(session) => run_exec(socket, session, options, v5).await,
-            Err(e) => finish(socket, failure(&e.to_string())).await,
+            Ok(session) => run_exec(session, options, channels).await,
+            Err(e) => {
+                let _ = channels
+                    .send(ERROR, status_bytes(&failure(&e.to_string())))
+                    .await;
+            }
         }
-    }))
+    })
+    .await
 }
 
 pub async fn attach(
     State(kubelet): State<Arc<Kubelet>>,
     UrlPath(names): UrlPath<(String, String, String)>,
     Query(pairs): Query<Vec<(String, String)>>,
-    upgrade: WebSocketUpgrade,
+    request: Request,
 ) -> Result<Response, Refusal> {
     let options = StreamOptions::parse(&pairs);
     let id = running_container(&kubelet, &names).await?;
@@ -143,9 +129,7 @@ pub async fn attach(
     };
     let mut follower = Follower::at_end(&status.log_path)
         .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    let upgrade = upgrade.protocols(PROTOCOLS);
-    let v5 = upgrade.selected_protocol().is_some_and(|p| p == V5);
-    Ok(upgrade.on_upgrade(move |socket| async move {
+    transport::upgrade(request, options, move |options, channels| async move {
         let (output, outputs) = mpsc::channel(16);
         tokio::task::spawn_blocking(move || {
             // The container's output, as its log has it, until it ends.
@@ -177,15 +161,16 @@ pub async fn attach(
                 std::thread::sleep(std::time::Duration::from_millis(100));
             }
         });
-        let stdin = stdin.map(stdin_writer);
-        let end = relay(socket, outputs, stdin, None, v5).await;
-        if let Some(socket) = end {
-            finish(socket, json!({"metadata": {}, "status": "Success"})).await;
+        let mut channels = channels;
+        if relay(&mut channels, outputs, stdin.map(stdin_writer), None).await {
+            let success = json!({"metadata": {}, "status": "Success"});
+            let _ = channels.send(ERROR, status_bytes(&success)).await;
         }
-    }))
+    })
+    .await
 }
 
-async fn run_exec(socket: WebSocket, mut session: ExecSession, options: StreamOptions, v5: bool) {
+async fn run_exec(mut session: ExecSession, options: StreamOptions, mut channels: Channels) {
     let (output, outputs) = mpsc::channel(16);
     for (file, channel, wanted) in [
         (session.stdout.take(), STDOUT, options.stdout),
@@ -201,13 +186,18 @@ async fn run_exec(socket: WebSocket, mut session: ExecSession, options: StreamOp
     }
     drop(output);
     let stdin = session.stdin.take().filter(|_| options.stdin);
-    let stdin = stdin.map(stdin_writer);
     let session = Arc::new(Mutex::new(session));
-    let end = relay(socket, outputs, stdin, Some(session.clone()), v5).await;
     // A client gone away leaves no one to tell: the session ends with it.
-    let Some(socket) = end else {
+    if !relay(
+        &mut channels,
+        outputs,
+        stdin.map(stdin_writer),
+        Some(session.clone()),
+    )
+    .await
+    {
         return;
-    };
+    }
     let exit = tokio::task::spawn_blocking(move || {
         session
             .lock()
@@ -222,15 +212,15 @@ async fn run_exec(socket: WebSocket, mut session: ExecSession, options: StreamOp
             "metadata": {},
             "status": "Failure",
             "message": format!(
-                "command terminated with non-zero exit code: error executing command {:?}, exit code {code}",
-                options.command
+                "command terminated with non-zero exit code: error executing command [{}], exit code {code}",
+                options.command.join(" ")
             ),
             "reason": "NonZeroExitCode",
             "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]},
         }),
         Err(e) => failure(&e.to_string()),
     };
-    finish(socket, status).await;
+    let _ = channels.send(ERROR, status_bytes(&status)).await;
 }
 
 /// Copies a command's output into `(channel, bytes)` messages until it ends.
@@ -262,75 +252,45 @@ fn stdin_writer(mut stdin: std::fs::File) -> std::sync::mpsc::Sender<Bytes> {
     sender
 }
 
-/// Moves bytes both ways until every output has ended; returns the socket
-/// for the final status, or `None` when the client went away first.
+/// Moves bytes both ways until every output has ended; false when the
+/// client went away first.
 async fn relay(
-    socket: WebSocket,
+    channels: &mut Channels,
     mut outputs: mpsc::Receiver<(u8, Bytes)>,
     mut stdin: Option<std::sync::mpsc::Sender<Bytes>>,
     session: Option<Arc<Mutex<ExecSession>>>,
-    v5: bool,
-) -> Option<WebSocket> {
-    let (mut sink, mut source) = socket.split();
-    let mut client_open = true;
+) -> bool {
     loop {
         tokio::select! {
             out = outputs.recv() => {
-                let Some((channel, data)) = out else { break };
-                let mut frame = Vec::with_capacity(data.len() + 1);
-                frame.push(channel);
-                frame.extend_from_slice(&data);
-                if sink.send(Message::Binary(frame.into())).await.is_err() {
-                    return None;
+                let Some((channel, data)) = out else { return true };
+                if channels.send(channel, data).await.is_err() {
+                    return false;
                 }
             }
-            message = source.next(), if client_open => {
-                let data = match message {
-                    Some(Ok(Message::Binary(data))) => data,
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => {
-                        client_open = false;
-                        stdin = None;
-                        continue;
+            input = channels.inputs.recv() => match input {
+                Some(Input::Stdin(data)) => {
+                    if let Some(writer) = &stdin {
+                        let _ = writer.send(data);
                     }
-                    Some(Ok(_)) => continue,
-                };
-                match (data.first(), data.get(1..)) {
-                    (Some(&STDIN), Some(rest)) if !rest.is_empty() => {
-                        if let Some(writer) = &stdin {
-                            let _ = writer.send(Bytes::copy_from_slice(rest));
-                        }
-                    }
-                    (Some(&RESIZE), Some(rest)) => {
-                        if let (Some(session), Ok(size)) =
-                            (&session, serde_json::from_slice::<TerminalSize>(rest))
-                        {
-                            let session = session.lock().expect("the exec session lock is not poisoned");
-                            if let Err(e) = session.resize(size.width, size.height) {
-                                tracing::debug!("resizing an exec terminal: {e}");
-                            }
-                        }
-                    }
-                    (Some(&CLOSE), Some([STDIN, ..])) if v5 => stdin = None,
-                    _ => {}
                 }
-            }
+                Some(Input::CloseStdin) => stdin = None,
+                Some(Input::Resize { width, height }) => {
+                    if let Some(session) = &session {
+                        let session = session.lock().expect("the exec session lock is not poisoned");
+                        if let Err(e) = session.resize(width, height) {
+                            tracing::debug!("resizing an exec terminal: {e}");
+                        }
+                    }
+                }
+                None => return false,
+            },
         }
     }
-    let socket = sink.reunite(source).ok()?;
-    client_open.then_some(socket)
 }
 
-/// Sends the final status on the error channel and closes the socket.
-async fn finish(mut socket: WebSocket, status: Value) {
-    let mut frame = vec![ERROR];
-    frame.extend(serde_json::to_vec(&status).expect("JSON values serialize"));
-    let _ = socket.send(Message::Binary(frame.into())).await;
-    // kubectl reads a close without a code as a broken stream.
-    let normal = CloseFrame {
-        code: close_code::NORMAL,
-        reason: "".into(),
-    };
-    let _ = socket.send(Message::Close(Some(normal))).await;
+fn status_bytes(status: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(status).expect("JSON values serialize"))
 }
 
 fn failure(message: &str) -> Value {
