@@ -6,9 +6,9 @@
 
 mod common;
 
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
 use common::{KUBECTL, KUBECTL_1_27, Server, eventually, node_name};
@@ -424,28 +424,44 @@ fn port_forward_reaches_a_server_in_the_pod() {
     let ns = server.namespace("port-forward");
     let web = json!({"name": "web", "image": HTTPD, "imagePullPolicy": "IfNotPresent"});
     run_pod(server, &ns, "web", vec![web]);
-    let mut forward = server.kubectl_background(&["port-forward", "-n", &ns, "pod/web", ":8080"]);
-    // Forwarding from 127.0.0.1:38417 -> 8080
-    let line = forward.expect_line(|l| l.starts_with("Forwarding from 127.0.0.1:"));
-    let port: u16 = line["Forwarding from 127.0.0.1:".len()..]
-        .split_whitespace()
-        .next()
-        .and_then(|p| p.parse().ok())
-        .unwrap_or_else(|| panic!("a local port in {line:?}"));
-    // Two connections in turn: each gets a stream pair of its own.
-    for _ in 0..2 {
-        let mut connection = TcpStream::connect(("127.0.0.1", port)).expect("connect");
-        connection
-            .write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
-            .expect("send a request");
-        let mut answer = String::new();
-        connection
-            .read_to_string(&mut answer)
-            .expect("read the answer");
-        assert!(
-            answer.starts_with("HTTP/1.") && answer.contains(" 200 "),
-            "{answer}"
-        );
-        assert!(answer.contains("Hello from tugboat.test/httpd"), "{answer}");
+    // kubectl 1.33 tunnels SPDY in WebSocket; 1.27 speaks SPDY itself.
+    for kubectl in [KUBECTL, KUBECTL_1_27] {
+        let mut forward = Command::new(kubectl)
+            .arg("--kubeconfig")
+            .arg(server.kubeconfig())
+            .args(["port-forward", "-n", &ns, "pod/web", ":8080"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start kubectl port-forward");
+        // Kept open: kubectl dies writing to a closed pipe.
+        let mut said = BufReader::new(forward.stdout.take().expect("kubectl stdout"));
+        let mut first = String::new();
+        said.read_line(&mut first)
+            .expect("kubectl says where it listens");
+        // Forwarding from 127.0.0.1:38417 -> 8080
+        let port: u16 = first
+            .strip_prefix("Forwarding from 127.0.0.1:")
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("{kubectl}: a local port in {first:?}"));
+        // Two connections in turn: each gets a stream pair of its own.
+        for _ in 0..2 {
+            let mut connection = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+            connection
+                .write_all(b"GET / HTTP/1.0\r\nHost: web\r\n\r\n")
+                .expect("send a request");
+            let mut answer = String::new();
+            connection
+                .read_to_string(&mut answer)
+                .expect("read the answer");
+            assert!(
+                answer.starts_with("HTTP/1.") && answer.contains(" 200 "),
+                "{kubectl}: {answer}"
+            );
+            assert!(answer.contains("Hello from tugboat.test/httpd"), "{answer}");
+        }
+        let _ = forward.kill();
+        let _ = forward.wait();
     }
 }

@@ -1,6 +1,7 @@
-//! `/portForward/{namespace}/{pod}`: kubectl's port-forward, SPDY tunnelled
-//! over WebSocket (`SPDY/3.1+portforward.k8s.io`, each binary message a
-//! piece of the SPDY byte stream).
+//! `/portForward/{namespace}/{pod}`: kubectl's port-forward over SPDY,
+//! tunnelled in WebSocket by kubectl 1.31 and later
+//! (`SPDY/3.1+portforward.k8s.io`, each binary message a piece of the SPDY
+//! byte stream) or on the upgraded connection itself by older ones.
 //!
 //! For every local connection kubectl opens two streams with the same
 //! `requestID` and `port` headers: `streamType: error`, where a failure is
@@ -19,25 +20,27 @@ use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path as UrlPath, State};
+use axum::extract::{FromRequestParts, Path as UrlPath, State};
 use axum::http::StatusCode;
 use axum::response::Response;
 use futures::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
 use rustix::thread::{LinkNameSpaceType, move_into_link_name_space};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
 
 use super::spdy::{self, Codec, Frame};
-use super::{Kubelet, Refusal};
+use super::{Kubelet, Refusal, transport};
 
-const PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
+const WEBSOCKET_PROTOCOL: &str = "SPDY/3.1+portforward.k8s.io";
+const SPDY_PROTOCOL: &str = "portforward.k8s.io";
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub async fn port_forward(
     State(kubelet): State<Arc<Kubelet>>,
     UrlPath((namespace, pod)): UrlPath<(String, String)>,
-    upgrade: WebSocketUpgrade,
+    mut request: axum::extract::Request,
 ) -> Result<Response, Refusal> {
     let uid = kubelet.pod_uid(&namespace, &pod).await?;
     let sandbox = kubelet.runtime.sandbox(&uid).map_err(|e| {
@@ -46,19 +49,58 @@ pub async fn port_forward(
             format!("pod {pod} has no sandbox to forward to: {e}"),
         )
     })?;
-    let upgrade = upgrade.protocols([PROTOCOL]);
-    if upgrade.selected_protocol().is_none() {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            format!("port-forward speaks {PROTOCOL} only"),
-        ));
-    }
     let netns = sandbox.netns_path;
-    Ok(upgrade.on_upgrade(move |socket| async move {
-        if let Err(e) = session(socket, netns).await {
+    let (chunks_in, chunks) = mpsc::channel::<Bytes>(16);
+    let (frames, frames_out) = mpsc::channel::<Vec<u8>>(64);
+    let ended = move |result: std::io::Result<()>| {
+        if let Err(e) = result {
             tracing::debug!("port-forward to {namespace}/{pod} ended: {e}");
         }
-    }))
+    };
+    match transport::upgrade_asked(&request).as_str() {
+        "websocket" => {
+            let (mut parts, _) = request.into_parts();
+            let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
+                .await
+                .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.body_text()))?
+                .protocols([WEBSOCKET_PROTOCOL]);
+            if upgrade.selected_protocol().is_none() {
+                return Err(Refusal::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("port-forward over WebSocket speaks {WEBSOCKET_PROTOCOL} only"),
+                ));
+            }
+            Ok(upgrade.on_upgrade(move |socket| async move {
+                tokio::select! {
+                    () = websocket(socket, chunks_in, frames_out) => {}
+                    result = session(chunks, frames, netns) => ended(result),
+                }
+            }))
+        }
+        asked if asked.starts_with("spdy/3.1") => {
+            if !transport::offers(&request, SPDY_PROTOCOL) {
+                return Err(Refusal::new(
+                    StatusCode::FORBIDDEN,
+                    format!("the client must offer {SPDY_PROTOCOL}"),
+                ));
+            }
+            let upgraded = hyper::upgrade::on(&mut request);
+            tokio::spawn(async move {
+                let Ok(upgraded) = upgraded.await else {
+                    return;
+                };
+                tokio::select! {
+                    () = transport::bytes(TokioIo::new(upgraded), chunks_in, frames_out) => {}
+                    result = session(chunks, frames, netns) => ended(result),
+                }
+            });
+            Ok(transport::spdy_switch(SPDY_PROTOCOL))
+        }
+        _ => Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "port-forward needs an upgrade to WebSocket or SPDY/3.1",
+        )),
+    }
 }
 
 /// One pair of streams kubectl opened for one of its connections.
@@ -69,83 +111,112 @@ struct Request {
     port: u16,
 }
 
-async fn session(socket: WebSocket, netns: Option<PathBuf>) -> std::io::Result<()> {
+/// The SPDY byte stream in WebSocket binary messages.
+async fn websocket(
+    socket: WebSocket,
+    chunks: mpsc::Sender<Bytes>,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+) {
     let (mut sink, mut source) = socket.split();
+    let reader = async move {
+        while let Some(Ok(message)) = source.next().await {
+            match message {
+                // Bytes clones share the buffer.
+                Message::Binary(data) if chunks.send(data.clone()).await.is_err() => return,
+                Message::Close(_) => return,
+                _ => {}
+            }
+        }
+    };
+    let writer = async move {
+        while let Some(frame) = frames.recv().await {
+            if sink.send(Message::Binary(frame.into())).await.is_err() {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        () = reader => {}
+        () = writer => {}
+    }
+}
+
+/// Reads kubectl's SPDY frames from `chunks` of the byte stream and sends
+/// its own on `frames`, until the client goes.
+async fn session(
+    mut chunks: mpsc::Receiver<Bytes>,
+    frames: mpsc::Sender<Vec<u8>>,
+    netns: Option<PathBuf>,
+) -> std::io::Result<()> {
     let mut codec = Codec::new()?;
     let mut received = Vec::new();
-    let (frames, mut to_send) = mpsc::channel::<Vec<u8>>(64);
     let mut requests: HashMap<String, Request> = HashMap::new();
     // Bytes from kubectl for each data stream's connection.
     let mut inbound: HashMap<u32, mpsc::UnboundedSender<Bytes>> = HashMap::new();
-    loop {
-        tokio::select! {
-            frame = to_send.recv() => {
-                let frame = frame.expect("the session holds a sender");
-                if sink.send(Message::Binary(frame.into())).await.is_err() {
-                    return Ok(());
-                }
-            }
-            message = source.next() => {
-                match message {
-                    Some(Ok(Message::Binary(data))) => received.extend_from_slice(&data),
-                    Some(Ok(Message::Close(_)) | Err(_)) | None => return Ok(()),
-                    Some(Ok(_)) => continue,
-                }
-                while let Some(frame) = codec.read_frame(&mut received)? {
-                    match frame {
-                        Frame::SynStream { stream, headers } => {
-                            let reply = codec.syn_reply(stream)?;
-                            if sink.send(Message::Binary(reply.into())).await.is_err() {
-                                return Ok(());
-                            }
-                            let header = |name: &str| {
-                                headers
-                                    .iter()
-                                    .find(|(n, _)| n.eq_ignore_ascii_case(name))
-                                    .map(|(_, v)| v.as_str())
-                                    .unwrap_or_default()
-                            };
-                            let request = requests.entry(header("requestID").to_owned()).or_default();
-                            request.port = header("port").parse().unwrap_or(0);
-                            match header("streamType") {
-                                "error" => request.error_stream = Some(stream),
-                                "data" => request.data_stream = Some(stream),
-                                _ => continue,
-                            }
-                            if let (Some(error), Some(data)) = (request.error_stream, request.data_stream) {
-                                let port = request.port;
-                                requests.remove(header("requestID"));
-                                let (sender, receiver) = mpsc::unbounded_channel();
-                                inbound.insert(data, sender);
-                                let streams = Streams { error, data, frames: frames.clone() };
-                                tokio::spawn(forward(netns.clone(), port, streams, receiver));
-                            }
-                        }
-                        Frame::Data { stream, fin, data } => {
-                            if let Some(sender) = inbound.get(&stream)
-                                && !data.is_empty()
-                            {
-                                let _ = sender.send(Bytes::from(data));
-                            }
-                            if fin {
-                                inbound.remove(&stream);
-                            }
-                        }
-                        Frame::Reset { stream } => {
-                            inbound.remove(&stream);
-                        }
-                        Frame::Ping { id } => {
-                            if sink.send(Message::Binary(spdy::ping(id).into())).await.is_err() {
-                                return Ok(());
-                            }
-                        }
-                        Frame::GoAway => return Ok(()),
-                        Frame::Other => {}
+    let send = |frame: Vec<u8>| {
+        let frames = frames.clone();
+        async move { frames.send(frame).await.is_ok() }
+    };
+    while let Some(chunk) = chunks.recv().await {
+        received.extend_from_slice(&chunk);
+        while let Some(frame) = codec.read_frame(&mut received)? {
+            match frame {
+                Frame::SynStream { stream, headers } => {
+                    if !send(codec.syn_reply(stream)?).await {
+                        return Ok(());
+                    }
+                    let header = |name: &str| {
+                        headers
+                            .iter()
+                            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+                            .map(|(_, v)| v.as_str())
+                            .unwrap_or_default()
+                    };
+                    let id = header("requestID").to_owned();
+                    let request = requests.entry(id.clone()).or_default();
+                    request.port = header("port").parse().unwrap_or(0);
+                    match header("streamType") {
+                        "error" => request.error_stream = Some(stream),
+                        "data" => request.data_stream = Some(stream),
+                        _ => continue,
+                    }
+                    if let (Some(error), Some(data)) = (request.error_stream, request.data_stream) {
+                        let port = request.port;
+                        requests.remove(&id);
+                        let (sender, receiver) = mpsc::unbounded_channel();
+                        inbound.insert(data, sender);
+                        let streams = Streams {
+                            error,
+                            data,
+                            frames: frames.clone(),
+                        };
+                        tokio::spawn(forward(netns.clone(), port, streams, receiver));
                     }
                 }
+                Frame::Data { stream, fin, data } => {
+                    if let Some(sender) = inbound.get(&stream)
+                        && !data.is_empty()
+                    {
+                        let _ = sender.send(Bytes::from(data));
+                    }
+                    if fin {
+                        inbound.remove(&stream);
+                    }
+                }
+                Frame::Reset { stream } => {
+                    inbound.remove(&stream);
+                }
+                Frame::Ping { id } => {
+                    if !send(spdy::ping(id)).await {
+                        return Ok(());
+                    }
+                }
+                Frame::GoAway => return Ok(()),
+                Frame::Other => {}
             }
         }
     }
+    Ok(())
 }
 
 /// Where one connection's frames go back to kubectl.
@@ -161,8 +232,8 @@ impl Streams {
     }
 }
 
-/// Connects to `port` in the pod and copies until both sides are done, then
-/// ends the data stream and the error stream (with the error, if any).
+/// Connects to `port` in the pod and copies both ways; ends the data stream
+/// and the error stream (with the error, if any) when the pod's side ends.
 async fn forward(
     netns: Option<PathBuf>,
     port: u16,
@@ -182,27 +253,27 @@ async fn forward(
         }
     };
     let (mut from_pod, mut to_pod) = connection.into_split();
-    let upstream = async {
+    // What kubectl sends goes on until it ends its data stream.
+    tokio::spawn(async move {
         while let Some(bytes) = inbound.recv().await {
             if to_pod.write_all(&bytes).await.is_err() {
                 break;
             }
         }
         let _ = to_pod.shutdown().await;
-    };
-    let downstream = async {
-        let mut buffer = vec![0; 32 * 1024];
-        while let Ok(n @ 1..) = from_pod.read(&mut buffer).await {
-            if !streams
-                .send(spdy::data(streams.data, false, &buffer[..n]))
-                .await
-            {
-                return;
-            }
+    });
+    let mut buffer = vec![0; 32 * 1024];
+    while let Ok(n @ 1..) = from_pod.read(&mut buffer).await {
+        if !streams
+            .send(spdy::data(streams.data, false, &buffer[..n]))
+            .await
+        {
+            return;
         }
-        streams.send(spdy::data(streams.data, true, &[])).await;
-    };
-    tokio::join!(upstream, downstream);
+    }
+    // The pod's side is done: older kubectls close their connection only
+    // once the error stream has ended too, as the kubelet ends it here.
+    streams.send(spdy::data(streams.data, true, &[])).await;
     streams.send(spdy::data(streams.error, true, &[])).await;
 }
 

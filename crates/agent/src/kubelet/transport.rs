@@ -8,6 +8,8 @@
 //!   ending its stream.
 //!
 //! Either way the session sees [`Channels`]: outputs to send, inputs to read.
+//! Port-forward shares the upgrade helpers and, for SPDY on the connection
+//! itself, [`bytes`].
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -93,12 +95,7 @@ where
     F: FnOnce(StreamOptions, Channels) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send + 'static,
 {
-    let asked = request
-        .headers()
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_ascii_lowercase();
+    let asked = upgrade_asked(&request);
     if asked == "websocket" {
         let (mut parts, _) = request.into_parts();
         let upgrade = WebSocketUpgrade::from_request_parts(&mut parts, &())
@@ -112,14 +109,7 @@ where
         }));
     }
     if asked.starts_with("spdy/3.1") {
-        let offered = request
-            .headers()
-            .get_all("X-Stream-Protocol-Version")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|p| p.trim() == V4);
-        if !offered {
+        if !offers(&request, V4) {
             return Err(Refusal::new(
                 StatusCode::FORBIDDEN,
                 format!("the client must offer {V4}"),
@@ -147,24 +137,83 @@ where
                 session(options, channels)
             );
         });
-        return Ok((
-            StatusCode::SWITCHING_PROTOCOLS,
-            [
-                (header::CONNECTION, "Upgrade"),
-                (header::UPGRADE, "SPDY/3.1"),
-                (
-                    header::HeaderName::from_static("x-stream-protocol-version"),
-                    V4,
-                ),
-            ],
-            Body::empty(),
-        )
-            .into_response());
+        return Ok(spdy_switch(V4));
     }
     Err(Refusal::new(
         StatusCode::BAD_REQUEST,
         "exec and attach need an upgrade to WebSocket or SPDY/3.1",
     ))
+}
+
+/// The protocol the client asks to switch to (`Upgrade`), lowercased.
+pub fn upgrade_asked(request: &Request) -> String {
+    request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_ascii_lowercase()
+}
+
+/// Whether a SPDY client offers `protocol` (`X-Stream-Protocol-Version`).
+pub fn offers(request: &Request, protocol: &str) -> bool {
+    request
+        .headers()
+        .get_all("X-Stream-Protocol-Version")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == protocol)
+}
+
+/// The answer that switches the connection to SPDY speaking `protocol`.
+pub fn spdy_switch(protocol: &'static str) -> Response {
+    (
+        StatusCode::SWITCHING_PROTOCOLS,
+        [
+            (header::CONNECTION, "Upgrade"),
+            (header::UPGRADE, "SPDY/3.1"),
+            (
+                header::HeaderName::from_static("x-stream-protocol-version"),
+                protocol,
+            ),
+        ],
+        Body::empty(),
+    )
+        .into_response()
+}
+
+/// A byte stream as chunks in and frames out, until either side ends.
+pub async fn bytes<IO: AsyncRead + AsyncWrite>(
+    io: IO,
+    chunks: mpsc::Sender<Bytes>,
+    mut frames: mpsc::Receiver<Vec<u8>>,
+) {
+    let (mut read_half, mut write_half) = tokio::io::split(io);
+    let reader = async move {
+        let mut buffer = vec![0; 32 * 1024];
+        while let Ok(n @ 1..) = read_half.read(&mut buffer).await {
+            if chunks
+                .send(Bytes::copy_from_slice(&buffer[..n]))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+    };
+    let writer = async move {
+        while let Some(frame) = frames.recv().await {
+            if write_half.write_all(&frame).await.is_err() {
+                return;
+            }
+        }
+        let _ = write_half.shutdown().await;
+    };
+    tokio::select! {
+        () = reader => {}
+        () = writer => {}
+    }
 }
 
 async fn websocket(socket: WebSocket, ends: Ends, v5: bool) {
