@@ -623,3 +623,29 @@ fn pods_reach_each_other_and_the_host_reaches_a_host_port() {
     });
     assert_eq!(page.trim(), "web");
 }
+
+#[test]
+fn post_start_and_pre_stop_hooks_run_in_the_container() {
+    let server = cluster();
+    let ns = server.namespace("hooks");
+    let out = tempfile::tempdir().expect("temp dir");
+    let script = "until [ -f /tmp/post-start ]; do sleep 0.2; done; \
+                  trap 'exit 0' TERM; while true; do sleep 0.2; done";
+    let mut manifest = pod(
+        "hooked",
+        "Always",
+        &[("main", script)],
+        json!({"volumes": [{"name": "out", "hostPath": {"path": common::arg(out.path())}}]}),
+    );
+    manifest["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "out", "mountPath": "/out"}]);
+    manifest["spec"]["containers"][0]["lifecycle"] = json!({
+        "postStart": {"exec": {"command": ["touch", "/tmp/post-start"]}},
+        "preStop": {"exec": {"command": ["sh", "-c", "echo stopping > /out/pre-stop"]}},
+    });
+    create(server, &ns, &manifest);
+    wait_ready(server, &ns, "hooked");
+    server.kubectl(&["delete", "pod", "hooked", "-n", &ns]).ok();
+    let written = std::fs::read_to_string(out.path().join("pre-stop")).expect("preStop ran");
+    assert_eq!(written.trim(), "stopping");
+}

@@ -1,6 +1,6 @@
 //! Liveness, readiness and startup probes: when each is due, how its
 //! results add up to thresholds, and the checks themselves (exec, httpGet,
-//! tcpSocket) as the kubelet runs them.
+//! tcpSocket) as the kubelet runs them; lifecycle hooks run the same way.
 //!
 //! Network checks run from inside the pod's network namespace, on a thread
 //! of their own that enters it, so that they reach the pod's ports whether or
@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use k8s_openapi::api::core::v1::{Container, Probe};
+use k8s_openapi::api::core::v1::{
+    Container, ExecAction, HTTPGetAction, LifecycleHandler, Probe, TCPSocketAction,
+};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tugboat_runtime::ContainerId;
 
@@ -118,10 +120,59 @@ pub struct Target {
     pub pod_ip: Option<IpAddr>,
 }
 
-/// Runs one check; `Err` says why it failed, in the kubelet's words.
+/// What a probe or a lifecycle hook does: the handler shapes both share.
+pub struct Action<'a> {
+    pub exec: Option<&'a ExecAction>,
+    pub http_get: Option<&'a HTTPGetAction>,
+    pub tcp_socket: Option<&'a TCPSocketAction>,
+}
+
+impl<'a> From<&'a Probe> for Action<'a> {
+    fn from(probe: &'a Probe) -> Self {
+        Action {
+            exec: probe.exec.as_ref(),
+            http_get: probe.http_get.as_ref(),
+            tcp_socket: probe.tcp_socket.as_ref(),
+        }
+    }
+}
+
+impl<'a> From<&'a LifecycleHandler> for Action<'a> {
+    fn from(hook: &'a LifecycleHandler) -> Self {
+        Action {
+            exec: hook.exec.as_ref(),
+            http_get: hook.http_get.as_ref(),
+            tcp_socket: hook.tcp_socket.as_ref(),
+        }
+    }
+}
+
+/// Runs one probe's check; `Err` says why it failed, in the kubelet's words.
 pub fn check(probe: &Probe, c: &Container, target: &Target) -> Result<(), String> {
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
-    if let Some(exec) = &probe.exec {
+    if probe.grpc.is_some() {
+        return Err("grpc probes are not supported by this node".to_owned());
+    }
+    run(&probe.into(), c, target, timeout)
+}
+
+/// Runs a lifecycle hook (postStart, preStop) within `timeout`; a `sleep`
+/// hook just waits.
+pub fn run_hook(
+    hook: &LifecycleHandler,
+    c: &Container,
+    target: &Target,
+    timeout: Duration,
+) -> Result<(), String> {
+    if let Some(sleep) = &hook.sleep {
+        std::thread::sleep(Duration::from_secs(sleep.seconds.max(0) as u64).min(timeout));
+        return Ok(());
+    }
+    run(&hook.into(), c, target, timeout)
+}
+
+fn run(action: &Action, c: &Container, target: &Target, timeout: Duration) -> Result<(), String> {
+    if let Some(exec) = action.exec {
         let command = exec.command.clone().unwrap_or_default();
         return exec_check(target, command, timeout);
     }
@@ -136,7 +187,7 @@ pub fn check(probe: &Probe, c: &Container, target: &Target) -> Result<(), String
             None => Ok(target.pod_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))),
         }
     };
-    if let Some(http) = &probe.http_get {
+    if let Some(http) = action.http_get {
         let port = port_number(&http.port, c)?;
         let ip = host_of(&http.host)?;
         if http.scheme.as_deref() == Some("HTTPS") {
@@ -154,7 +205,7 @@ pub fn check(probe: &Probe, c: &Container, target: &Target) -> Result<(), String
             http_get(addr, &path, &headers, timeout)
         });
     }
-    if let Some(tcp) = &probe.tcp_socket {
+    if let Some(tcp) = action.tcp_socket {
         let port = port_number(&tcp.port, c)?;
         let addr = SocketAddr::new(host_of(&tcp.host)?, port);
         return in_network(target.netns.as_deref(), timeout, move || {
@@ -163,7 +214,7 @@ pub fn check(probe: &Probe, c: &Container, target: &Target) -> Result<(), String
                 .map_err(|e| format!("dial tcp {addr}: connect: {e}"))
         });
     }
-    Err("grpc probes are not supported by this node".to_owned())
+    Err("the handler has no action".to_owned())
 }
 
 /// A port number, or the name of one of the container's ports.

@@ -24,12 +24,14 @@ use tugboat_net::{PodNetwork, PortMapping, Protocol};
 use tugboat_runtime::{ContainerId, ContainerState, ContainerStatus, Sandbox, SandboxSpec};
 
 use super::Node;
-use super::probes::{Kind, Target, Tracker, check};
+use super::probes::{Kind, Target, Tracker, check, run_hook};
 use super::spec::{ConfigError, Placement, References, container_spec};
 use super::status::{Observed, Phase, PodView, by_name, pod_status};
 use super::volumes::PodDir;
 use crate::events::Type;
 
+/// The longest a postStart hook may run before it counts as failed.
+const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a pod's containers are looked at when nothing else happens.
 const POLL: Duration = Duration::from_secs(1);
 /// The kubelet's back-off for restarts and pulls: 10 s doubling to 5 min.
@@ -365,28 +367,8 @@ impl Worker {
                         .events
                         .pod(pod, path, Type::Normal, "Killing", message)
                         .await;
-                    let grace = probe
-                        .termination_grace_period_seconds
-                        .or_else(|| {
-                            pod.spec
-                                .as_ref()
-                                .and_then(|s| s.termination_grace_period_seconds)
-                        })
-                        .unwrap_or(30)
-                        .max(0) as u64;
-                    let node = self.node.clone();
-                    let id = latest.id.clone();
-                    let stopped = tokio::task::spawn_blocking(move || {
-                        node.runtime.stop_container(&id, Duration::from_secs(grace))
-                    })
-                    .await
-                    .expect("the runtime task does not panic");
-                    if let Err(e) = stopped {
-                        tracing::warn!(
-                            "stopping a container that failed its {} probe: {e}",
-                            kind.name()
-                        );
-                    }
+                    let grace = termination_grace(pod, probe.termination_grace_period_seconds);
+                    self.stop(pod, c, latest.id.clone(), sandbox, grace).await;
                     break;
                 }
             }
@@ -518,7 +500,7 @@ impl Worker {
                 return;
             }
         };
-        let sandbox = sandbox.clone();
+        let in_sandbox = sandbox.clone();
         let node = self.node.clone();
         let name = c.name.clone();
         let created = tokio::task::spawn_blocking(move || {
@@ -528,7 +510,7 @@ impl Worker {
                     node.runtime.remove_container(&old.id)?;
                 }
             }
-            node.runtime.create_container(&sandbox, &spec)
+            node.runtime.create_container(&in_sandbox, &spec)
         })
         .await
         .expect("the runtime task does not panic");
@@ -552,9 +534,11 @@ impl Worker {
             )
             .await;
         let node = self.node.clone();
-        let started = tokio::task::spawn_blocking(move || node.runtime.start_container(&id))
-            .await
-            .expect("the runtime task does not panic");
+        let started_id = id.clone();
+        let started =
+            tokio::task::spawn_blocking(move || node.runtime.start_container(&started_id))
+                .await
+                .expect("the runtime task does not panic");
         match started {
             Ok(()) => {
                 self.waiting.remove(&c.name);
@@ -562,14 +546,89 @@ impl Worker {
                     .events
                     .pod(
                         pod,
-                        path,
+                        path.clone(),
                         Type::Normal,
                         "Started",
                         format!("Started container {}", c.name),
                     )
                     .await;
             }
-            Err(e) => self.fail(pod, c, "RunContainerError", e.to_string()).await,
+            Err(e) => return self.fail(pod, c, "RunContainerError", e.to_string()).await,
+        }
+        let Some(hook) = c.lifecycle.as_ref().and_then(|l| l.post_start.clone()) else {
+            return;
+        };
+        // As the kubelet: a container whose postStart hook fails is killed,
+        // and its restart policy decides what comes next.
+        let target = self.probe_target(sandbox, &id);
+        let container = c.clone();
+        let ran =
+            tokio::task::spawn_blocking(move || run_hook(&hook, &container, &target, HOOK_TIMEOUT))
+                .await
+                .expect("the hook task does not panic");
+        if let Err(why) = ran {
+            self.node
+                .events
+                .pod(
+                    pod,
+                    path,
+                    Type::Warning,
+                    "FailedPostStartHook",
+                    format!("PostStartHook failed: {why}"),
+                )
+                .await;
+            let grace = termination_grace(pod, None);
+            self.stop(pod, c, id, sandbox, grace).await;
+        }
+    }
+
+    fn probe_target(&self, sandbox: &Sandbox, id: &ContainerId) -> Target {
+        Target {
+            node: self.node.clone(),
+            container: id.clone(),
+            netns: sandbox.netns_path.clone(),
+            pod_ip: self.pod_ip,
+        }
+    }
+
+    /// Stops one container: its preStop hook first, then SIGTERM, the rest
+    /// of `grace`, SIGKILL.
+    async fn stop(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        id: ContainerId,
+        sandbox: &Sandbox,
+        grace: Duration,
+    ) {
+        let hook = c.lifecycle.as_ref().and_then(|l| l.pre_stop.clone());
+        let target = self.probe_target(sandbox, &id);
+        let container = c.clone();
+        let node = self.node.clone();
+        let stopped = tokio::task::spawn_blocking(move || {
+            let began = Instant::now();
+            let hook_failed =
+                hook.and_then(|hook| run_hook(&hook, &container, &target, grace).err());
+            let left = grace.saturating_sub(began.elapsed());
+            node.runtime.stop_container(&id, left).map(|()| hook_failed)
+        })
+        .await
+        .expect("the runtime task does not panic");
+        match stopped {
+            Ok(Some(why)) => {
+                self.node
+                    .events
+                    .pod(
+                        pod,
+                        Some(field_path(pod, c)),
+                        Type::Warning,
+                        "FailedPreStopHook",
+                        format!("PreStopHook failed: {why}"),
+                    )
+                    .await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::warn!("stopping container {}: {e}", c.name),
         }
     }
 
@@ -897,34 +956,65 @@ impl Worker {
             .into_iter()
             .filter(|c| matches!(c.state, ContainerState::Running { .. }))
             .collect();
+        let sandbox = {
+            let node = self.node.clone();
+            let uid = self.uid.clone();
+            tokio::task::spawn_blocking(move || node.runtime.sandbox(&uid))
+                .await
+                .expect("the runtime task does not panic")
+                .ok()
+        };
         let mut stops = Vec::new();
         for c in running {
-            if let Some(pod) = pod
-                && let Some(spec) = all_containers(pod).find(|s| s.name == c.name)
-            {
-                self.node
-                    .events
-                    .pod(
-                        pod,
-                        Some(field_path(pod, spec)),
-                        Type::Normal,
-                        "Killing",
-                        format!("Stopping container {}", c.name),
-                    )
-                    .await;
+            let spec = pod.and_then(|pod| {
+                all_containers(pod)
+                    .find(|s| s.name == c.name)
+                    .map(|s| (pod, s))
+            });
+            match (spec, &sandbox) {
+                (Some((pod, spec)), Some(sandbox)) => {
+                    self.node
+                        .events
+                        .pod(
+                            pod,
+                            Some(field_path(pod, spec)),
+                            Type::Normal,
+                            "Killing",
+                            format!("Stopping container {}", c.name),
+                        )
+                        .await;
+                    stops.push(self.stop(pod, spec, c.id.clone(), sandbox, grace));
+                }
+                _ => {
+                    let node = self.node.clone();
+                    let stopped = tokio::task::spawn_blocking(move || {
+                        node.runtime.stop_container(&c.id, grace)
+                    })
+                    .await
+                    .expect("the runtime task does not panic");
+                    if let Err(e) = stopped {
+                        tracing::warn!("stopping a container: {e}");
+                    }
+                }
             }
-            let node = self.node.clone();
-            stops.push(tokio::task::spawn_blocking(move || {
-                node.runtime.stop_container(&c.id, grace)
-            }));
         }
-        for stop in stops {
-            if let Ok(Err(e)) = stop.await {
-                tracing::warn!("stopping a container: {e}");
-            }
-        }
+        // All at once, as the kubelet stops a pod's containers.
+        futures::future::join_all(stops).await;
         self.node.forget_pod(&self.uid).await;
     }
+}
+
+/// The grace a container gets to stop: the probe's own, else the pod's.
+fn termination_grace(pod: &Pod, probe_grace: Option<i64>) -> Duration {
+    let seconds = probe_grace
+        .or_else(|| {
+            pod.spec
+                .as_ref()
+                .and_then(|s| s.termination_grace_period_seconds)
+        })
+        .unwrap_or(30)
+        .max(0);
+    Duration::from_secs(seconds as u64)
 }
 
 /// Who the pod is to the CNI plugins, and its `hostPort`s. The sandbox is
