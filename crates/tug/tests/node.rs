@@ -6,7 +6,7 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Server, arg, shared_server};
+use common::{Server, arg, node_name, shared_server};
 use serde_json::Value;
 
 fn node_json(server: &Server, name: &str) -> Value {
@@ -14,9 +14,12 @@ fn node_json(server: &Server, name: &str) -> Value {
     serde_json::from_str(&out).expect("kubectl -o json prints JSON")
 }
 
-fn hostname() -> String {
-    let out = Command::new("uname").arg("-n").output().expect("uname");
-    String::from_utf8_lossy(&out.stdout).trim().to_lowercase()
+/// Waits, as a user would, for the node to say it is Ready.
+fn wait_ready(server: &Server, name: &str) {
+    let node = format!("node/{name}");
+    server
+        .kubectl(&["wait", "--for=condition=Ready", &node, "--timeout=60s"])
+        .ok();
 }
 
 fn condition<'a>(node: &'a Value, kind: &str) -> &'a Value {
@@ -31,16 +34,8 @@ fn condition<'a>(node: &'a Value, kind: &str) -> &'a Value {
 #[test]
 fn the_server_registers_its_own_node_ready_with_the_machines_capacity() {
     let server = shared_server();
-    let name = hostname();
-    server
-        .kubectl(&[
-            "wait",
-            "--for=condition=Ready",
-            "node",
-            &name,
-            "--timeout=60s",
-        ])
-        .ok();
+    let name = node_name();
+    wait_ready(server, &name);
     let node = node_json(server, &name);
     for (kind, status) in [
         ("Ready", "True"),
@@ -88,16 +83,8 @@ fn the_server_registers_its_own_node_ready_with_the_machines_capacity() {
 #[test]
 fn the_node_lease_is_held_and_renewed() {
     let server = shared_server();
-    let name = hostname();
-    server
-        .kubectl(&[
-            "wait",
-            "--for=condition=Ready",
-            "node",
-            &name,
-            "--timeout=60s",
-        ])
-        .ok();
+    let name = node_name();
+    wait_ready(server, &name);
     let renew_time = || {
         let lease = server.get_json("kube-node-lease", "lease", &name);
         assert_eq!(lease["spec"]["holderIdentity"], name.as_str());
@@ -150,14 +137,7 @@ fn tug_agent_joins_a_server_that_runs_no_node_of_its_own() {
         assert!(Instant::now() < deadline, "tug agent never registered");
         std::thread::sleep(Duration::from_millis(200));
     }
-    server
-        .kubectl(&[
-            "wait",
-            "--for=condition=Ready",
-            "node/edge-1",
-            "--timeout=60s",
-        ])
-        .ok();
+    wait_ready(&server, "edge-1");
     let node = node_json(&server, "edge-1");
     assert_eq!(node["metadata"]["labels"]["tier"], "edge");
     assert!(

@@ -30,6 +30,8 @@ use super::status::{Observed, Phase, PodView, by_name, pod_status};
 use super::volumes::PodDir;
 use crate::events::Type;
 
+/// How often the ConfigMaps and Secrets a pod uses are read again.
+const REFERENCES_REFRESH: Duration = Duration::from_secs(10);
 /// The longest a postStart hook may run before it counts as failed.
 const HOOK_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often a pod's containers are looked at when nothing else happens.
@@ -111,7 +113,17 @@ struct Worker {
     probes: HashMap<(ContainerId, Kind), Tracker>,
     /// The pod's address on the pod network, once CNI gave it one.
     pod_ip: Option<IpAddr>,
+    /// The ConfigMaps and Secrets the pod uses, and when they were fetched.
+    referenced: Option<(Instant, Referenced)>,
+    /// What the pod's volumes and files were last written from.
+    prepared: Option<(Referenced, Option<IpAddr>)>,
 }
+
+/// ConfigMap and Secret data by object name: (config maps, secrets).
+type Referenced = (
+    BTreeMap<String, BTreeMap<String, String>>,
+    BTreeMap<String, BTreeMap<String, String>>,
+);
 
 /// Whether a container is done for good, may be restarted, or must wait.
 enum Next {
@@ -133,6 +145,8 @@ impl Worker {
             start_time: None,
             probes: HashMap::new(),
             pod_ip: None,
+            referenced: None,
+            prepared: None,
         }
     }
 
@@ -144,7 +158,21 @@ impl Worker {
                 .and_then(|s| s.start_time.as_ref())
                 .map_or_else(Timestamp::now, |t| t.0)
         });
-        let (config_maps, secrets) = self.referenced_data(pod).await;
+        // Fetched again now and then, not on every pass: volumes follow
+        // changes to their objects, as the kubelet's periodic sync does.
+        if self
+            .referenced
+            .as_ref()
+            .is_none_or(|(at, _)| at.elapsed() >= REFERENCES_REFRESH)
+        {
+            let fetched = self.referenced_data(pod).await;
+            self.referenced = Some((Instant::now(), fetched));
+        }
+        let (config_maps, secrets) = self
+            .referenced
+            .as_ref()
+            .map(|(_, data)| data.clone())
+            .unwrap_or_default();
         let node = self.node.clone();
         let refs = References {
             pod,
@@ -169,9 +197,12 @@ impl Worker {
                 None
             }
         };
+        let inputs = ((config_maps.clone(), secrets.clone()), self.pod_ip);
         let prepared = match &sandbox {
-            Some(_) => pod_dir.prepare(&refs, self.pod_ip),
-            None => Ok(()),
+            Some(_) if self.prepared.as_ref() != Some(&inputs) => pod_dir
+                .prepare(&refs, self.pod_ip)
+                .map(|()| self.prepared = Some(inputs)),
+            _ => Ok(()),
         };
         let sandbox = match prepared {
             Ok(()) => sandbox,
@@ -344,18 +375,15 @@ impl Worker {
                     .get_mut(&(latest.id.clone(), kind))
                     .expect("tracker");
                 let outcome = tracker.record(probe, result);
-                let path = Some(field_path(pod, c));
                 if let Some(why) = outcome.failure {
-                    self.node
-                        .events
-                        .pod(
-                            pod,
-                            path.clone(),
-                            Type::Warning,
-                            "Unhealthy",
-                            format!("{} probe failed: {why}", kind.name()),
-                        )
-                        .await;
+                    self.container_event(
+                        pod,
+                        c,
+                        Type::Warning,
+                        "Unhealthy",
+                        format!("{} probe failed: {why}", kind.name()),
+                    )
+                    .await;
                 }
                 if outcome.changed_to == Some(false) && kind != Kind::Readiness {
                     let message = format!(
@@ -363,9 +391,7 @@ impl Worker {
                         c.name,
                         kind.name().to_lowercase()
                     );
-                    self.node
-                        .events
-                        .pod(pod, path, Type::Normal, "Killing", message)
+                    self.container_event(pod, c, Type::Normal, "Killing", message)
                         .await;
                     let grace = termination_grace(pod, probe.termination_grace_period_seconds);
                     self.stop(pod, c, latest.id.clone(), sandbox, grace).await;
@@ -438,19 +464,17 @@ impl Worker {
         self.waiting
             .insert(c.name.clone(), ("CrashLoopBackOff".to_owned(), message));
         if fresh {
-            self.node
-                .events
-                .pod(
-                    pod,
-                    Some(field_path(pod, c)),
-                    Type::Warning,
-                    "BackOff",
-                    format!(
-                        "Back-off restarting failed container {} in pod {pod_name}",
-                        c.name
-                    ),
-                )
-                .await;
+            self.container_event(
+                pod,
+                c,
+                Type::Warning,
+                "BackOff",
+                format!(
+                    "Back-off restarting failed container {} in pod {pod_name}",
+                    c.name
+                ),
+            )
+            .await;
         }
         Next::Wait
     }
@@ -522,17 +546,14 @@ impl Worker {
                 return;
             }
         };
-        let path = Some(field_path(pod, c));
-        self.node
-            .events
-            .pod(
-                pod,
-                path.clone(),
-                Type::Normal,
-                "Created",
-                format!("Created container: {}", c.name),
-            )
-            .await;
+        self.container_event(
+            pod,
+            c,
+            Type::Normal,
+            "Created",
+            format!("Created container: {}", c.name),
+        )
+        .await;
         let node = self.node.clone();
         let started_id = id.clone();
         let started =
@@ -542,16 +563,14 @@ impl Worker {
         match started {
             Ok(()) => {
                 self.waiting.remove(&c.name);
-                self.node
-                    .events
-                    .pod(
-                        pod,
-                        path.clone(),
-                        Type::Normal,
-                        "Started",
-                        format!("Started container {}", c.name),
-                    )
-                    .await;
+                self.container_event(
+                    pod,
+                    c,
+                    Type::Normal,
+                    "Started",
+                    format!("Started container {}", c.name),
+                )
+                .await;
             }
             Err(e) => return self.fail(pod, c, "RunContainerError", e.to_string()).await,
         }
@@ -567,19 +586,32 @@ impl Worker {
                 .await
                 .expect("the hook task does not panic");
         if let Err(why) = ran {
-            self.node
-                .events
-                .pod(
-                    pod,
-                    path,
-                    Type::Warning,
-                    "FailedPostStartHook",
-                    format!("PostStartHook failed: {why}"),
-                )
-                .await;
+            self.container_event(
+                pod,
+                c,
+                Type::Warning,
+                "FailedPostStartHook",
+                format!("PostStartHook failed: {why}"),
+            )
+            .await;
             let grace = termination_grace(pod, None);
             self.stop(pod, c, id, sandbox, grace).await;
         }
+    }
+
+    /// Records an event about one of the pod's containers.
+    async fn container_event(
+        &self,
+        pod: &Pod,
+        c: &Container,
+        kind: Type,
+        reason: &str,
+        message: String,
+    ) {
+        self.node
+            .events
+            .pod(pod, Some(field_path(pod, c)), kind, reason, message)
+            .await;
     }
 
     fn probe_target(&self, sandbox: &Sandbox, id: &ContainerId) -> Target {
@@ -616,16 +648,14 @@ impl Worker {
         .expect("the runtime task does not panic");
         match stopped {
             Ok(Some(why)) => {
-                self.node
-                    .events
-                    .pod(
-                        pod,
-                        Some(field_path(pod, c)),
-                        Type::Warning,
-                        "FailedPreStopHook",
-                        format!("PreStopHook failed: {why}"),
-                    )
-                    .await;
+                self.container_event(
+                    pod,
+                    c,
+                    Type::Warning,
+                    "FailedPreStopHook",
+                    format!("PreStopHook failed: {why}"),
+                )
+                .await;
             }
             Ok(None) => {}
             Err(e) => tracing::warn!("stopping container {}: {e}", c.name),
@@ -633,15 +663,7 @@ impl Worker {
     }
 
     async fn fail(&mut self, pod: &Pod, c: &Container, reason: &str, message: String) {
-        self.node
-            .events
-            .pod(
-                pod,
-                Some(field_path(pod, c)),
-                Type::Warning,
-                "Failed",
-                format!("Error: {message}"),
-            )
+        self.container_event(pod, c, Type::Warning, "Failed", format!("Error: {message}"))
             .await;
         self.waiting
             .insert(c.name.clone(), (reason.to_owned(), message));
@@ -658,7 +680,6 @@ impl Worker {
             )
         })?;
         let policy = c.image_pull_policy.as_deref().unwrap_or("IfNotPresent");
-        let path = Some(field_path(pod, c));
         let node = self.node.clone();
         let lookup = reference.to_string();
         let present = tokio::task::spawn_blocking(move || node.images.resolve(&lookup))
@@ -669,30 +690,20 @@ impl Worker {
         if let Some(image) = present.filter(|_| policy != "Always") {
             self.image_ids
                 .insert(c.name.clone(), image.image_ref().to_owned());
-            self.node
-                .events
-                .pod(
-                    pod,
-                    path,
-                    Type::Normal,
-                    "Pulled",
-                    format!("Container image {name:?} already present on machine"),
-                )
-                .await;
+            self.container_event(
+                pod,
+                c,
+                Type::Normal,
+                "Pulled",
+                format!("Container image {name:?} already present on machine"),
+            )
+            .await;
             return Ok(image);
         }
         if policy == "Never" {
             let message =
                 format!("Container image {name:?} is not present with pull policy of Never");
-            self.node
-                .events
-                .pod(
-                    pod,
-                    path,
-                    Type::Warning,
-                    "ErrImageNeverPull",
-                    message.clone(),
-                )
+            self.container_event(pod, c, Type::Warning, "ErrImageNeverPull", message.clone())
                 .await;
             return Err(("ErrImageNeverPull".to_owned(), message));
         }
@@ -712,24 +723,20 @@ impl Worker {
                 .get(&c.name)
                 .is_none_or(|(r, _)| r != "ImagePullBackOff")
             {
-                self.node
-                    .events
-                    .pod(pod, path, Type::Normal, "BackOff", message.clone())
+                self.container_event(pod, c, Type::Normal, "BackOff", message.clone())
                     .await;
             }
             return Err(("ImagePullBackOff".to_owned(), message));
         }
         backoff.attempted();
-        self.node
-            .events
-            .pod(
-                pod,
-                path.clone(),
-                Type::Normal,
-                "Pulling",
-                format!("Pulling image {name:?}"),
-            )
-            .await;
+        self.container_event(
+            pod,
+            c,
+            Type::Normal,
+            "Pulling",
+            format!("Pulling image {name:?}"),
+        )
+        .await;
         let began = Instant::now();
         let options = PullOptions {
             auth: self.pull_auth(pod, &reference).await,
@@ -741,11 +748,7 @@ impl Worker {
                 self.pulls.remove(&name);
                 let took = go_duration(began.elapsed());
                 let size = image.size();
-                self.node
-                    .events
-                    .pod(
-                        pod,
-                        path,
+                self.container_event(pod, c,
                         Type::Normal,
                         "Pulled",
                         format!("Successfully pulled image {name:?} in {took} ({took} including waiting). Image size: {size} bytes."),
@@ -757,20 +760,16 @@ impl Worker {
             }
             Err(e) => {
                 let message = format!("Failed to pull image {name:?}: {e}");
-                self.node
-                    .events
-                    .pod(pod, path.clone(), Type::Warning, "Failed", message.clone())
+                self.container_event(pod, c, Type::Warning, "Failed", message.clone())
                     .await;
-                self.node
-                    .events
-                    .pod(
-                        pod,
-                        path,
-                        Type::Warning,
-                        "Failed",
-                        "Error: ErrImagePull".to_owned(),
-                    )
-                    .await;
+                self.container_event(
+                    pod,
+                    c,
+                    Type::Warning,
+                    "Failed",
+                    "Error: ErrImagePull".to_owned(),
+                )
+                .await;
                 Err(("ErrImagePull".to_owned(), message))
             }
         }
@@ -804,13 +803,7 @@ impl Worker {
 
     /// The ConfigMaps and Secrets the pod's env and volumes name, by name;
     /// ones that do not exist are left out (their users report it).
-    async fn referenced_data(
-        &self,
-        pod: &Pod,
-    ) -> (
-        BTreeMap<String, BTreeMap<String, String>>,
-        BTreeMap<String, BTreeMap<String, String>>,
-    ) {
+    async fn referenced_data(&self, pod: &Pod) -> Referenced {
         let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
         let (cm_names, secret_names) = referenced_names(pod);
         let config_maps: Api<ConfigMap> = Api::namespaced(self.node.client.clone(), namespace);
@@ -973,16 +966,14 @@ impl Worker {
             });
             match (spec, &sandbox) {
                 (Some((pod, spec)), Some(sandbox)) => {
-                    self.node
-                        .events
-                        .pod(
-                            pod,
-                            Some(field_path(pod, spec)),
-                            Type::Normal,
-                            "Killing",
-                            format!("Stopping container {}", c.name),
-                        )
-                        .await;
+                    self.container_event(
+                        pod,
+                        spec,
+                        Type::Normal,
+                        "Killing",
+                        format!("Stopping container {}", c.name),
+                    )
+                    .await;
                     stops.push(self.stop(pod, spec, c.id.clone(), sandbox, grace));
                 }
                 _ => {
