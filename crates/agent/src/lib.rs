@@ -72,6 +72,9 @@ pub async fn run(client: Client, mut config: Config) -> anyhow::Result<()> {
             config.data_dir.display()
         )
     })?;
+    // Container roots, mounts and CNI paths must not depend on where the
+    // shims and plugins happen to run: `--data-dir .tugboat` works too.
+    config.data_dir = std::path::absolute(&config.data_dir)?;
     let pods = pods::Node {
         client: client.clone(),
         name: config.node_name.clone(),

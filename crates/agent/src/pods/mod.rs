@@ -78,6 +78,7 @@ impl Node {
 /// removes every pod's sandbox, volumes and logs: what `k3s-killall.sh` does,
 /// for resetting a node. Returns how many pods were removed.
 pub fn remove_all_pods(agent_dir: &Path) -> anyhow::Result<usize> {
+    let agent_dir = &std::path::absolute(agent_dir)?;
     let runtime = Runtime::open(agent_dir.join("runtime"))?;
     let cni = Cni::new(cni_config(agent_dir, CniConfig::default().pod_cidr))?;
     let pods_dir = agent_dir.join("pods");
