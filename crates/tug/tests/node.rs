@@ -40,11 +40,31 @@ fn the_server_registers_its_own_node_ready_with_the_machines_capacity() {
     for (kind, status) in [
         ("Ready", "True"),
         ("MemoryPressure", "False"),
-        ("DiskPressure", "False"),
         ("PIDPressure", "False"),
     ] {
         assert_eq!(condition(&node, kind)["status"], status, "{kind}");
     }
+    // Disk pressure is the kubelet's `nodefs.available<10%`: whatever df
+    // says of the file system holding the node's state.
+    let df = Command::new("df")
+        .args(["--output=size,avail", "-B1"])
+        .arg(server.data_dir())
+        .output()
+        .expect("df");
+    let df = String::from_utf8_lossy(&df.stdout).into_owned();
+    let sizes: Vec<u64> = df
+        .lines()
+        .nth(1)
+        .expect("df's figures")
+        .split_whitespace()
+        .map(|n| n.parse().expect("a number"))
+        .collect();
+    let pressed = if sizes[1] * 100 < sizes[0] * 10 {
+        "True"
+    } else {
+        "False"
+    };
+    assert_eq!(condition(&node, "DiskPressure")["status"], pressed, "{df}");
     let nproc = Command::new("nproc").arg("--all").output().expect("nproc");
     let cpus = String::from_utf8_lossy(&nproc.stdout).trim().to_owned();
     assert_eq!(node["status"]["capacity"]["cpu"], cpus.as_str());
