@@ -17,7 +17,6 @@
 //! The agent meets the rest of the cluster only through the Kubernetes API,
 //! with the `kube` client, as a kubelet does.
 
-mod events;
 mod kubelet;
 mod lease;
 pub mod machine;
@@ -84,7 +83,7 @@ pub async fn run(client: Client, mut config: Config) -> anyhow::Result<()> {
         cni: tugboat_net::Cni::new(pods::cni_config(&config.data_dir, config.pod_cidr))?,
         pods_dir: config.data_dir.join("pods"),
         logs_dir: config.data_dir.join("logs"),
-        events: events::Recorder::new(client.clone(), &config.node_name),
+        events: tugboat_events::Recorder::new(client.clone(), "kubelet", Some(&config.node_name)),
         insecure_registries: config.insecure_registries.clone(),
     };
     let kubelet_api = kubelet::listen(

@@ -4,9 +4,6 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::Context;
-use kube::config::{KubeConfigOptions, Kubeconfig};
-
 #[derive(clap::Args)]
 pub struct AgentArgs {
     /// The kubeconfig the agent reaches the API server with.
@@ -81,10 +78,7 @@ pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
 
 /// Connects with `kubeconfig` and runs the agent until it fails.
 pub async fn start(kubeconfig: &Path, mut config: tugboat_agent::Config) -> anyhow::Result<()> {
-    let kubeconfig = Kubeconfig::read_from(kubeconfig)
-        .with_context(|| format!("reading the kubeconfig {}", kubeconfig.display()))?;
-    let client_config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
+    let client_config = crate::client::config(kubeconfig).await?;
     config.cluster_ca = client_config.root_cert.clone().unwrap_or_default();
     let client = kube::Client::try_from(client_config)?;
     tugboat_agent::run(client, config).await

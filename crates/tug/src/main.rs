@@ -2,6 +2,8 @@
 //! this file only parses the command line and dispatches.
 
 mod agent;
+mod client;
+mod controllers;
 mod images;
 mod server;
 mod shim;
@@ -23,6 +25,8 @@ enum Command {
     Images(images::ImagesArgs),
     /// Runs the node agent alone, joining the cluster its kubeconfig names.
     Agent(agent::AgentArgs),
+    /// Runs the controllers alone, for a server started with --disable-controllers.
+    Controllers(controllers::ControllersArgs),
     /// Stops every container on this node and removes what its pods left.
     Killall(agent::KillallArgs),
     /// The runtime's per-container process; the runtime starts it, people do not.
@@ -48,6 +52,7 @@ fn main() -> anyhow::Result<()> {
         Command::Server(args) => runtime.block_on(server::run(args)),
         Command::Images(args) => runtime.block_on(images::run(args)),
         Command::Agent(args) => runtime.block_on(agent::run(args)),
+        Command::Controllers(args) => runtime.block_on(controllers::run(args)),
         Command::Killall(args) => agent::killall(args),
         Command::Shim(_) => unreachable!("the shim ran before the tokio runtime"),
     }

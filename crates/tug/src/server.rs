@@ -33,6 +33,10 @@ pub struct ServerArgs {
     /// Serve the API only: run no node agent, so this machine is no node.
     #[arg(long)]
     disable_agent: bool,
+    /// Run no controllers (Deployments, ReplicaSets, namespaces...);
+    /// `tug controllers` can run them elsewhere.
+    #[arg(long)]
+    disable_controllers: bool,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -58,8 +62,16 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
     };
     let api = tugboat_apiserver::listen(config, store).await?;
+    let kubeconfig = api.kubeconfig().to_owned();
+    if !args.disable_controllers {
+        let kubeconfig = kubeconfig.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::controllers::start(&kubeconfig).await {
+                tracing::error!("the controllers stopped: {e:#}");
+            }
+        });
+    }
     if let Some(agent) = agent {
-        let kubeconfig = api.kubeconfig().to_owned();
         tokio::spawn(async move {
             if let Err(e) = crate::agent::start(&kubeconfig, agent).await {
                 tracing::error!("the node agent stopped: {e:#}");

@@ -32,7 +32,7 @@ use tugboat_images::ImageStore;
 use tugboat_net::{Cni, CniConfig, IpNet, PodNetwork};
 use tugboat_runtime::Runtime;
 
-use crate::events::Recorder;
+use tugboat_events::Recorder;
 
 /// What every pod worker of this node shares.
 pub struct Node {

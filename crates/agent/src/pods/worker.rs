@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
-use kube::Api;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions};
+use kube::{Api, Resource};
 use serde_json::{Value, json};
 use tokio::sync::watch;
 use tugboat_images::{Image, PullOptions, Reference, RegistryAuth};
@@ -28,7 +28,7 @@ use super::probes::{Kind, Target, Tracker, check, run_hook};
 use super::spec::{ConfigError, Placement, References, container_spec};
 use super::status::{Observed, Phase, PodView, by_name, pod_status};
 use super::volumes::PodDir;
-use crate::events::Type;
+use tugboat_events::Type;
 
 /// How often the ConfigMaps and Secrets a pod uses are read again.
 const REFERENCES_REFRESH: Duration = Duration::from_secs(10);
@@ -186,9 +186,8 @@ impl Worker {
             Err(message) => {
                 self.node
                     .events
-                    .pod(
+                    .record(
                         pod,
-                        None,
                         Type::Warning,
                         "FailedCreatePodSandBox",
                         format!("Failed to create pod sandbox: {message}"),
@@ -608,9 +607,11 @@ impl Worker {
         reason: &str,
         message: String,
     ) {
+        let mut regarding = pod.object_ref(&());
+        regarding.field_path = Some(field_path(pod, c));
         self.node
             .events
-            .pod(pod, Some(field_path(pod, c)), kind, reason, message)
+            .record_about(regarding, kind, reason, message)
             .await;
     }
 

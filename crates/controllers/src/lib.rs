@@ -1,0 +1,26 @@
+//! The controllers: control loops that watch objects through the API and
+//! write what their specs ask for (a ReplicaSet's pods, a Deployment's
+//! ReplicaSets, a namespace's `default` ServiceAccount), as
+//! kube-controller-manager does. They are API clients like any other: in
+//! `tug server` they run as tasks talking to the API server over loopback,
+//! and `tug controllers` runs them on their own.
+//!
+//! Map: one module per controller, each with a `run(client)` that loops
+//! until the process stops; what several controllers share lives in
+//! - `pods`: pods made from templates, and a pod's readiness as controllers judge it;
+//! - `selector`: matching a `metav1.LabelSelector` against labels.
+
+mod serviceaccount;
+
+use kube::Client;
+use tokio::task::JoinSet;
+
+/// Runs every controller until one of them fails.
+pub async fn run(client: Client) -> anyhow::Result<()> {
+    let mut controllers = JoinSet::new();
+    controllers.spawn(serviceaccount::run(client.clone()));
+    while let Some(stopped) = controllers.join_next().await {
+        stopped??;
+    }
+    Ok(())
+}
