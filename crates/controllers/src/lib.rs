@@ -8,8 +8,14 @@
 //! Map: one module per controller, each with a `run(client)` that loops
 //! until the process stops; what several controllers share lives in
 //! - `pods`: pods made from templates, and a pod's readiness as controllers judge it;
-//! - `selector`: matching a `metav1.LabelSelector` against labels.
+//! - `selector`: matching a `metav1.LabelSelector` against labels;
+//! - `resources`: the kinds the API server serves, from discovery.
+//!
+//! - `garbage_collector`: deletes dependents whose owners are gone; foreground
+//!   and orphan deletion.
 
+mod garbage_collector;
+mod resources;
 mod serviceaccount;
 
 use kube::Client;
@@ -19,6 +25,7 @@ use tokio::task::JoinSet;
 pub async fn run(client: Client) -> anyhow::Result<()> {
     let mut controllers = JoinSet::new();
     controllers.spawn(serviceaccount::run(client.clone()));
+    controllers.spawn(garbage_collector::run(client.clone()));
     while let Some(stopped) = controllers.join_next().await {
         stopped??;
     }

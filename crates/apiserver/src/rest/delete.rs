@@ -1,4 +1,5 @@
-//! Delete and deletecollection: preconditions, grace periods, finalizers and
+//! Delete and deletecollection: preconditions, grace periods, finalizers (the
+//! garbage collector's for `propagationPolicy` among them) and
 //! `metadata.deletionTimestamp`.
 
 use axum::http::StatusCode;
@@ -126,6 +127,13 @@ pub async fn delete_collection(ctx: &Ctx) -> ApiResult<Response> {
     Ok(json(StatusCode::OK, &body, &[]))
 }
 
+/// The finalizer by which the garbage collector deletes an object's
+/// dependents before the object itself (`propagationPolicy: Foreground`).
+const FOREGROUND: &str = "foregroundDeletion";
+/// The finalizer by which the garbage collector frees an object's dependents
+/// of their owner reference before the object goes (`Orphan`).
+const ORPHAN: &str = "orphan";
+
 /// Deletes one object, or marks it for deletion when finalizers, a grace
 /// period or (for namespaces) its content must go first. Returns the object.
 async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Value> {
@@ -134,7 +142,13 @@ async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Va
         let old = ctx.objects.get(kind, &ctx.target.namespace, name).await?;
         opts.check_preconditions(ctx, &old)?;
         let grace = grace_period(ctx, &old, opts);
-        let must_wait = grace > 0 || !is_finalized(&old);
+        let mut marked = old.clone();
+        // As in kube-apiserver, a deletion whose grace period is running
+        // keeps the finalizers it started with.
+        if !is_pending_graceful(&old) {
+            set_propagation_finalizers(&mut marked, opts.propagation_policy.as_deref());
+        }
+        let must_wait = grace > 0 || !is_finalized(&marked);
         let dry_run = !opts.dry_run.is_empty();
         if !must_wait {
             if dry_run {
@@ -146,15 +160,17 @@ async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Va
             }
         }
         if meta::is_being_deleted(&old) {
-            return Ok(old);
-        }
-        let mut marked = old.clone();
-        let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-        let when = when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-        meta::set(&mut marked, "deletionTimestamp", when.into());
-        meta::set(&mut marked, "deletionGracePeriodSeconds", grace.into());
-        if kind.kind == "Namespace" {
-            marked["status"]["phase"] = "Terminating".into();
+            if marked == old {
+                return Ok(old);
+            }
+        } else {
+            let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+            let when = when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+            meta::set(&mut marked, "deletionTimestamp", when.into());
+            meta::set(&mut marked, "deletionGracePeriodSeconds", grace.into());
+            if kind.kind == "Namespace" {
+                marked["status"]["phase"] = "Terminating".into();
+            }
         }
         if dry_run {
             return Ok(marked);
@@ -166,6 +182,47 @@ async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Va
         {
             return Ok(written);
         }
+    }
+}
+
+/// Being deleted with a grace period still running (a pod on its node).
+fn is_pending_graceful(obj: &Value) -> bool {
+    meta::is_being_deleted(obj)
+        && obj
+            .pointer("/metadata/deletionGracePeriodSeconds")
+            .and_then(Value::as_i64)
+            .is_some_and(|grace| grace > 0)
+}
+
+/// Gives the object the garbage collector's finalizer for `policy`:
+/// `Foreground` and `Orphan` set theirs (and drop the other), `Background`
+/// drops both, and no policy keeps what the object already asked for.
+fn set_propagation_finalizers(obj: &mut Value, policy: Option<&str>) {
+    let Some(policy) = policy else {
+        return;
+    };
+    let old: Vec<String> = meta::finalizers(obj)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    let mut new: Vec<String> = old
+        .iter()
+        .filter(|f| *f != FOREGROUND && *f != ORPHAN)
+        .cloned()
+        .collect();
+    match policy {
+        "Foreground" => new.push(FOREGROUND.to_owned()),
+        "Orphan" => new.push(ORPHAN.to_owned()),
+        _ => {}
+    }
+    let unchanged = new.len() == old.len() && new.iter().all(|f| old.contains(f));
+    if !unchanged {
+        let value = if new.is_empty() {
+            Value::Null
+        } else {
+            new.into()
+        };
+        meta::set(obj, "finalizers", value);
     }
 }
 
