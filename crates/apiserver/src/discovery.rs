@@ -111,6 +111,15 @@ fn resources_of(kind: &Kind) -> Vec<Value> {
             "verbs": SUBRESOURCE_VERBS,
         }));
     }
+    if kind.kind == "Pod" {
+        out.push(json!({
+            "name": "pods/binding",
+            "singularName": "",
+            "namespaced": true,
+            "kind": "Binding",
+            "verbs": ["create"],
+        }));
+    }
     let served_by_kubelet = registry::KUBELET_SUBRESOURCES
         .iter()
         .filter(|s| kind.group.is_empty() && s.plural == kind.plural);

@@ -73,7 +73,8 @@ pub fn route(legacy: bool, segments: &[&str]) -> ApiResult<Route> {
     if let Some(sub) = sub
         && !(sub == "status" && kind.has_status
             || sub == "scale" && kind.has_scale
-            || sub == "finalize" && kind.kind == "Namespace")
+            || sub == "finalize" && kind.kind == "Namespace"
+            || sub == "binding" && kind.kind == "Pod")
     {
         return Err(not_found(segments));
     }

@@ -5,6 +5,7 @@ mod agent;
 mod client;
 mod controllers;
 mod images;
+mod scheduler;
 mod server;
 mod shim;
 
@@ -27,6 +28,8 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Runs the controllers alone, for a server started with --disable-controllers.
     Controllers(controllers::ControllersArgs),
+    /// Runs the scheduler alone, for a server started with --disable-scheduler.
+    Scheduler(scheduler::SchedulerArgs),
     /// Stops every container on this node and removes what its pods left.
     Killall(agent::KillallArgs),
     /// The runtime's per-container process; the runtime starts it, people do not.
@@ -53,6 +56,7 @@ fn main() -> anyhow::Result<()> {
         Command::Images(args) => runtime.block_on(images::run(args)),
         Command::Agent(args) => runtime.block_on(agent::run(args)),
         Command::Controllers(args) => runtime.block_on(controllers::run(args)),
+        Command::Scheduler(args) => runtime.block_on(scheduler::run(args)),
         Command::Killall(args) => agent::killall(args),
         Command::Shim(_) => unreachable!("the shim ran before the tokio runtime"),
     }

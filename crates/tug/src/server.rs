@@ -37,6 +37,10 @@ pub struct ServerArgs {
     /// `tug controllers` can run them elsewhere.
     #[arg(long)]
     disable_controllers: bool,
+    /// Run no scheduler: pods stay unbound unless `tug scheduler` (or
+    /// another scheduler) runs elsewhere.
+    #[arg(long)]
+    disable_scheduler: bool,
     #[command(flatten)]
     node: NodeArgs,
 }
@@ -68,6 +72,14 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         tokio::spawn(async move {
             if let Err(e) = crate::controllers::start(&kubeconfig).await {
                 tracing::error!("the controllers stopped: {e:#}");
+            }
+        });
+    }
+    if !args.disable_scheduler {
+        let kubeconfig = kubeconfig.clone();
+        tokio::spawn(async move {
+            if let Err(e) = crate::scheduler::start(&kubeconfig).await {
+                tracing::error!("the scheduler stopped: {e:#}");
             }
         });
     }

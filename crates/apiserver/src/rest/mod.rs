@@ -5,12 +5,14 @@
 //! - `read`: get and list (selectors, pagination, consistent revisions).
 //! - `watch`: watch streams on top of the watch cache.
 //! - `write`: create, update, patch, server-side apply, status and scale.
+//! - `binding`: a scheduler's assignment of a pod to a node.
 //! - `delete`: delete with grace periods, preconditions and finalizers; deletecollection.
 //! - `admit`: the steps every write shares (schema, defaults, validation).
 //! - `kubelet_proxy`: the subresources the node's kubelet serves (log, exec,
 //!   attach, portforward, node proxy).
 
 mod admit;
+mod binding;
 mod delete;
 pub mod kubelet_proxy;
 mod read;
@@ -150,6 +152,8 @@ async fn dispatch(
     let named = ctx.target.name.is_some();
     let sub = ctx.target.subresource.as_deref();
     match (&method, named, sub) {
+        (&Method::POST, true, Some("binding")) => binding::create(&ctx).await,
+        (_, _, Some("binding")) => Err(not_allowed(&method)),
         (&Method::GET, false, _) if ctx.params.is_watch() => watch::watch(&ctx).await,
         (&Method::GET, false, _) => read::list(&ctx).await,
         (&Method::GET, true, Some("scale")) => scale::get(&ctx).await,

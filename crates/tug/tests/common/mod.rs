@@ -4,6 +4,8 @@
 //! Every test binary compiles this module but uses only part of it.
 #![allow(dead_code)]
 
+pub mod nodes;
+
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
@@ -430,10 +432,11 @@ pub fn arg(path: &Path) -> &str {
 }
 
 /// One server shared by all tests of a test binary; tests keep apart by
-/// working in namespaces of their own.
+/// working in namespaces of their own. Its pods are API objects under test,
+/// not workloads: no scheduler places them, so they stay Pending as made.
 pub fn shared_server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(Server::start)
+    SERVER.get_or_init(|| Server::start_with(&["--disable-scheduler"]))
 }
 
 /// A Pod manifest with one nginx container and the given labels.

@@ -1,0 +1,143 @@
+//! The watches that keep the cache and the queue: nodes, and pods (bound
+//! ones into the cache, unbound ones of this scheduler into the queue).
+//! Each tells `synced` once it has listed everything, so that no pod is
+//! placed before the scheduler knows what the nodes already run.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Node, Pod};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use tokio::sync::Barrier;
+
+use crate::cache::Cache;
+use crate::pod::{PodInfo, is_terminal, key_of, wants_scheduling};
+use crate::queue::Queue;
+
+pub async fn nodes(
+    client: Client,
+    cache: Arc<Mutex<Cache>>,
+    queue: Arc<Queue>,
+    synced: Arc<Barrier>,
+) -> anyhow::Result<()> {
+    let mut events = watcher::watcher(Api::<Node>::all(client), watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut seen = HashSet::new();
+    let mut first_sync = true;
+    while let Some(event) = events.next().await {
+        match event? {
+            Event::Init => seen.clear(),
+            Event::InitApply(node) | Event::Apply(node) => {
+                seen.insert(node.metadata.name.clone().unwrap_or_default());
+                if lock(&cache).set_node(node) {
+                    queue.cluster_changed();
+                }
+            }
+            Event::Delete(node) => {
+                lock(&cache).remove_node(node.metadata.name.as_deref().unwrap_or_default());
+            }
+            Event::InitDone => {
+                forget_unseen(
+                    &cache,
+                    |cache| cache.node_names(),
+                    &seen,
+                    Cache::remove_node,
+                );
+                queue.cluster_changed();
+                if std::mem::take(&mut first_sync) {
+                    synced.wait().await;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn pods(
+    client: Client,
+    cache: Arc<Mutex<Cache>>,
+    queue: Arc<Queue>,
+    synced: Arc<Barrier>,
+) -> anyhow::Result<()> {
+    let mut events = watcher::watcher(Api::<Pod>::all(client), watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut seen = HashSet::new();
+    let mut first_sync = true;
+    while let Some(event) = events.next().await {
+        match event? {
+            Event::Init => seen.clear(),
+            Event::InitApply(pod) | Event::Apply(pod) => {
+                seen.insert(key_of(&pod));
+                pod_changed(pod, &cache, &queue);
+            }
+            Event::Delete(pod) => {
+                let key = key_of(&pod);
+                queue.remove(&key);
+                if lock(&cache).remove_pod(&key) {
+                    queue.cluster_changed();
+                }
+            }
+            Event::InitDone => {
+                forget_unseen(&cache, Cache::bound_pod_keys, &seen, |cache, key| {
+                    cache.remove_pod(key);
+                });
+                if std::mem::take(&mut first_sync) {
+                    synced.wait().await;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn pod_changed(pod: Pod, cache: &Mutex<Cache>, queue: &Queue) {
+    let key = key_of(&pod);
+    let node = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.node_name.clone())
+        .filter(|n| !n.is_empty());
+    match node {
+        Some(_) if is_terminal(&pod) => {
+            queue.remove(&key);
+            if lock(cache).remove_pod(&key) {
+                queue.cluster_changed();
+            }
+        }
+        Some(node) => {
+            let newly_bound = lock(cache).set_pod(Arc::new(PodInfo::new(pod)), &node);
+            queue.remove(&key);
+            if newly_bound {
+                queue.cluster_changed();
+            }
+        }
+        None if wants_scheduling(&pod) => {
+            if !lock(cache).is_assumed(&key) {
+                queue.add_or_update(PodInfo::new(pod));
+            }
+        }
+        None => queue.remove(&key),
+    }
+}
+
+/// After a relist: what the cache holds but the list did not show is gone.
+fn forget_unseen(
+    cache: &Mutex<Cache>,
+    held: impl Fn(&Cache) -> Vec<String>,
+    seen: &HashSet<String>,
+    remove: impl Fn(&mut Cache, &str),
+) {
+    let mut cache = lock(cache);
+    for gone in held(&cache).into_iter().filter(|k| !seen.contains(k)) {
+        remove(&mut cache, &gone);
+    }
+}
+
+fn lock(cache: &Mutex<Cache>) -> std::sync::MutexGuard<'_, Cache> {
+    cache.lock().expect("cache lock")
+}
