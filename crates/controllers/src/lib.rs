@@ -7,15 +7,23 @@
 //!
 //! Map: one module per controller, each with a `run(client)` that loops
 //! until the process stops; what several controllers share lives in
+//! - `claim`: adopting and releasing children by selector and ownerReferences;
 //! - `pods`: pods made from templates, and a pod's readiness as controllers judge it;
 //! - `selector`: matching a `metav1.LabelSelector` against labels;
 //! - `resources`: the kinds the API server serves, from discovery.
 //!
 //! - `garbage_collector`: deletes dependents whose owners are gone; foreground
 //!   and orphan deletion.
+//! - `replicaset`: ReplicaSets and ReplicationControllers keep their pod count.
+//! - `deployment`: Deployments roll their pods through ReplicaSets, by revision.
 
+mod claim;
+mod deployment;
 mod garbage_collector;
+mod pods;
+mod replicaset;
 mod resources;
+mod selector;
 mod serviceaccount;
 
 use kube::Client;
@@ -26,6 +34,8 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     let mut controllers = JoinSet::new();
     controllers.spawn(serviceaccount::run(client.clone()));
     controllers.spawn(garbage_collector::run(client.clone()));
+    controllers.spawn(replicaset::run(client.clone()));
+    controllers.spawn(deployment::run(client.clone()));
     while let Some(stopped) = controllers.join_next().await {
         stopped??;
     }
