@@ -3,7 +3,7 @@
 //! has chosen a node for but whose binding is not yet seen are "assumed"
 //! on that node, so the next pod does not take the same room.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Node;
@@ -18,6 +18,9 @@ pub struct NodeInfo {
     /// How many pods the node takes.
     pub allowed_pods: i64,
     pub pods: BTreeMap<String, Arc<PodInfo>>,
+    /// The keys of those with required anti-affinity terms, which every
+    /// incoming pod must be checked against.
+    pub pods_with_anti_affinity: BTreeSet<String>,
     /// The sum of the requests of `pods`.
     pub requested: Resources,
     /// The sum of their requests as scores count them (cpu, memory).
@@ -31,6 +34,7 @@ impl NodeInfo {
             allocatable: Resources::default(),
             allowed_pods: 0,
             pods: BTreeMap::new(),
+            pods_with_anti_affinity: BTreeSet::new(),
             requested: Resources::default(),
             scoring_requested: (0, 0),
         }
@@ -52,12 +56,16 @@ impl NodeInfo {
         self.requested.add(&pod.requests);
         self.scoring_requested.0 += pod.scoring_requests.0;
         self.scoring_requested.1 += pod.scoring_requests.1;
+        if !pod.required_terms().1.is_empty() {
+            self.pods_with_anti_affinity.insert(pod.key.clone());
+        }
         if let Some(old) = self.pods.insert(pod.key.clone(), pod) {
             self.forget_requests(&old);
         }
     }
 
     fn remove_pod(&mut self, key: &str) {
+        self.pods_with_anti_affinity.remove(key);
         if let Some(old) = self.pods.remove(key) {
             self.forget_requests(&old);
         }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Node, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 
 pub type Labels = BTreeMap<String, String>;
 
@@ -72,6 +73,23 @@ fn matches_requirement(r: &NodeSelectorRequirement, labels: &Labels) -> bool {
         r.values.as_deref().unwrap_or_default(),
         labels,
     )
+}
+
+/// A label selector: its labels and all its expressions; `{}` matches everything.
+pub fn selector_matches(selector: &LabelSelector, labels: &Labels) -> bool {
+    selector
+        .match_labels
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v))
+        && selector.match_expressions.iter().flatten().all(|e| {
+            requirement_matches(
+                &e.key,
+                &e.operator,
+                e.values.as_deref().unwrap_or_default(),
+                labels,
+            )
+        })
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@
 //! - `messages`: "0/3 nodes are available: ..." when no node may take it;
 //! - `binding`: the Binding and Scheduled event, or PodScheduled=False and
 //!   FailedScheduling;
+//! - `volumes`: the claims, volumes and classes pods' volumes are checked against;
 //! - `resources`, `labels`: quantities and label matching the others share.
 
 mod binding;
@@ -28,6 +29,7 @@ mod queue;
 mod resources;
 mod schedule;
 mod scores;
+mod volumes;
 mod watch;
 
 use std::sync::{Arc, Mutex};
@@ -39,6 +41,7 @@ use tokio::task::JoinSet;
 use binding::Binder;
 use cache::Cache;
 use queue::Queue;
+use volumes::Volumes;
 
 /// Bindings in flight at once: the next pods are scheduled while earlier
 /// bindings travel, as kube-scheduler binds asynchronously.
@@ -62,9 +65,21 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         queue.clone(),
         synced.clone(),
     ));
+    let (claims, claims_task) = watch::mirror(client.clone(), queue.clone());
+    let (volumes, volumes_task) = watch::mirror(client.clone(), queue.clone());
+    let (classes, classes_task) = watch::mirror(client.clone(), queue.clone());
+    tasks.spawn(claims_task);
+    tasks.spawn(volumes_task);
+    tasks.spawn(classes_task);
+    let volumes = Volumes {
+        claims,
+        volumes,
+        classes,
+    };
     tasks.spawn(async move {
         synced.wait().await;
-        schedule_pods(Arc::new(Binder::new(client)), cache, queue).await
+        volumes.wait_until_ready().await?;
+        schedule_pods(Arc::new(Binder::new(client)), cache, volumes, queue).await
     });
     while let Some(stopped) = tasks.join_next().await {
         stopped??;
@@ -76,6 +91,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
 async fn schedule_pods(
     binder: Arc<Binder>,
     cache: Arc<Mutex<Cache>>,
+    volumes: Volumes,
     queue: Arc<Queue>,
 ) -> anyhow::Result<()> {
     let bindings = Arc::new(Semaphore::new(CONCURRENT_BINDINGS));
@@ -83,7 +99,7 @@ async fn schedule_pods(
         let pod = queue.pop().await;
         let chosen = {
             let mut cache = cache.lock().expect("cache lock");
-            let chosen = schedule::find_node(&pod, &cache);
+            let chosen = schedule::find_node(&pod, &cache, &volumes);
             if let Ok(node) = &chosen {
                 cache.assume(pod.clone(), node);
             }

@@ -10,14 +10,33 @@ use crate::filters::Unfit;
 /// With no nodes at all there is nothing to count.
 const NO_NODES: &str = "no nodes available to schedule pods";
 
-/// Each node's refusal, and what preemption made of them.
+/// Why each node refused, and what preemption made of it.
 pub struct FitError {
-    pub unfit: Vec<Unfit>,
+    nodes: usize,
+    /// The nodes' reasons counted (`1 Insufficient cpu, 2 ...`), or the one
+    /// reason that ruled out every node before any was looked at.
+    reasons: String,
     /// What preemption says after `preemption: `.
-    pub preemption: String,
+    preemption: String,
 }
 
 impl FitError {
+    /// Every node ruled out at once (a missing claim): preemption cannot help.
+    pub fn before_filters(nodes: usize, why: String) -> FitError {
+        let preemption = format!(
+            "{}.",
+            available(
+                nodes,
+                format!("{nodes} Preemption is not helpful for scheduling")
+            )
+        );
+        FitError {
+            nodes,
+            reasons: why,
+            preemption,
+        }
+    }
+
     /// The preemption part when preemption was tried and found no victims
     /// anywhere: nodes refused for reasons eviction could fix found none,
     /// the others could not be helped.
@@ -30,17 +49,20 @@ impl FitError {
             }
         });
         let preemption = format!("{}.", available(unfit.len(), histogram(reasons)));
-        FitError { unfit, preemption }
+        FitError {
+            nodes: unfit.len(),
+            reasons: histogram(unfit.into_iter().flat_map(|u| u.reasons)),
+            preemption,
+        }
     }
 
     pub fn message(&self) -> String {
-        if self.unfit.is_empty() {
+        if self.nodes == 0 {
             return NO_NODES.to_owned();
         }
-        let reasons = self.unfit.iter().flat_map(|u| u.reasons.iter().cloned());
         format!(
             "{}. preemption: {}",
-            available(self.unfit.len(), histogram(reasons)),
+            available(self.nodes, self.reasons.clone()),
             self.preemption
         )
     }

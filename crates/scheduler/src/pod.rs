@@ -2,8 +2,9 @@
 //! once (its key, requests, priority) rather than on every node it is
 //! checked against.
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec};
+use k8s_openapi::api::core::v1::{Pod, PodAffinityTerm, PodSpec};
 
+use crate::labels::Labels;
 use crate::resources::{Resources, pod_requests};
 
 /// The scheduler's name in pods' `spec.schedulerName` and in its events.
@@ -25,6 +26,7 @@ pub struct PodInfo {
     pub priority: i32,
 }
 
+static NO_LABELS: Labels = Labels::new();
 static NO_SPEC: std::sync::LazyLock<PodSpec> = std::sync::LazyLock::new(PodSpec::default);
 
 impl PodInfo {
@@ -51,6 +53,31 @@ impl PodInfo {
 
     pub fn name(&self) -> &str {
         self.pod.metadata.name.as_deref().unwrap_or_default()
+    }
+
+    pub fn labels(&self) -> &Labels {
+        self.pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS)
+    }
+
+    /// The pod's required pod affinity and anti-affinity terms.
+    pub fn required_terms(&self) -> (&[PodAffinityTerm], &[PodAffinityTerm]) {
+        let affinity = self.spec().affinity.as_ref();
+        let affinity_terms = affinity
+            .and_then(|a| a.pod_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_deref()
+            });
+        let anti_terms = affinity
+            .and_then(|a| a.pod_anti_affinity.as_ref())
+            .and_then(|a| {
+                a.required_during_scheduling_ignored_during_execution
+                    .as_deref()
+            });
+        (
+            affinity_terms.unwrap_or_default(),
+            anti_terms.unwrap_or_default(),
+        )
     }
 }
 

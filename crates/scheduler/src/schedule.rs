@@ -5,13 +5,16 @@ use crate::filters;
 use crate::messages::FitError;
 use crate::pod::PodInfo;
 use crate::scores;
+use crate::volumes::Volumes;
 
 /// The node `pod` should go to, or why there is none.
-pub fn find_node(pod: &PodInfo, cache: &Cache) -> Result<String, FitError> {
+pub fn find_node(pod: &PodInfo, cache: &Cache, volumes: &Volumes) -> Result<String, FitError> {
+    let prepared = filters::Prepared::new(pod, cache, volumes)
+        .map_err(|why| FitError::before_filters(cache.nodes().count(), why))?;
     let mut unfit = Vec::new();
     let mut feasible = Vec::new();
     for node in cache.nodes() {
-        match filters::check(pod, node) {
+        match prepared.check(pod, node) {
             Ok(()) => feasible.push(node),
             Err(why) => unfit.push(why),
         }

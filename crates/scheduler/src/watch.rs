@@ -1,16 +1,21 @@
 //! The watches that keep the cache and the queue: nodes, and pods (bound
 //! ones into the cache, unbound ones of this scheduler into the queue).
 //! Each tells `synced` once it has listed everything, so that no pod is
-//! placed before the scheduler knows what the nodes already run.
+//! placed before the scheduler knows what the nodes already run. Other
+//! kinds (the volume objects) are mirrored whole into stores.
 
 use std::collections::HashSet;
+use std::fmt::Debug;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Node, Pod};
 use kube::runtime::WatchStreamExt;
+use kube::runtime::reflector::{self, Store};
 use kube::runtime::watcher::{self, Event};
-use kube::{Api, Client};
+use kube::{Api, Client, Resource};
+use serde::de::DeserializeOwned;
 use tokio::sync::Barrier;
 
 use crate::cache::Cache;
@@ -123,6 +128,33 @@ fn pod_changed(pod: Pod, cache: &Mutex<Cache>, queue: &Queue) {
         }
         None => queue.remove(&key),
     }
+}
+
+/// A store holding every object of kind `K`, and the task that keeps it;
+/// each change may let waiting pods fit, so the queue hears of it.
+pub fn mirror<K>(
+    client: Client,
+    queue: Arc<Queue>,
+) -> (
+    Store<K>,
+    impl Future<Output = anyhow::Result<()>> + Send + 'static,
+)
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+{
+    let (store, writer) = reflector::store();
+    let events = watcher::watcher(Api::<K>::all(client), watcher::Config::default());
+    let task = async move {
+        let mut events = reflector::reflector(writer, events)
+            .default_backoff()
+            .boxed();
+        while let Some(event) = events.next().await {
+            event?;
+            queue.cluster_changed();
+        }
+        Ok(())
+    };
+    (store, task)
 }
 
 /// After a relist: what the cache holds but the list did not show is gone.

@@ -284,3 +284,519 @@ fn a_pod_that_fits_nowhere_says_why_and_goes_where_room_appears() {
     assert_eq!(bound_node(&server, &ns, "big"), "roomy");
     assert_eq!(scheduled_condition(&server, &ns, "big")["status"], "True");
 }
+
+/// Waits until the pod is marked unschedulable with exactly `expected`.
+fn assert_unschedulable(server: &Server, namespace: &str, name: &str, expected: &str) {
+    eventually(
+        &format!("pod {name} unschedulable with {expected:?}"),
+        || {
+            let condition = scheduled_condition(server, namespace, name);
+            (condition["status"] == "False" && condition["message"] == expected)
+                .then_some(())
+                .ok_or_else(|| condition.to_string())
+        },
+    );
+    assert_eq!(
+        server.get_json(namespace, "pod", name)["spec"]["nodeName"],
+        Value::Null
+    );
+}
+
+/// `0/N nodes are available: REASONS. preemption: 0/N nodes are available: N Preemption is not helpful for scheduling.`
+fn hopeless(nodes: usize, reasons: &str) -> String {
+    format!(
+        "0/{nodes} nodes are available: {reasons}. preemption: 0/{nodes} nodes are available: \
+         {nodes} Preemption is not helpful for scheduling."
+    )
+}
+
+/// A node affinity requirement list as one required term.
+fn required_affinity(terms: Value) -> Value {
+    json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {
+        "nodeSelectorTerms": terms,
+    }}}})
+}
+
+#[test]
+fn required_node_affinity_operators() {
+    let server = simulated_cluster();
+    let _nodes = [
+        SimulatedNode::start(
+            &server,
+            NodeSpec::new("n1").label("zone", "a").label("cores", "8"),
+        ),
+        SimulatedNode::start(
+            &server,
+            NodeSpec::new("n2").label("zone", "b").label("cores", "4"),
+        ),
+        SimulatedNode::start(&server, NodeSpec::new("n3").label("zone", "c")),
+    ];
+    let ns = server.namespace("affinity");
+    let expression = |key: &str, operator: &str, values: &[&str]| {
+        let mut e = json!({"key": key, "operator": operator});
+        if !values.is_empty() {
+            e["values"] = json!(values);
+        }
+        e
+    };
+    let cases = [
+        (
+            "in",
+            json!([{"matchExpressions": [expression("zone", "In", &["b", "x"])]}]),
+            "n2",
+        ),
+        (
+            "not-in",
+            json!([{"matchExpressions": [expression("zone", "NotIn", &["a", "b"])]}]),
+            "n3",
+        ),
+        (
+            "gt",
+            json!([{"matchExpressions": [expression("cores", "Gt", &["6"])]}]),
+            "n1",
+        ),
+        (
+            "lt",
+            json!([{"matchExpressions": [expression("cores", "Lt", &["6"])]}]),
+            "n2",
+        ),
+        (
+            "absent",
+            json!([{"matchExpressions": [expression("cores", "DoesNotExist", &[])]}]),
+            "n3",
+        ),
+        (
+            "either",
+            json!([
+                {"matchExpressions": [expression("zone", "In", &["x"])]},
+                {"matchExpressions": [expression("zone", "In", &["a"])]},
+            ]),
+            "n1",
+        ),
+        (
+            "by-name",
+            json!([{"matchFields": [expression("metadata.name", "In", &["n2"])]}]),
+            "n2",
+        ),
+    ];
+    for (name, terms, _) in &cases {
+        create(&server, &ns, &pod(name, required_affinity(terms.clone())));
+    }
+    // Expressions of one term must all hold.
+    let both = json!([{"matchExpressions": [
+        expression("cores", "Exists", &[]),
+        expression("zone", "In", &["c"]),
+    ]}]);
+    create(&server, &ns, &pod("both", required_affinity(both)));
+    create(
+        &server,
+        &ns,
+        &pod(
+            "selector",
+            json!({"nodeSelector": {"zone": "b", "cores": "8"}}),
+        ),
+    );
+    for (name, _, node) in &cases {
+        assert_eq!(bound_node(&server, &ns, name), *node, "pod {name}");
+    }
+    let mismatch = hopeless(3, "3 node(s) didn't match Pod's node affinity/selector");
+    assert_unschedulable(&server, &ns, "both", &mismatch);
+    assert_unschedulable(&server, &ns, "selector", &mismatch);
+}
+
+#[test]
+fn taints_keep_out_pods_that_do_not_tolerate_them() {
+    let server = simulated_cluster();
+    let _nodes = [
+        SimulatedNode::start(
+            &server,
+            NodeSpec::new("evicting").taint("k", "v", "NoExecute"),
+        ),
+        SimulatedNode::start(
+            &server,
+            NodeSpec::new("closed").taint("k", "v", "NoSchedule"),
+        ),
+    ];
+    let ns = server.namespace("taints");
+    let tolerating = |toleration: Value| json!({"tolerations": [toleration]});
+    create(
+        &server,
+        &ns,
+        &pod(
+            "no-schedule",
+            tolerating(json!({"key": "k", "value": "v", "effect": "NoSchedule"})),
+        ),
+    );
+    create(
+        &server,
+        &ns,
+        &pod(
+            "no-execute",
+            tolerating(
+                json!({"key": "k", "operator": "Equal", "value": "v", "effect": "NoExecute"}),
+            ),
+        ),
+    );
+    create(
+        &server,
+        &ns,
+        &pod(
+            "any-effect",
+            tolerating(json!({"key": "k", "operator": "Exists"})),
+        ),
+    );
+    create(
+        &server,
+        &ns,
+        &pod("other-value", tolerating(json!({"key": "k", "value": "w"}))),
+    );
+    assert_eq!(bound_node(&server, &ns, "no-schedule"), "closed");
+    assert_eq!(bound_node(&server, &ns, "no-execute"), "evicting");
+    assert!(["closed", "evicting"].contains(&bound_node(&server, &ns, "any-effect").as_str()));
+    assert_unschedulable(
+        &server,
+        &ns,
+        "other-value",
+        &hopeless(2, "2 node(s) had untolerated taint {k: v}"),
+    );
+}
+
+#[test]
+fn requests_must_fit_what_is_left_including_pod_count_and_extended_resources() {
+    let server = simulated_cluster();
+    let _node = SimulatedNode::start(
+        &server,
+        NodeSpec::new("r1")
+            .resource("cpu", "2")
+            .resource("memory", "1Gi")
+            .resource("pods", "3")
+            .resource("example.com/gpu", "1"),
+    );
+    let ns = server.namespace("fit");
+    let no_victims = |reasons: &str| {
+        format!(
+            "0/1 nodes are available: {reasons}. preemption: 0/1 nodes are available: \
+             1 No preemption victims found for incoming pod."
+        )
+    };
+    create(
+        &server,
+        &ns,
+        &pod_requesting("gpu-1", json!({"example.com/gpu": "1", "cpu": "500m"})),
+    );
+    assert_eq!(bound_node(&server, &ns, "gpu-1"), "r1");
+    create(
+        &server,
+        &ns,
+        &pod_requesting("gpu-2", json!({"example.com/gpu": "1"})),
+    );
+    assert_unschedulable(
+        &server,
+        &ns,
+        "gpu-2",
+        &no_victims("1 Insufficient example.com/gpu"),
+    );
+    // 500m of 2 cpus is taken: 1600m is too much, and so is 2Gi of memory.
+    create(
+        &server,
+        &ns,
+        &pod_requesting("huge", json!({"cpu": "1600m", "memory": "2Gi"})),
+    );
+    assert_unschedulable(
+        &server,
+        &ns,
+        "huge",
+        &no_victims("1 Insufficient cpu, 1 Insufficient memory"),
+    );
+    create(
+        &server,
+        &ns,
+        &pod_requesting("fits", json!({"cpu": "1500m", "memory": "1Gi"})),
+    );
+    assert_eq!(bound_node(&server, &ns, "fits"), "r1");
+    create(&server, &ns, &pod("small-1", json!({})));
+    assert_eq!(bound_node(&server, &ns, "small-1"), "r1");
+    create(&server, &ns, &pod("small-2", json!({})));
+    assert_unschedulable(&server, &ns, "small-2", &no_victims("1 Too many pods"));
+
+    // A pod gone frees its room: the waiting pod is tried again and fits.
+    server
+        .kubectl(&[
+            "delete",
+            "pod",
+            "small-1",
+            "-n",
+            &ns,
+            "--grace-period=0",
+            "--force",
+        ])
+        .ok();
+    assert_eq!(bound_node(&server, &ns, "small-2"), "r1");
+}
+
+#[test]
+fn host_ports_are_taken_once_per_node() {
+    let server = simulated_cluster();
+    let _nodes = [
+        SimulatedNode::start(&server, NodeSpec::new("h1")),
+        SimulatedNode::start(&server, NodeSpec::new("h2")),
+    ];
+    let ns = server.namespace("ports");
+    let with_port = |name: &str, protocol: &str| {
+        let mut pod = pod(name, json!({}));
+        pod["spec"]["containers"][0]["ports"] =
+            json!([{"containerPort": 80, "hostPort": 8080, "protocol": protocol}]);
+        pod
+    };
+    create(&server, &ns, &with_port("first", "TCP"));
+    let first = bound_node(&server, &ns, "first");
+    create(&server, &ns, &with_port("second", "TCP"));
+    let second = bound_node(&server, &ns, "second");
+    assert_ne!(first, second);
+    create(&server, &ns, &with_port("third", "TCP"));
+    assert_unschedulable(
+        &server,
+        &ns,
+        "third",
+        "0/2 nodes are available: 2 node(s) didn't have free ports for the requested pod ports. \
+         preemption: 0/2 nodes are available: 2 No preemption victims found for incoming pod.",
+    );
+    create(&server, &ns, &with_port("udp", "UDP"));
+    bound_node(&server, &ns, "udp");
+}
+
+#[test]
+fn required_pod_affinity_and_anti_affinity() {
+    let server = simulated_cluster();
+    let _nodes = [
+        SimulatedNode::start(&server, NodeSpec::new("a1").label("zone", "a")),
+        SimulatedNode::start(&server, NodeSpec::new("a2").label("zone", "a")),
+        SimulatedNode::start(&server, NodeSpec::new("b1").label("zone", "b")),
+    ];
+    let ns = server.namespace("pod-affinity");
+    let labelled = |name: &str, app: &str, spec: Value| {
+        let mut pod = pod(name, spec);
+        pod["metadata"]["labels"] = json!({"app": app});
+        pod
+    };
+    let term = |app: &str, key: &str| json!([{"labelSelector": {"matchLabels": {"app": app}}, "topologyKey": key}]);
+    let affinity = |kind: &str, terms: Value| json!({"affinity": {kind: {"requiredDuringSchedulingIgnoredDuringExecution": terms}}});
+
+    create(
+        &server,
+        &ns,
+        &labelled(
+            "db",
+            "db",
+            json!({"nodeSelector": {"kubernetes.io/hostname": "b1"}}),
+        ),
+    );
+    assert_eq!(bound_node(&server, &ns, "db"), "b1");
+    create(
+        &server,
+        &ns,
+        &labelled("web", "web", affinity("podAffinity", term("db", "zone"))),
+    );
+    assert_eq!(bound_node(&server, &ns, "web"), "b1");
+    create(
+        &server,
+        &ns,
+        &labelled(
+            "cache",
+            "cache",
+            affinity("podAntiAffinity", term("db", "zone")),
+        ),
+    );
+    assert!(bound_node(&server, &ns, "cache").starts_with('a'));
+    create(
+        &server,
+        &ns,
+        &labelled(
+            "lonely",
+            "lonely",
+            affinity("podAffinity", term("nobody", "zone")),
+        ),
+    );
+    assert_unschedulable(
+        &server,
+        &ns,
+        "lonely",
+        &hopeless(3, "3 node(s) didn't match pod affinity rules"),
+    );
+
+    // The first pod of a group that wants its own company goes anywhere; the next joins it.
+    let group = affinity("podAffinity", term("group", "kubernetes.io/hostname"));
+    create(&server, &ns, &labelled("g1", "group", group.clone()));
+    let home = bound_node(&server, &ns, "g1");
+    create(&server, &ns, &labelled("g2", "group", group));
+    assert_eq!(bound_node(&server, &ns, "g2"), home);
+
+    // A placed pod's anti-affinity keeps matching newcomers out of its domain.
+    let mut solo = labelled(
+        "solo",
+        "solo",
+        affinity(
+            "podAntiAffinity",
+            term("intruder", "kubernetes.io/hostname"),
+        ),
+    );
+    solo["spec"]["nodeSelector"] = json!({"kubernetes.io/hostname": "a2"});
+    create(&server, &ns, &solo);
+    assert_eq!(bound_node(&server, &ns, "solo"), "a2");
+    create(
+        &server,
+        &ns,
+        &labelled(
+            "intruder",
+            "intruder",
+            json!({"nodeSelector": {"kubernetes.io/hostname": "a2"}}),
+        ),
+    );
+    assert_unschedulable(
+        &server,
+        &ns,
+        "intruder",
+        "0/3 nodes are available: 1 node(s) didn't satisfy existing pods anti-affinity rules, \
+         2 node(s) didn't match Pod's node affinity/selector. preemption: 0/3 nodes are available: \
+         1 No preemption victims found for incoming pod, 2 Preemption is not helpful for scheduling.",
+    );
+}
+
+#[test]
+fn topology_spread_constraints_bound_the_skew() {
+    let server = simulated_cluster();
+    let _nodes = [
+        SimulatedNode::start(&server, NodeSpec::new("s1").label("zone", "a")),
+        SimulatedNode::start(&server, NodeSpec::new("s2").label("zone", "a")),
+        SimulatedNode::start(
+            &server,
+            NodeSpec::new("s3").label("zone", "b").unschedulable(),
+        ),
+        SimulatedNode::start(&server, NodeSpec::new("s4")),
+    ];
+    let ns = server.namespace("spread");
+    let spread = |name: &str| {
+        let mut pod = pod(
+            name,
+            json!({"topologySpreadConstraints": [{
+                "maxSkew": 1,
+                "topologyKey": "zone",
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": {"app": "spread"}},
+            }]}),
+        );
+        pod["metadata"]["labels"] = json!({"app": "spread"});
+        pod
+    };
+    create(&server, &ns, &spread("p1"));
+    assert!(["s1", "s2"].contains(&bound_node(&server, &ns, "p1").as_str()));
+    // Zone b is empty (its node cordoned, still a domain): a second pod in a is a skew of 2.
+    create(&server, &ns, &spread("p2"));
+    assert_unschedulable(
+        &server,
+        &ns,
+        "p2",
+        "0/4 nodes are available: 1 node(s) didn't match pod topology spread constraints (missing required label), \
+         1 node(s) were unschedulable, 2 node(s) didn't match pod topology spread constraints. \
+         preemption: 0/4 nodes are available: 2 No preemption victims found for incoming pod, \
+         2 Preemption is not helpful for scheduling.",
+    );
+    server.kubectl(&["uncordon", "s3"]).ok();
+    assert_eq!(bound_node(&server, &ns, "p2"), "s3");
+    for name in ["p3", "p4", "p5"] {
+        create(&server, &ns, &spread(name));
+        assert_ne!(bound_node(&server, &ns, name), "s4");
+    }
+    let zones: Vec<bool> = ["p1", "p2", "p3", "p4", "p5"]
+        .iter()
+        .map(|p| bound_node(&server, &ns, p) == "s3")
+        .collect();
+    let in_b = zones.iter().filter(|b| **b).count();
+    assert!(
+        in_b == 2 || in_b == 3,
+        "zone b holds {in_b} of 5: {zones:?}"
+    );
+}
+
+#[test]
+fn claims_must_exist_and_bound_local_volumes_choose_the_node() {
+    let server = simulated_cluster();
+    let _nodes = [
+        SimulatedNode::start(&server, NodeSpec::new("v1")),
+        SimulatedNode::start(&server, NodeSpec::new("v2")),
+        SimulatedNode::start(&server, NodeSpec::new("v3")),
+    ];
+    let ns = server.namespace("volumes");
+    // Local volumes on v2 and v3, each reserved for one claim.
+    let local_volume = |node: &str, claim: &str| {
+        let volume = json!({
+            "apiVersion": "v1", "kind": "PersistentVolume",
+            "metadata": {"name": format!("local-{node}")},
+            "spec": {
+                "capacity": {"storage": "1Gi"},
+                "accessModes": ["ReadWriteOnce"],
+                "storageClassName": "manual",
+                "hostPath": {"path": format!("/tmp/local-{node}")},
+                "claimRef": {"namespace": ns, "name": claim},
+                "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                    {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]},
+                ]}]}},
+            },
+        });
+        server
+            .kubectl_stdin(&["create", "-f", "-"], &volume.to_string())
+            .ok();
+    };
+    local_volume("v2", "data");
+    local_volume("v3", "late");
+    let claim = |name: &str, spec: Value| {
+        let mut claim = json!({
+            "apiVersion": "v1", "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name},
+            "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+        });
+        for (k, v) in spec.as_object().into_iter().flatten() {
+            claim["spec"][k] = v.clone();
+        }
+        server
+            .kubectl_stdin(&["create", "-n", &ns, "-f", "-"], &claim.to_string())
+            .ok();
+    };
+    claim(
+        "data",
+        json!({"storageClassName": "manual", "volumeName": "local-v2"}),
+    );
+    claim("unbound", json!({"storageClassName": ""}));
+    let using = |name: &str, claim: &str| {
+        pod(
+            name,
+            json!({"volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": claim}}]}),
+        )
+    };
+    for i in 1..=3 {
+        let name = format!("user-{i}");
+        create(&server, &ns, &using(&name, "data"));
+        assert_eq!(bound_node(&server, &ns, &name), "v2");
+    }
+    create(&server, &ns, &using("missing", "late"));
+    assert_unschedulable(
+        &server,
+        &ns,
+        "missing",
+        &hopeless(3, r#"persistentvolumeclaim "late" not found"#),
+    );
+    create(&server, &ns, &using("waiting", "unbound"));
+    assert_unschedulable(
+        &server,
+        &ns,
+        "waiting",
+        &hopeless(3, "pod has unbound immediate PersistentVolumeClaims"),
+    );
+
+    // The claim made later lets the pod go.
+    claim(
+        "late",
+        json!({"storageClassName": "manual", "volumeName": "local-v3"}),
+    );
+    assert_eq!(bound_node(&server, &ns, "missing"), "v3");
+}

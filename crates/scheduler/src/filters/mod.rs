@@ -8,14 +8,28 @@
 //!   (TaintToleration), with a node that is not Ready counted as tainted.
 //! - `ports`: host ports already taken (NodePorts).
 //! - `fit`: requests against what is left of the node (NodeResourcesFit).
+//! - `volumes`: claims that exist, and the node affinity of the volumes
+//!   they are bound to (VolumeBinding).
+//! - `spread`: topology spread constraints (PodTopologySpread).
+//! - `interpod`: required pod affinity and anti-affinity (InterPodAffinity).
+//!
+//! The last three count what they need over the whole cluster once per
+//! attempt ([`Prepared`]), then judge each node from the counts.
 
 mod fit;
+mod interpod;
 mod node;
 mod ports;
+mod spread;
 pub mod taints;
+mod volumes;
 
-use crate::cache::NodeInfo;
+use crate::cache::{Cache, NodeInfo};
 use crate::pod::PodInfo;
+use crate::volumes::Volumes;
+use interpod::InterPod;
+use spread::Spread;
+use volumes::BoundVolumes;
 
 /// Why a node cannot take the pod.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -43,12 +57,33 @@ impl Unfit {
     }
 }
 
-/// Whether `node` can take `pod`, and if not, why.
-pub fn check(pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
-    node::schedulable(pod, node)?;
-    taints::tolerated(pod, node)?;
-    node::affinity(pod, node)?;
-    ports::free(pod, node)?;
-    fit::fits(pod, node)?;
-    Ok(())
+/// What the filters count once per attempt (kube-scheduler's PreFilter).
+pub struct Prepared {
+    volumes: BoundVolumes,
+    spread: Spread,
+    interpod: InterPod,
+}
+
+impl Prepared {
+    /// The counts for `pod`, or why no node at all can take it.
+    pub fn new(pod: &PodInfo, cache: &Cache, volumes: &Volumes) -> Result<Prepared, String> {
+        Ok(Prepared {
+            volumes: BoundVolumes::find(pod, volumes)?,
+            spread: Spread::count(pod, cache),
+            interpod: InterPod::count(pod, cache),
+        })
+    }
+
+    /// Whether `node` can take `pod`, and if not, why.
+    pub fn check(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
+        node::schedulable(pod, node)?;
+        taints::tolerated(pod, node)?;
+        node::affinity(pod, node)?;
+        ports::free(pod, node)?;
+        fit::fits(pod, node)?;
+        self.volumes.check(node)?;
+        self.spread.check(node)?;
+        self.interpod.check(pod, node)?;
+        Ok(())
+    }
 }
