@@ -14,12 +14,14 @@
 //!
 //! - `garbage_collector`: deletes dependents whose owners are gone; foreground
 //!   and orphan deletion.
+//! - `namespace`: empties a namespace being deleted, then finalizes it.
 //! - `replicaset`: ReplicaSets and ReplicationControllers keep their pod count.
 //! - `deployment`: Deployments roll their pods through ReplicaSets, by revision.
 
 mod claim;
 mod deployment;
 mod garbage_collector;
+mod namespace;
 mod pods;
 mod replicaset;
 mod resources;
@@ -34,6 +36,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     let mut controllers = JoinSet::new();
     controllers.spawn(serviceaccount::run(client.clone()));
     controllers.spawn(garbage_collector::run(client.clone()));
+    controllers.spawn(namespace::run(client.clone()));
     controllers.spawn(replicaset::run(client.clone()));
     controllers.spawn(deployment::run(client.clone()));
     while let Some(stopped) = controllers.join_next().await {

@@ -102,7 +102,7 @@ fn background_deletion_takes_dependents_of_any_kind_and_leaves_others() {
     let reference = owned_by(&owner, false);
     create(
         server,
-        &secret(&ns, "dependent-secret", &[reference.clone()]),
+        &secret(&ns, "dependent-secret", std::slice::from_ref(&reference)),
     );
     create(server, &config_map(&ns, "dependent-cm", &[reference]));
     create(server, &config_map(&ns, "bystander", &[]));
@@ -133,7 +133,7 @@ fn cluster_scoped_owners_take_cluster_scoped_and_namespaced_dependents() {
         "networking.k8s.io/v1",
         "",
         "gc-dependent-class",
-        &[reference.clone()],
+        std::slice::from_ref(&reference),
     );
     create(server, &ingress_class);
     create(server, &config_map(&ns, "owned-by-a-class", &[reference]));
@@ -309,4 +309,66 @@ fn orphan_deletion_frees_dependents() {
     assert!(owner_uids(&freed).is_empty(), "{freed}");
     let still_owned = get(server, &ns, "configmap", "still-owned").expect("stays");
     assert_eq!(owner_uids(&still_owned), [other_uid]);
+}
+
+/// Waits until `kubectl get kind -n ns -o name` lists `count` objects.
+fn wait_count(server: &Server, namespace: &str, kind: &str, count: usize) -> Vec<String> {
+    eventually(&format!("{count} {kind} in {namespace}"), || {
+        let names = server.names(&["get", kind, "-n", namespace]);
+        (names.len() == count)
+            .then_some(names.clone())
+            .ok_or(format!("{names:?}"))
+    })
+}
+
+#[test]
+fn deleting_a_deployment_deletes_its_replicasets_and_their_pods() {
+    let server = cluster();
+    let ns = server.namespace("gc-deployment");
+    server
+        .kubectl(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=tugboat.test/busybox:latest",
+            "--replicas=2",
+            "-n",
+            &ns,
+        ])
+        .ok();
+    wait_count(server, &ns, "replicasets", 1);
+    wait_count(server, &ns, "pods", 2);
+
+    server
+        .kubectl(&["delete", "deployment", "web", "-n", &ns])
+        .ok();
+    wait_count(server, &ns, "replicasets", 0);
+    wait_count(server, &ns, "pods", 0);
+}
+
+#[test]
+fn orphaning_a_deployment_leaves_its_replicaset_and_pods_running() {
+    let server = cluster();
+    let ns = server.namespace("gc-deployment-orphan");
+    server
+        .kubectl(&[
+            "create",
+            "deployment",
+            "web",
+            "--image=tugboat.test/busybox:latest",
+            "--replicas=2",
+            "-n",
+            &ns,
+        ])
+        .ok();
+    let replica_sets = wait_count(server, &ns, "replicasets", 1);
+    wait_count(server, &ns, "pods", 2);
+
+    server
+        .kubectl(&["delete", "deployment", "web", "-n", &ns, "--cascade=orphan"])
+        .ok();
+    let replica_set = replica_sets[0].trim_start_matches("replicaset.apps/");
+    let freed = get(server, &ns, "replicaset", replica_set).expect("the ReplicaSet stays");
+    assert!(owner_uids(&freed).is_empty(), "{freed}");
+    assert_eq!(server.names(&["get", "pods", "-n", &ns]).len(), 2);
 }
