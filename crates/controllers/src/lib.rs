@@ -17,10 +17,14 @@
 //! - `namespace`: empties a namespace being deleted, then finalizes it.
 //! - `replicaset`: ReplicaSets and ReplicationControllers keep their pod count.
 //! - `deployment`: Deployments roll their pods through ReplicaSets, by revision.
+//! - `job`: Jobs run pods to their completions, within back-off and deadline limits.
+//! - `cronjob`: CronJobs make Jobs on their schedule and prune their history.
 
 mod claim;
+mod cronjob;
 mod deployment;
 mod garbage_collector;
+mod job;
 mod namespace;
 mod pods;
 mod replicaset;
@@ -39,6 +43,8 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     controllers.spawn(namespace::run(client.clone()));
     controllers.spawn(replicaset::run(client.clone()));
     controllers.spawn(deployment::run(client.clone()));
+    controllers.spawn(job::run(client.clone()));
+    controllers.spawn(cronjob::run(client.clone()));
     while let Some(stopped) = controllers.join_next().await {
         stopped??;
     }

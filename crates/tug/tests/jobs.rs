@@ -1,0 +1,559 @@
+//! Jobs and CronJobs on the server's own node, driven with the real
+//! kubectl: completions and parallelism, back-off limits (restartPolicy
+//! Never and OnFailure), Indexed Jobs, deadlines, suspension, deletion
+//! after a TTL; CronJobs that run on schedule, keep their history to its
+//! limits and seed `kubectl create job --from`.
+
+mod common;
+
+use std::sync::OnceLock;
+
+use common::{Server, eventually, manifest};
+use serde_json::{Value, json};
+
+const BUSYBOX: &str = "tugboat.test/busybox:latest";
+
+/// The server shared by this file's tests, with the busybox image on its node.
+fn cluster() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let server = Server::start();
+        server.import_image("busybox.oci.tar");
+        server
+    })
+}
+
+/// A Job whose pods run `script` in busybox's sh; `spec` adds to its spec.
+fn job(name: &str, restart_policy: &str, script: &str, spec: Value) -> Value {
+    let mut job = json!({
+        "apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": name},
+        "spec": {"template": {"spec": {
+            "restartPolicy": restart_policy,
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "work", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                "command": ["sh", "-c", script],
+            }],
+        }}},
+    });
+    for (key, value) in spec.as_object().into_iter().flatten() {
+        job["spec"][key] = value.clone();
+    }
+    job
+}
+
+fn apply(server: &Server, namespace: &str, object: &Value) {
+    server
+        .kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &object.to_string())
+        .ok();
+}
+
+fn apply_manifest(server: &Server, namespace: &str, relative: &str) {
+    let path = manifest(relative);
+    server
+        .kubectl(&["apply", "-n", namespace, "-f", path.to_str().unwrap()])
+        .ok();
+}
+
+/// `kubectl wait --for=condition=<condition> job/<name>`, as a user waits.
+fn wait_for(server: &Server, namespace: &str, name: &str, condition: &str) {
+    server
+        .kubectl(&[
+            "wait",
+            "-n",
+            namespace,
+            &format!("--for=condition={condition}"),
+            &format!("job/{name}"),
+            "--timeout=150s",
+        ])
+        .ok();
+}
+
+/// The condition of this type in an object's status (null if absent).
+fn condition<'a>(object: &'a Value, type_: &str) -> &'a Value {
+    object["status"]["conditions"]
+        .as_array()
+        .and_then(|all| all.iter().find(|c| c["type"] == type_))
+        .unwrap_or(&Value::Null)
+}
+
+/// The Job's pods, found by the label the API server gives them.
+fn job_pods(server: &Server, namespace: &str, job: &str) -> Vec<Value> {
+    let out = server
+        .kubectl(&[
+            "get",
+            "pods",
+            "-n",
+            namespace,
+            "-l",
+            &format!("batch.kubernetes.io/job-name={job}"),
+            "-o",
+            "json",
+        ])
+        .ok();
+    let list: Value = serde_json::from_str(&out).expect("a pod list");
+    list["items"].as_array().cloned().unwrap_or_default()
+}
+
+fn phase(pod: &Value) -> &str {
+    pod["status"]["phase"].as_str().unwrap_or_default()
+}
+
+fn described(server: &Server, namespace: &str, kind: &str, name: &str) -> String {
+    server
+        .kubectl(&["describe", kind, name, "-n", namespace])
+        .ok()
+}
+
+/// An RFC 3339 time as the API server writes it (UTC, whole seconds), so
+/// that comparing the strings compares the times.
+fn timestamp(value: &Value) -> String {
+    let time = value.as_str().unwrap_or_default();
+    assert!(
+        time.len() == 20 && time.ends_with('Z'),
+        "not a timestamp: {value}"
+    );
+    time.to_owned()
+}
+
+#[test]
+fn a_job_runs_three_completions_two_at_a_time_and_keeps_its_pods() {
+    let server = cluster();
+    let ns = server.namespace("parallel");
+    apply_manifest(server, &ns, "jobs/parallel.yaml");
+    wait_for(server, &ns, "parallel", "complete");
+
+    let job = server.get_json(&ns, "job", "parallel");
+    assert_eq!(job["status"]["succeeded"], 3, "{}", job["status"]);
+    assert_eq!(job["status"]["ready"], 0, "{}", job["status"]);
+    assert!(job["status"]["active"].is_null(), "{}", job["status"]);
+    assert!(job["status"]["failed"].is_null(), "{}", job["status"]);
+    for type_ in ["SuccessCriteriaMet", "Complete"] {
+        let c = condition(&job, type_);
+        assert_eq!(c["status"], "True", "{type_}: {}", job["status"]);
+        assert_eq!(c["reason"], "CompletionsReached", "{c}");
+    }
+    let started = timestamp(&job["status"]["startTime"]);
+    assert!(timestamp(&job["status"]["completionTime"]) >= started);
+
+    // Finished pods are kept, counted and released from the finalizer.
+    let pods = job_pods(server, &ns, "parallel");
+    assert_eq!(pods.len(), 3, "{pods:?}");
+    for pod in &pods {
+        assert_eq!(phase(pod), "Succeeded", "{pod}");
+        let finalizers = pod["metadata"]["finalizers"].to_string();
+        assert!(!finalizers.contains("job-tracking"), "{finalizers}");
+        assert_eq!(pod["metadata"]["ownerReferences"][0]["kind"], "Job");
+    }
+    // Two pods were made at once, the third only after one finished.
+    let mut created: Vec<String> = pods
+        .iter()
+        .map(|p| timestamp(&p["metadata"]["creationTimestamp"]))
+        .collect();
+    created.sort();
+    let first_end = pods
+        .iter()
+        .map(|p| {
+            timestamp(&p["status"]["containerStatuses"][0]["state"]["terminated"]["finishedAt"])
+        })
+        .min()
+        .unwrap();
+    assert!(
+        created[1] <= first_end,
+        "the second pod waited for the first"
+    );
+    assert!(created[2] >= first_end, "three pods ran at once");
+    assert!(
+        server
+            .kubectl(&["logs", "-n", &ns, "job/parallel"])
+            .ok()
+            .contains("done")
+    );
+    let events = described(server, &ns, "job", "parallel");
+    assert_eq!(
+        events.matches("Created pod: parallel-").count(),
+        3,
+        "{events}"
+    );
+    assert!(events.contains("Completed"), "{events}");
+
+    // Deleting the finished pods loses no count.
+    server
+        .kubectl(&["delete", "pods", "-n", &ns, "-l", "job-name=parallel"])
+        .ok();
+    eventually("the pods to be gone", || {
+        let left = job_pods(server, &ns, "parallel");
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    });
+    let job = server.get_json(&ns, "job", "parallel");
+    assert_eq!(job["status"]["succeeded"], 3, "{}", job["status"]);
+    assert_eq!(condition(&job, "Complete")["status"], "True");
+}
+
+#[test]
+fn a_failing_job_stops_at_its_backoff_limit() {
+    let server = cluster();
+    let ns = server.namespace("backoff");
+    apply(
+        server,
+        &ns,
+        &job(
+            "fails",
+            "Never",
+            "echo failing; exit 3",
+            json!({"backoffLimit": 1}),
+        ),
+    );
+    wait_for(server, &ns, "fails", "failed");
+
+    let job = server.get_json(&ns, "job", "fails");
+    assert_eq!(job["status"]["failed"], 2, "{}", job["status"]);
+    assert!(job["status"]["completionTime"].is_null());
+    for type_ in ["FailureTarget", "Failed"] {
+        let c = condition(&job, type_);
+        assert_eq!(c["status"], "True", "{type_}: {}", job["status"]);
+        assert_eq!(c["reason"], "BackoffLimitExceeded", "{c}");
+        assert_eq!(c["message"], "Job has reached the specified backoff limit");
+    }
+    let pods = job_pods(server, &ns, "fails");
+    assert_eq!(pods.len(), 2, "one pod and one retry: {pods:?}");
+    assert!(pods.iter().all(|p| phase(p) == "Failed"), "{pods:?}");
+    let events = described(server, &ns, "job", "fails");
+    assert!(events.contains("BackoffLimitExceeded"), "{events}");
+}
+
+#[test]
+fn restarts_in_place_count_against_the_backoff_limit() {
+    let server = cluster();
+    let ns = server.namespace("onfailure");
+    apply(
+        server,
+        &ns,
+        &job(
+            "restarts",
+            "OnFailure",
+            "exit 1",
+            json!({"backoffLimit": 1}),
+        ),
+    );
+    wait_for(server, &ns, "restarts", "failed");
+
+    let job = server.get_json(&ns, "job", "restarts");
+    assert_eq!(condition(&job, "Failed")["reason"], "BackoffLimitExceeded");
+    let events = described(server, &ns, "job", "restarts");
+    assert_eq!(
+        events.matches("Created pod: restarts-").count(),
+        1,
+        "the kubelet restarts, the Job does not replace: {events}"
+    );
+    eventually("the restarting pod to be deleted", || {
+        let left: Vec<Value> = job_pods(server, &ns, "restarts")
+            .into_iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+            .collect();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{left:?}"))
+        }
+    });
+}
+
+#[test]
+fn an_indexed_job_gives_each_pod_its_index() {
+    let server = cluster();
+    let ns = server.namespace("indexed");
+    apply_manifest(server, &ns, "jobs/indexed.yaml");
+    wait_for(server, &ns, "indexed", "complete");
+
+    let job = server.get_json(&ns, "job", "indexed");
+    assert_eq!(
+        job["status"]["completedIndexes"], "0-2",
+        "{}",
+        job["status"]
+    );
+    assert_eq!(job["status"]["succeeded"], 3);
+    let pods = job_pods(server, &ns, "indexed");
+    let mut seen = Vec::new();
+    for pod in &pods {
+        let name = pod["metadata"]["name"].as_str().unwrap();
+        let index = pod["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no index on {name}"));
+        assert_eq!(
+            pod["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"],
+            index
+        );
+        assert!(name.starts_with(&format!("indexed-{index}-")), "{name}");
+        let logs = server.kubectl(&["logs", "-n", &ns, name]).ok();
+        assert_eq!(logs.trim(), format!("index={index} host=indexed-{index}"));
+        seen.push(index.to_owned());
+    }
+    seen.sort();
+    assert_eq!(seen, ["0", "1", "2"]);
+}
+
+#[test]
+fn a_job_past_its_active_deadline_fails_and_stops_its_pods() {
+    let server = cluster();
+    let ns = server.namespace("deadline");
+    apply(
+        server,
+        &ns,
+        &job(
+            "slow",
+            "Never",
+            "sleep 600",
+            json!({"activeDeadlineSeconds": 3}),
+        ),
+    );
+    wait_for(server, &ns, "slow", "failed");
+
+    let job = server.get_json(&ns, "job", "slow");
+    let failed = condition(&job, "Failed");
+    assert_eq!(failed["reason"], "DeadlineExceeded", "{}", job["status"]);
+    assert_eq!(
+        failed["message"],
+        "Job was active longer than specified deadline"
+    );
+    assert!(job["status"]["active"].is_null(), "{}", job["status"]);
+    eventually("the pod to be stopped", || {
+        let running: Vec<Value> = job_pods(server, &ns, "slow")
+            .into_iter()
+            .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && phase(p) == "Running")
+            .collect();
+        if running.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{running:?}"))
+        }
+    });
+    assert!(described(server, &ns, "job", "slow").contains("DeadlineExceeded"));
+}
+
+#[test]
+fn a_finished_job_is_deleted_after_its_ttl() {
+    let server = cluster();
+    let ns = server.namespace("ttl");
+    apply(
+        server,
+        &ns,
+        &job(
+            "brief",
+            "Never",
+            "true",
+            json!({"ttlSecondsAfterFinished": 5}),
+        ),
+    );
+    eventually("the Job to complete", || {
+        let job = server.get_json(&ns, "job", "brief");
+        if condition(&job, "Complete")["status"] == "True" {
+            Ok(())
+        } else {
+            Err(job["status"].to_string())
+        }
+    });
+    eventually("the Job to be deleted", || {
+        let run = server.kubectl(&["get", "job", "brief", "-n", &ns]);
+        if run.status.success() {
+            Err(run.stdout)
+        } else {
+            Ok(())
+        }
+    });
+    server.assert_absent(&ns, "job", "brief");
+}
+
+#[test]
+fn a_suspended_job_makes_no_pods_until_resumed() {
+    let server = cluster();
+    let ns = server.namespace("suspend");
+    apply(
+        server,
+        &ns,
+        &job("later", "Never", "true", json!({"suspend": true})),
+    );
+    let job = eventually("the Job to be marked suspended", || {
+        let job = server.get_json(&ns, "job", "later");
+        if condition(&job, "Suspended")["status"] == "True" {
+            Ok(job)
+        } else {
+            Err(job["status"].to_string())
+        }
+    });
+    assert_eq!(condition(&job, "Suspended")["reason"], "JobSuspended");
+    assert!(job["status"]["startTime"].is_null(), "{}", job["status"]);
+    assert!(job_pods(server, &ns, "later").is_empty());
+
+    server
+        .kubectl(&[
+            "patch",
+            "job",
+            "later",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":false}}"#,
+        ])
+        .ok();
+    wait_for(server, &ns, "later", "complete");
+    let job = server.get_json(&ns, "job", "later");
+    let resumed = condition(&job, "Suspended");
+    assert_eq!(resumed["status"], "False", "{}", job["status"]);
+    assert_eq!(resumed["reason"], "JobResumed");
+    assert_eq!(job_pods(server, &ns, "later").len(), 1);
+}
+
+/// A CronJob whose Jobs run `script`, suspended, with history limits of one.
+fn cron_job(name: &str, script: &str) -> Value {
+    let template = job(name, "Never", script, json!({"backoffLimit": 0}));
+    json!({
+        "apiVersion": "batch/v1", "kind": "CronJob", "metadata": {"name": name},
+        "spec": {
+            "schedule": "0 0 1 1 *",
+            "suspend": true,
+            "successfulJobsHistoryLimit": 1,
+            "failedJobsHistoryLimit": 1,
+            "jobTemplate": {"spec": template["spec"]},
+        },
+    })
+}
+
+fn job_names(server: &Server, namespace: &str) -> Vec<String> {
+    server.names(&["get", "jobs", "-n", namespace])
+}
+
+#[test]
+fn a_cronjob_runs_a_job_at_the_next_minute() {
+    let server = cluster();
+    let ns = server.namespace("every-minute");
+    // The run comes at the next minute boundary; made early in a minute, it
+    // would come close to the harness's patience.
+    let second = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        % 60;
+    if second < 15 {
+        std::thread::sleep(std::time::Duration::from_secs(15 - second));
+    }
+    apply_manifest(server, &ns, "jobs/every-minute.yaml");
+    let name = eventually("the CronJob to make a Job", || {
+        match job_names(server, &ns).first() {
+            Some(name) => Ok(name.trim_start_matches("job.batch/").to_owned()),
+            None => Err("no Job".into()),
+        }
+    });
+    // Suspend it at once: one run is all this test needs.
+    server
+        .kubectl(&[
+            "patch",
+            "cronjob",
+            "every-minute",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":true}}"#,
+        ])
+        .ok();
+    wait_for(server, &ns, &name, "complete");
+
+    let cron_job = eventually("the CronJob to see its Job complete", || {
+        let cron_job = server.get_json(&ns, "cronjob", "every-minute");
+        if cron_job["status"]["lastSuccessfulTime"].is_string()
+            && cron_job["status"]["active"].is_null()
+        {
+            Ok(cron_job)
+        } else {
+            Err(cron_job["status"].to_string())
+        }
+    });
+    // The Job is named for its scheduled time, in minutes since the epoch.
+    let scheduled = cron_job["status"]["lastScheduleTime"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(scheduled.ends_with(":00Z"), "{scheduled}");
+    let minutes: i64 = name
+        .trim_start_matches("every-minute-")
+        .parse()
+        .expect("minutes in the name");
+    let date = std::process::Command::new("date")
+        .args([
+            "-u",
+            "-d",
+            &format!("@{}", minutes * 60),
+            "+%Y-%m-%dT%H:%M:%SZ",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&date.stdout).trim(), scheduled);
+    let job = server.get_json(&ns, "job", &name);
+    assert_eq!(job["metadata"]["ownerReferences"][0]["kind"], "CronJob");
+    assert!(
+        job["metadata"]["annotations"]["batch.kubernetes.io/cronjob-scheduled-timestamp"]
+            .is_string(),
+        "{}",
+        job["metadata"]
+    );
+    assert!(
+        server
+            .kubectl(&["logs", "-n", &ns, &format!("job/{name}")])
+            .ok()
+            .contains("tick")
+    );
+    let events = described(server, &ns, "cronjob", "every-minute");
+    assert!(events.contains(&format!("Created job {name}")), "{events}");
+    assert!(
+        events.contains(&format!("Saw completed job: {name}, condition: Complete")),
+        "{events}"
+    );
+}
+
+#[test]
+fn a_cronjob_keeps_finished_jobs_to_its_history_limits() {
+    let server = cluster();
+    let ns = server.namespace("history");
+    apply(server, &ns, &cron_job("good", "true"));
+    apply(server, &ns, &cron_job("bad", "exit 1"));
+    for (cron_job, condition) in [("good", "complete"), ("bad", "failed")] {
+        for run in ["one", "two"] {
+            let name = format!("{cron_job}-{run}");
+            server
+                .kubectl(&[
+                    "create",
+                    "job",
+                    &name,
+                    "-n",
+                    &ns,
+                    &format!("--from=cronjob/{cron_job}"),
+                ])
+                .ok();
+            wait_for(server, &ns, &name, condition);
+        }
+    }
+    // Of each kind only the newest finished Job is kept.
+    eventually("the older Jobs to be deleted", || {
+        let names = job_names(server, &ns);
+        if names == ["job.batch/bad-two", "job.batch/good-two"] {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    });
+    let events = described(server, &ns, "cronjob", "good");
+    assert!(events.contains("Deleted job good-one"), "{events}");
+    // A Job made by hand is the CronJob's all the same.
+    let job = server.get_json(&ns, "job", "good-two");
+    assert_eq!(job["metadata"]["ownerReferences"][0]["name"], "good");
+    assert_eq!(
+        job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
+        "manual"
+    );
+}
