@@ -10,6 +10,8 @@
 //! - `claim`: adopting and releasing children by selector and ownerReferences;
 //! - `pods`: pods made from templates, and a pod's readiness as controllers judge it;
 //! - `selector`: matching a `metav1.LabelSelector` against labels;
+//! - `placement`: node selectors, node affinity and tolerations against a node;
+//! - `revisions`: ControllerRevisions, the template history of DaemonSets and StatefulSets;
 //! - `resources`: the kinds the API server serves, from discovery.
 //!
 //! - `garbage_collector`: deletes dependents whose owners are gone; foreground
@@ -19,16 +21,20 @@
 //! - `deployment`: Deployments roll their pods through ReplicaSets, by revision.
 //! - `job`: Jobs run pods to their completions, within back-off and deadline limits.
 //! - `cronjob`: CronJobs make Jobs on their schedule and prune their history.
+//! - `daemonset`: DaemonSets keep one pod on each eligible node and roll them.
 
 mod claim;
 mod cronjob;
+mod daemonset;
 mod deployment;
 mod garbage_collector;
 mod job;
 mod namespace;
+mod placement;
 mod pods;
 mod replicaset;
 mod resources;
+mod revisions;
 mod selector;
 mod serviceaccount;
 
@@ -45,6 +51,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     controllers.spawn(deployment::run(client.clone()));
     controllers.spawn(job::run(client.clone()));
     controllers.spawn(cronjob::run(client.clone()));
+    controllers.spawn(daemonset::run(client.clone()));
     while let Some(stopped) = controllers.join_next().await {
         stopped??;
     }

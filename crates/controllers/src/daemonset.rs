@@ -1,0 +1,592 @@
+//! The DaemonSet controller: one pod per eligible node, as
+//! kube-controller-manager's daemon controller keeps them.
+//!
+//! A node is eligible when the pod template's nodeSelector and required node
+//! affinity match it and its NoSchedule and NoExecute taints are tolerated
+//! (by the template's tolerations plus those Kubernetes gives every daemon
+//! pod). Pods are placed by the default scheduler: each carries a required
+//! node affinity on `metadata.name` naming its node, as Kubernetes has done
+//! since 1.12. Templates are kept as ControllerRevisions (`revisions`); a
+//! RollingUpdate replaces old pods at most `maxUnavailable` at a time, and
+//! OnDelete only once the user deletes them.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use jiff::Timestamp;
+use k8s_openapi::api::apps::v1::{ControllerRevision, DaemonSet};
+use k8s_openapi::api::core::v1::{
+    Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
+    PodSpec, Taint, Toleration,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::runtime::controller::{Action, Controller};
+use kube::runtime::watcher;
+use kube::{Api, Client, Resource, ResourceExt};
+use serde_json::json;
+use tugboat_events::{Recorder, Type};
+
+use crate::placement::{node_selector_matches, tolerates};
+use crate::pods;
+use crate::revisions::{self, HASH_LABEL, History};
+use crate::selector::Selector;
+
+/// The deprecated label Kubernetes still puts on daemon pods.
+const GENERATION_LABEL: &str = "pod-template-generation";
+
+struct Context {
+    client: Client,
+    events: Recorder,
+}
+
+pub async fn run(client: Client) -> anyhow::Result<()> {
+    let daemon_sets: Api<DaemonSet> = Api::all(client.clone());
+    let pods: Api<Pod> = Api::all(client.clone());
+    let nodes: Api<Node> = Api::all(client.clone());
+    // Any node change may change where daemon pods belong.
+    let node_changes = watcher(nodes, watcher::Config::default()).map(|_| ());
+    let context = Arc::new(Context {
+        events: Recorder::new(client.clone(), "daemonset-controller", None),
+        client,
+    });
+    Controller::new(daemon_sets, watcher::Config::default())
+        .owns(pods, watcher::Config::default())
+        .reconcile_all_on(node_changes)
+        .run(reconcile, retry, context)
+        .for_each(|_| async {})
+        .await;
+    Ok(())
+}
+
+fn retry(_: Arc<DaemonSet>, error: &kube::Error, _: Arc<Context>) -> Action {
+    tracing::warn!("DaemonSet controller: {error}");
+    Action::requeue(Duration::from_secs(2))
+}
+
+/// Whether a node should get a daemon pod, and whether one already there
+/// may stay (a NoSchedule taint keeps new pods off but leaves running ones).
+#[derive(Clone, Copy, PartialEq, Debug)]
+struct Eligibility {
+    should_run: bool,
+    should_continue: bool,
+}
+
+async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, kube::Error> {
+    if ds.metadata.deletion_timestamp.is_some() {
+        return Ok(Action::await_change());
+    }
+    let namespace = ds.namespace().unwrap_or_default();
+    let name = ds.name_any();
+    let uid = ds.uid().unwrap_or_default();
+    let spec = ds.spec.clone().unwrap_or_default();
+    let selector = match Selector::new(Some(&spec.selector)) {
+        Ok(selector) => selector,
+        Err(e) => {
+            tracing::warn!(namespace, name, "DaemonSet with a bad selector: {e}");
+            return Ok(Action::await_change());
+        }
+    };
+    let pod_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &namespace);
+    let nodes = Api::<Node>::all(ctx.client.clone())
+        .list(&ListParams::default())
+        .await?
+        .items;
+    let owned: Vec<Pod> = pod_api
+        .list(&ListParams::default())
+        .await?
+        .items
+        .into_iter()
+        .filter(|p| pods::controller_of(p).is_some_and(|o| o.uid == uid))
+        .filter(|p| selector.matches(p.metadata.labels.as_ref()))
+        .collect();
+
+    let mut history = History::of(
+        Api::<ControllerRevision>::namespaced(ctx.client.clone(), &namespace),
+        &selector,
+        &uid,
+    )
+    .await?;
+    let data = revisions::template_patch(&spec.template).map_err(kube::Error::SerdeError)?;
+    let status = ds.status.clone().unwrap_or_default();
+    let hash = revisions::hash(&data, status.collision_count);
+    let mut labels = spec
+        .template
+        .metadata
+        .clone()
+        .unwrap_or_default()
+        .labels
+        .unwrap_or_default();
+    labels.insert(HASH_LABEL.to_owned(), hash.clone());
+    let owner = ds
+        .controller_owner_ref(&())
+        .expect("a stored DaemonSet has a uid");
+    let current = history
+        .current(
+            &format!("{name}-{hash}"),
+            &data,
+            labels,
+            ds.metadata.annotations.clone(),
+            owner.clone(),
+        )
+        .await?;
+    // A template that came back keeps the hash its revision was made with.
+    let current_hash = current.labels().get(HASH_LABEL).cloned().unwrap_or(hash);
+
+    let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
+    for pod in &owned {
+        if let Some(node) = node_of(pod) {
+            by_node.entry(node).or_default().push(pod);
+        }
+    }
+    let template_spec = daemon_pod_spec(spec.template.spec.clone().unwrap_or_default());
+    let min_ready = spec.min_ready_seconds.unwrap_or(0);
+    let now = Timestamp::now();
+    let is_updated = |p: &Pod| p.labels().get(HASH_LABEL) == Some(&current_hash);
+
+    let mut to_create = Vec::new();
+    let mut to_delete: Vec<&Pod> = Vec::new();
+    let mut counts = Counts::default();
+    // Old pods on nodes that keep theirs, for the rolling update.
+    let mut old_pods: Vec<&Pod> = Vec::new();
+    for node in &nodes {
+        let node_name = node.name_any();
+        let eligibility = eligibility(&template_spec, node);
+        let on_node = by_node.remove(&node_name).unwrap_or_default();
+        let (failed, mut active): (Vec<&Pod>, Vec<&Pod>) = on_node
+            .into_iter()
+            .filter(|p| p.metadata.deletion_timestamp.is_none())
+            .partition(|p| phase(p) == Some("Failed"));
+        for pod in failed {
+            ctx.events
+                .record(
+                    &*ds,
+                    Type::Warning,
+                    "FailedDaemonPod",
+                    format!(
+                        "Found failed daemon pod {namespace}/{} on node {node_name}, will try to kill it",
+                        pod.name_any()
+                    ),
+                )
+                .await;
+            to_delete.push(pod);
+        }
+        if eligibility.should_run {
+            counts.desired += 1;
+        }
+        if !eligibility.should_continue {
+            if !active.is_empty() {
+                counts.misscheduled += 1;
+            }
+            to_delete.extend(active);
+            continue;
+        }
+        if active.is_empty() {
+            if eligibility.should_run {
+                to_create.push(node_name);
+            }
+            continue;
+        }
+        // Several pods on one node: keep the oldest, as Kubernetes does.
+        active.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
+        to_delete.extend(active.drain(1..));
+        let pod = active[0];
+        if !eligibility.should_run {
+            // Tolerated to stay, not to be scheduled: not counted as desired.
+            continue;
+        }
+        counts.scheduled += 1;
+        if pods::is_ready(pod) {
+            counts.ready += 1;
+        }
+        if pods::is_available(pod, min_ready, now) {
+            counts.available += 1;
+        }
+        if is_updated(pod) {
+            counts.updated += 1;
+        } else {
+            old_pods.push(pod);
+        }
+    }
+    // Pods on nodes that are gone.
+    to_delete.extend(by_node.into_values().flatten());
+
+    let strategy = spec.update_strategy.clone().unwrap_or_default();
+    if strategy.type_.as_deref() != Some("OnDelete") {
+        let max_unavailable = max_unavailable(
+            strategy
+                .rolling_update
+                .as_ref()
+                .and_then(|r| r.max_unavailable.as_ref()),
+            counts.desired,
+        );
+        let mut unavailable = counts.desired - counts.available;
+        for pod in old_pods {
+            if !pods::is_available(pod, min_ready, now) {
+                // Already unavailable: replacing it costs nothing.
+                to_delete.push(pod);
+            } else if unavailable < max_unavailable {
+                unavailable += 1;
+                to_delete.push(pod);
+            }
+        }
+    }
+
+    for node_name in to_create {
+        let pod = daemon_pod(
+            &ds,
+            &template_spec,
+            &current_hash,
+            &node_name,
+            owner.clone(),
+        );
+        match pod_api.create(&PostParams::default(), &pod).await {
+            Ok(made) => {
+                ctx.events
+                    .record(
+                        &*ds,
+                        Type::Normal,
+                        "SuccessfulCreate",
+                        format!("Created pod: {}", made.name_any()),
+                    )
+                    .await;
+            }
+            Err(e) => {
+                ctx.events
+                    .record(
+                        &*ds,
+                        Type::Warning,
+                        "FailedCreate",
+                        format!("Error creating: {e}"),
+                    )
+                    .await;
+                return Err(e);
+            }
+        }
+    }
+    for pod in &to_delete {
+        match pod_api
+            .delete(&pod.name_any(), &DeleteParams::default())
+            .await
+        {
+            Ok(_) => {
+                ctx.events
+                    .record(
+                        &*ds,
+                        Type::Normal,
+                        "SuccessfulDelete",
+                        format!("Deleted pod: {}", pod.name_any()),
+                    )
+                    .await;
+            }
+            Err(kube::Error::Api(e)) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+
+    let in_use: Vec<String> = owned
+        .iter()
+        .filter_map(|p| p.labels().get(HASH_LABEL))
+        .map(|h| format!("{name}-{h}"))
+        .chain(current.metadata.name.clone())
+        .collect();
+    history
+        .prune(spec.revision_history_limit.unwrap_or(10), &in_use)
+        .await?;
+
+    let status = json!({"status": {
+        "observedGeneration": ds.metadata.generation,
+        "desiredNumberScheduled": counts.desired,
+        "currentNumberScheduled": counts.scheduled,
+        "numberMisscheduled": counts.misscheduled,
+        "numberReady": counts.ready,
+        "updatedNumberScheduled": counts.updated,
+        "numberAvailable": counts.available,
+        "numberUnavailable": counts.desired - counts.available,
+    }});
+    Api::<DaemonSet>::namespaced(ctx.client.clone(), &namespace)
+        .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+        .await?;
+
+    let settled = counts.available == counts.desired && counts.updated == counts.desired;
+    Ok(if settled {
+        Action::await_change()
+    } else {
+        // Readiness turning into availability after minReadySeconds is no
+        // change of any object: look again soon.
+        Action::requeue(Duration::from_secs(1))
+    })
+}
+
+#[derive(Default)]
+struct Counts {
+    desired: i32,
+    scheduled: i32,
+    misscheduled: i32,
+    ready: i32,
+    available: i32,
+    updated: i32,
+}
+
+fn phase(pod: &Pod) -> Option<&str> {
+    pod.status.as_ref().and_then(|s| s.phase.as_deref())
+}
+
+/// `maxUnavailable` as a number of nodes: a percentage of `desired` rounded
+/// up, 1 when unset, and at least 1 so that a rollout can move.
+fn max_unavailable(value: Option<&IntOrString>, desired: i32) -> i32 {
+    let n = match value {
+        None => 1,
+        Some(IntOrString::Int(n)) => *n,
+        Some(IntOrString::String(s)) => {
+            let percent: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
+            ((percent * i64::from(desired) + 99) / 100) as i32
+        }
+    };
+    n.max(1)
+}
+
+/// The template's spec with the tolerations every daemon pod gets, so that
+/// it keeps running through node conditions that drive other pods away.
+fn daemon_pod_spec(mut spec: PodSpec) -> PodSpec {
+    let mut wanted = vec![
+        ("node.kubernetes.io/not-ready", "NoExecute"),
+        ("node.kubernetes.io/unreachable", "NoExecute"),
+        ("node.kubernetes.io/disk-pressure", "NoSchedule"),
+        ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+        ("node.kubernetes.io/pid-pressure", "NoSchedule"),
+        ("node.kubernetes.io/unschedulable", "NoSchedule"),
+    ];
+    if spec.host_network == Some(true) {
+        wanted.push(("node.kubernetes.io/network-unavailable", "NoSchedule"));
+    }
+    let tolerations = spec.tolerations.get_or_insert_with(Vec::new);
+    for (key, effect) in wanted {
+        let present = tolerations.iter().any(|t| {
+            t.key.as_deref() == Some(key)
+                && t.effect.as_deref() == Some(effect)
+                && t.operator.as_deref() == Some("Exists")
+        });
+        if !present {
+            tolerations.push(Toleration {
+                key: Some(key.to_owned()),
+                operator: Some("Exists".to_owned()),
+                effect: Some(effect.to_owned()),
+                ..Toleration::default()
+            });
+        }
+    }
+    spec
+}
+
+/// The pod for one node: the template, its revision's labels, and a
+/// required node affinity naming the node for the scheduler to honour.
+fn daemon_pod(
+    ds: &DaemonSet,
+    spec: &PodSpec,
+    hash: &str,
+    node: &str,
+    owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+) -> Pod {
+    let template = &ds.spec.as_ref().expect("checked by the caller").template;
+    let mut pod = pods::from_template(
+        template,
+        &ds.namespace().unwrap_or_default(),
+        &format!("{}-", ds.name_any()),
+        owner,
+    );
+    let labels = pod.metadata.labels.get_or_insert_with(BTreeMap::new);
+    labels.insert(HASH_LABEL.to_owned(), hash.to_owned());
+    labels.insert(
+        GENERATION_LABEL.to_owned(),
+        ds.metadata.generation.unwrap_or(1).to_string(),
+    );
+    let mut spec = spec.clone();
+    let affinity = spec.affinity.get_or_insert_with(Affinity::default);
+    let node_affinity = affinity
+        .node_affinity
+        .get_or_insert_with(NodeAffinity::default);
+    node_affinity.required_during_scheduling_ignored_during_execution = Some(NodeSelector {
+        node_selector_terms: vec![NodeSelectorTerm {
+            match_fields: Some(vec![NodeSelectorRequirement {
+                key: "metadata.name".to_owned(),
+                operator: "In".to_owned(),
+                values: Some(vec![node.to_owned()]),
+            }]),
+            match_expressions: None,
+        }],
+    });
+    pod.spec = Some(spec);
+    pod
+}
+
+/// The node a daemon pod is for: where it runs, or, before the scheduler
+/// has bound it, the node its affinity names.
+fn node_of(pod: &Pod) -> Option<String> {
+    let spec = pod.spec.as_ref()?;
+    if let Some(node) = spec.node_name.clone().filter(|n| !n.is_empty()) {
+        return Some(node);
+    }
+    let required = spec
+        .affinity
+        .as_ref()?
+        .node_affinity
+        .as_ref()?
+        .required_during_scheduling_ignored_during_execution
+        .as_ref()?;
+    required
+        .node_selector_terms
+        .iter()
+        .flat_map(|t| t.match_fields.iter().flatten())
+        .find(|r| r.key == "metadata.name" && r.operator == "In")
+        .and_then(|r| match r.values.as_deref() {
+            Some([one]) => Some(one.clone()),
+            _ => None,
+        })
+}
+
+fn eligibility(spec: &PodSpec, node: &Node) -> Eligibility {
+    let never = Eligibility {
+        should_run: false,
+        should_continue: false,
+    };
+    let name = node.name_any();
+    if spec
+        .node_name
+        .as_ref()
+        .is_some_and(|n| !n.is_empty() && *n != name)
+    {
+        return never;
+    }
+    let labels = node.labels();
+    let selected = spec
+        .node_selector
+        .iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let required = spec
+        .affinity
+        .as_ref()
+        .and_then(|a| a.node_affinity.as_ref())
+        .and_then(|a| {
+            a.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        });
+    if !selected || required.is_some_and(|r| !node_selector_matches(r, labels, &name)) {
+        return never;
+    }
+    let tolerations = spec.tolerations.as_deref().unwrap_or_default();
+    let untolerated: Vec<&Taint> = node
+        .spec
+        .iter()
+        .flat_map(|s| s.taints.iter().flatten())
+        .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
+        .filter(|t| !tolerations.iter().any(|tol| tolerates(tol, t)))
+        .collect();
+    Eligibility {
+        should_run: untolerated.is_empty(),
+        should_continue: !untolerated.iter().any(|t| t.effect == "NoExecute"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::from_value;
+
+    fn node(labels: serde_json::Value, taints: serde_json::Value) -> Node {
+        from_value(
+            json!({"metadata": {"name": "n1", "labels": labels}, "spec": {"taints": taints}}),
+        )
+        .unwrap()
+    }
+
+    fn spec(extra: serde_json::Value) -> PodSpec {
+        let mut spec = json!({"containers": [{"name": "c"}]});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        daemon_pod_spec(from_value(spec).unwrap())
+    }
+
+    const RUN: Eligibility = Eligibility {
+        should_run: true,
+        should_continue: true,
+    };
+
+    #[test]
+    fn node_selector_and_affinity_pick_nodes() {
+        let n = node(json!({"disk": "ssd", "cores": "8"}), json!([]));
+        assert_eq!(
+            eligibility(&spec(json!({"nodeSelector": {"disk": "ssd"}})), &n),
+            RUN
+        );
+        assert!(!eligibility(&spec(json!({"nodeSelector": {"disk": "hdd"}})), &n).should_run);
+        let affinity = |expr: serde_json::Value| {
+            spec(
+                json!({"affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution":
+                {"nodeSelectorTerms": [{"matchExpressions": [expr]}]}}}}),
+            )
+        };
+        let gt = affinity(json!({"key": "cores", "operator": "Gt", "values": ["4"]}));
+        assert!(eligibility(&gt, &n).should_run);
+        let lt = affinity(json!({"key": "cores", "operator": "Lt", "values": ["4"]}));
+        assert!(!eligibility(&lt, &n).should_run);
+        let not_in = affinity(json!({"key": "disk", "operator": "NotIn", "values": ["ssd"]}));
+        assert!(!eligibility(&not_in, &n).should_run);
+        let absent = affinity(json!({"key": "gpu", "operator": "DoesNotExist"}));
+        assert!(eligibility(&absent, &n).should_run);
+    }
+
+    #[test]
+    fn taints_keep_pods_off_unless_tolerated() {
+        let plain = spec(json!({}));
+        let no_schedule = node(
+            json!({}),
+            json!([{"key": "dedicated", "value": "db", "effect": "NoSchedule"}]),
+        );
+        assert_eq!(
+            eligibility(&plain, &no_schedule),
+            Eligibility {
+                should_run: false,
+                should_continue: true
+            }
+        );
+        let no_execute = node(
+            json!({}),
+            json!([{"key": "dedicated", "effect": "NoExecute"}]),
+        );
+        assert_eq!(
+            eligibility(&plain, &no_execute),
+            Eligibility {
+                should_run: false,
+                should_continue: false
+            }
+        );
+        let tolerant = spec(
+            json!({"tolerations": [{"key": "dedicated", "operator": "Equal", "value": "db"}]}),
+        );
+        assert_eq!(eligibility(&tolerant, &no_schedule), RUN);
+        // The tolerations every daemon pod gets: a cordoned, not-ready node keeps its pod.
+        let cordoned = node(
+            json!({}),
+            json!([
+            {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"},
+            {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"}]),
+        );
+        assert_eq!(eligibility(&plain, &cordoned), RUN);
+    }
+
+    #[test]
+    fn max_unavailable_rounds_percentages_up() {
+        assert_eq!(max_unavailable(None, 10), 1);
+        assert_eq!(
+            max_unavailable(Some(&IntOrString::String("25%".into())), 10),
+            3
+        );
+        assert_eq!(max_unavailable(Some(&IntOrString::Int(0)), 10), 1);
+        assert_eq!(max_unavailable(Some(&IntOrString::Int(4)), 10), 4);
+    }
+}
