@@ -13,6 +13,7 @@
 //! - `events`: the Events the kubelet records about pods.
 //! - `kubelet`: the kubelet API the API server reaches the node through
 //!   (logs, exec, attach, stats), over HTTPS for cluster clients only.
+//! - `storage`: the node's local-path volumes, removed when reclaimed.
 //!
 //! The agent meets the rest of the cluster only through the Kubernetes API,
 //! with the `kube` client, as a kubelet does.
@@ -22,6 +23,7 @@ mod lease;
 pub mod machine;
 mod node;
 mod pods;
+mod storage;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -112,6 +114,10 @@ pub async fn run(client: Client, mut config: Config) -> anyhow::Result<()> {
         }
     };
     tracing::info!(node = %config.node_name, "node registered");
+    let _reclaimer = AbortOnDrop(tokio::spawn(storage::reclaim(
+        client.clone(),
+        storage::dir(&config.data_dir),
+    )));
     let lease = lease::LeaseRenewer::new(client, &config.node_name, &uid);
     let mut pods = tokio::spawn(pods::run(Arc::new(pods)));
     let mut beat = tokio::time::interval(HEARTBEAT);

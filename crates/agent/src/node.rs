@@ -14,7 +14,7 @@ use kube::{Api, Client};
 use serde_json::{Value, json};
 
 use crate::machine::{self, Available, Capacity};
-use crate::{Config, rfc3339};
+use crate::{Config, rfc3339, storage};
 
 const FIELD_MANAGER: &str = "tug-agent";
 
@@ -116,7 +116,15 @@ impl NodeReporter {
         json!({
             "apiVersion": "v1",
             "kind": "Node",
-            "metadata": {"name": self.config.node_name, "labels": labels},
+            "metadata": {
+                "name": self.config.node_name,
+                "labels": labels,
+                // Where local-path volumes of this node live, for the
+                // provisioner that names their directories.
+                "annotations": {
+                    storage::DIR_ANNOTATION: storage::dir(&self.config.data_dir),
+                },
+            },
             "spec": {
                 "podCIDR": self.config.pod_cidr.to_string(),
                 "podCIDRs": [self.config.pod_cidr.to_string()],

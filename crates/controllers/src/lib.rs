@@ -22,6 +22,7 @@
 //! - `job`: Jobs run pods to their completions, within back-off and deadline limits.
 //! - `cronjob`: CronJobs make Jobs on their schedule and prune their history.
 //! - `daemonset`: DaemonSets keep one pod on each eligible node and roll them.
+//! - `volumes`: claims bound to volumes; the local-path provisioner and default class.
 
 mod claim;
 mod cronjob;
@@ -37,6 +38,7 @@ mod resources;
 mod revisions;
 mod selector;
 mod serviceaccount;
+mod volumes;
 
 use kube::Client;
 use tokio::task::JoinSet;
@@ -52,6 +54,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     controllers.spawn(job::run(client.clone()));
     controllers.spawn(cronjob::run(client.clone()));
     controllers.spawn(daemonset::run(client.clone()));
+    controllers.spawn(volumes::run(client.clone()));
     while let Some(stopped) = controllers.join_next().await {
         stopped??;
     }

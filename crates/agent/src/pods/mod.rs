@@ -3,6 +3,7 @@
 //! - `worker`: one pod's loop from sandbox to deletion.
 //! - `spec`: a container's runtime spec from the pod and the image.
 //! - `volumes`: the pod's directory, volumes and mounts.
+//! - `claims`: the PersistentVolumeClaims a pod mounts, once bound.
 //! - `status`: the pod's status as the kubelet reports it.
 //!
 //! The watch lists pods with `spec.nodeName` = this node. Every version of a
@@ -11,6 +12,7 @@
 //! pods that no longer exist is removed: what a crashed agent left behind.
 //! Workers of pods that still exist adopt their running containers.
 
+mod claims;
 mod probes;
 mod spec;
 mod status;

@@ -104,6 +104,8 @@ impl PodDir {
                 }
                 _ => {}
             }
+        } else if volume.persistent_volume_claim.is_some() {
+            // Linked to its volume's directory by `link_claim` once bound.
         } else if let Some(cm) = &volume.config_map {
             let data = refs.config_maps.get(&cm.name);
             if data.is_none() && cm.optional != Some(true) {
@@ -195,6 +197,8 @@ impl PodDir {
         let name = &volume.name;
         if let Some(host) = &volume.host_path {
             (PathBuf::from(&host.path), false)
+        } else if let Some(claim) = &volume.persistent_volume_claim {
+            (self.volume("pvc", name), claim.read_only == Some(true))
         } else if volume.config_map.is_some() {
             (self.volume("configmap", name), true)
         } else if volume.secret.is_some() {
@@ -204,6 +208,19 @@ impl PodDir {
         } else {
             (self.volume("empty-dir", name), false)
         }
+    }
+
+    /// Points the pod's claim volume `name` at `target`, the directory of
+    /// the PersistentVolume bound to it: a link, so that removing the pod's
+    /// directory leaves the data where the volume keeps it.
+    pub fn link_claim(&self, name: &str, target: &Path) -> io::Result<()> {
+        let link = self.volume("pvc", name);
+        fs::create_dir_all(link.parent().expect("volume paths have parents"))?;
+        match fs::remove_file(&link) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+        std::os::unix::fs::symlink(target, &link)
     }
 
     /// Removes the pod's directory, unmounting memory-backed emptyDirs first.

@@ -24,6 +24,7 @@ use tugboat_net::{PodNetwork, PortMapping, Protocol};
 use tugboat_runtime::{ContainerId, ContainerState, ContainerStatus, Sandbox, SandboxSpec};
 
 use super::Node;
+use super::claims::Claims;
 use super::probes::{Kind, Target, Tracker, check, run_hook};
 use super::spec::{ConfigError, Placement, References, container_spec};
 use super::status::{Observed, Phase, PodView, by_name, pod_status};
@@ -113,6 +114,8 @@ struct Worker {
     probes: HashMap<(ContainerId, Kind), Tracker>,
     /// The pod's address on the pod network, once CNI gave it one.
     pod_ip: Option<IpAddr>,
+    /// The pod's PersistentVolumeClaims, linked once bound.
+    claims: Claims,
     /// The ConfigMaps and Secrets the pod uses, and when they were fetched.
     referenced: Option<(Instant, Referenced)>,
     /// What the pod's volumes and files were last written from.
@@ -145,6 +148,7 @@ impl Worker {
             start_time: None,
             probes: HashMap::new(),
             pod_ip: None,
+            claims: Claims::default(),
             referenced: None,
             prepared: None,
         }
@@ -214,6 +218,11 @@ impl Worker {
                 }
                 None
             }
+        };
+        // Containers wait (ContainerCreating) until every claim is bound.
+        let sandbox = match sandbox {
+            Some(sandbox) if self.claims.mount(&self.node, pod, &pod_dir).await => Some(sandbox),
+            _ => None,
         };
         let containers = self.containers_of(&uid).await;
         let observed = by_name(&containers);
