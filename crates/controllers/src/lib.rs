@@ -22,6 +22,7 @@
 //! - `job`: Jobs run pods to their completions, within back-off and deadline limits.
 //! - `cronjob`: CronJobs make Jobs on their schedule and prune their history.
 //! - `daemonset`: DaemonSets keep one pod on each eligible node and roll them.
+//! - `statefulset`: StatefulSets' ordered pods with stable names, hostnames and claims.
 //! - `volumes`: claims bound to volumes; the local-path provisioner and default class.
 
 mod claim;
@@ -38,6 +39,7 @@ mod resources;
 mod revisions;
 mod selector;
 mod serviceaccount;
+mod statefulset;
 mod volumes;
 
 use kube::Client;
@@ -54,6 +56,7 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
     controllers.spawn(job::run(client.clone()));
     controllers.spawn(cronjob::run(client.clone()));
     controllers.spawn(daemonset::run(client.clone()));
+    controllers.spawn(statefulset::run(client.clone()));
     controllers.spawn(volumes::run(client.clone()));
     while let Some(stopped) = controllers.join_next().await {
         stopped??;

@@ -107,7 +107,7 @@ pub(super) fn validate_stateful_set(obj: &Value, old: Option<&Value>) -> Vec<Fie
         check_non_negative(&mut errs, spec, key, "spec");
     }
     validate_required_selector(spec, "statefulset", &mut errs);
-    validate_replica_template(spec, "StatefulSet", &mut errs);
+    validate_replica_template(&with_claim_volumes(spec), "StatefulSet", &mut errs);
     if let Some(old) = old {
         let old_spec = field(old, "spec");
         let mut unchanged = spec.clone();
@@ -447,6 +447,39 @@ fn validate_label_selector(selector: &Value, path: &str, errs: &mut Vec<FieldErr
             }
         }
     }
+}
+
+/// A StatefulSet's spec with each volumeClaimTemplate as a volume of its
+/// pod template, as the controller gives its pods: containers mount claims
+/// by the template's name, which the pod spec alone does not declare.
+fn with_claim_volumes(spec: &Value) -> Value {
+    let mut spec = spec.clone();
+    let claims: Vec<String> = spec["volumeClaimTemplates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|c| c.pointer("/metadata/name").and_then(Value::as_str))
+        .map(str::to_owned)
+        .collect();
+    if let Some(pod) = spec
+        .pointer_mut("/template/spec")
+        .and_then(Value::as_object_mut)
+    {
+        let volumes = pod
+            .entry("volumes")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if let Some(volumes) = volumes.as_array_mut() {
+            for name in claims {
+                if !volumes.iter().any(|v| v["name"] == name.as_str()) {
+                    volumes.push(serde_json::json!({
+                        "name": name,
+                        "persistentVolumeClaim": {"claimName": name},
+                    }));
+                }
+            }
+        }
+    }
+    spec
 }
 
 /// The template of a Deployment, ReplicaSet or StatefulSet: selected by the
