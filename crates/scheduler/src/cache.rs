@@ -21,6 +21,9 @@ pub struct NodeInfo {
     /// The keys of those with required anti-affinity terms, which every
     /// incoming pod must be checked against.
     pub pods_with_anti_affinity: BTreeSet<String>,
+    /// The keys of those with any pod affinity or anti-affinity, which
+    /// scores read even for an incoming pod with no terms of its own.
+    pub pods_with_affinity: BTreeSet<String>,
     /// The sum of the requests of `pods`.
     pub requested: Resources,
     /// The sum of their requests as scores count them (cpu, memory).
@@ -35,6 +38,7 @@ impl NodeInfo {
             allowed_pods: 0,
             pods: BTreeMap::new(),
             pods_with_anti_affinity: BTreeSet::new(),
+            pods_with_affinity: BTreeSet::new(),
             requested: Resources::default(),
             scoring_requested: (0, 0),
         }
@@ -59,6 +63,9 @@ impl NodeInfo {
         if !pod.required_terms().1.is_empty() {
             self.pods_with_anti_affinity.insert(pod.key.clone());
         }
+        if pod.has_pod_affinity() {
+            self.pods_with_affinity.insert(pod.key.clone());
+        }
         if let Some(old) = self.pods.insert(pod.key.clone(), pod) {
             self.forget_requests(&old);
         }
@@ -66,6 +73,7 @@ impl NodeInfo {
 
     fn remove_pod(&mut self, key: &str) {
         self.pods_with_anti_affinity.remove(key);
+        self.pods_with_affinity.remove(key);
         if let Some(old) = self.pods.remove(key) {
             self.forget_requests(&old);
         }

@@ -12,7 +12,7 @@
 //!   including pods assumed on a node while their binding is in flight;
 //! - `schedule`: one attempt: filter the nodes, score the rest, pick one;
 //! - `filters`: may the pod go to this node (one file per filter family);
-//! - `scores`: how well the node suits the pod;
+//! - `scores`: how well the node suits the pod (one file per scorer family);
 //! - `messages`: "0/3 nodes are available: ..." when no node may take it;
 //! - `binding`: the Binding and Scheduled event, or PodScheduled=False and
 //!   FailedScheduling;

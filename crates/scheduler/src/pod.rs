@@ -59,6 +59,14 @@ impl PodInfo {
         self.pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS)
     }
 
+    /// Any pod affinity or anti-affinity, required or preferred.
+    pub fn has_pod_affinity(&self) -> bool {
+        self.spec()
+            .affinity
+            .as_ref()
+            .is_some_and(|a| a.pod_affinity.is_some() || a.pod_anti_affinity.is_some())
+    }
+
     /// The pod's required pod affinity and anti-affinity terms.
     pub fn required_terms(&self) -> (&[PodAffinityTerm], &[PodAffinityTerm]) {
         let affinity = self.spec().affinity.as_ref();

@@ -22,5 +22,5 @@ pub fn find_node(pod: &PodInfo, cache: &Cache, volumes: &Volumes) -> Result<Stri
     if feasible.is_empty() {
         return Err(FitError::without_victims(unfit));
     }
-    Ok(scores::best(pod, &feasible).name().to_owned())
+    Ok(scores::best(pod, &feasible, cache).name().to_owned())
 }

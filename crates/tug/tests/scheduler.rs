@@ -800,3 +800,236 @@ fn claims_must_exist_and_bound_local_volumes_choose_the_node() {
     );
     assert_eq!(bound_node(&server, &ns, "missing"), "v3");
 }
+
+/// Creates pods `{prefix}-1`... one at a time (each bound before the next)
+/// and returns their nodes.
+fn place_one_by_one(
+    server: &Server,
+    namespace: &str,
+    prefix: &str,
+    count: usize,
+    make: impl Fn(&str) -> Value,
+) -> Vec<String> {
+    (1..=count)
+        .map(|i| {
+            let name = format!("{prefix}-{i}");
+            create(server, namespace, &make(&name));
+            bound_node(server, namespace, &name)
+        })
+        .collect()
+}
+
+/// A pod pinned to `node` requesting `requests`.
+fn pinned(name: &str, node: &str, requests: Value) -> Value {
+    let mut pod = pod_requesting(name, requests);
+    pod["spec"]["nodeSelector"] = json!({"kubernetes.io/hostname": node});
+    pod
+}
+
+#[test]
+fn scores_prefer_the_least_allocated_and_then_the_balanced_node() {
+    let server = simulated_cluster();
+    let _nodes = [
+        SimulatedNode::start(&server, NodeSpec::new("busy")),
+        SimulatedNode::start(&server, NodeSpec::new("idle")),
+        SimulatedNode::start(&server, NodeSpec::new("lopsided")),
+        SimulatedNode::start(&server, NodeSpec::new("even")),
+    ];
+    let ns = server.namespace("resources");
+    // busy: 3 of 4 cpus and 6 of 8 GiB. lopsided: half its cpu, no memory;
+    // even: a quarter of both: as much left free on average, better balanced.
+    create(
+        &server,
+        &ns,
+        &pinned("load", "busy", json!({"cpu": "3", "memory": "6Gi"})),
+    );
+    create(
+        &server,
+        &ns,
+        &pinned(
+            "cpu-heavy",
+            "lopsided",
+            json!({"cpu": "2", "memory": "1Mi"}),
+        ),
+    );
+    create(
+        &server,
+        &ns,
+        &pinned("balanced", "even", json!({"cpu": "1", "memory": "2Gi"})),
+    );
+    for name in ["load", "cpu-heavy", "balanced"] {
+        bound_node(&server, &ns, name);
+    }
+    // Not the busy node: the idle one, as long as it stays the emptiest.
+    let nodes = place_one_by_one(&server, &ns, "light", 3, |name| {
+        pod_requesting(name, json!({"cpu": "100m", "memory": "100Mi"}))
+    });
+    assert_eq!(nodes, ["idle", "idle", "idle"]);
+    // With idle full, the choice is between lopsided and even.
+    create(
+        &server,
+        &ns,
+        &pinned("fill", "idle", json!({"cpu": "3500m", "memory": "7Gi"})),
+    );
+    bound_node(&server, &ns, "fill");
+    let nodes = place_one_by_one(&server, &ns, "next", 2, |name| {
+        pod_requesting(name, json!({"cpu": "100m", "memory": "200Mi"}))
+    });
+    assert_eq!(nodes, ["even", "even"]);
+}
+
+#[test]
+fn scores_prefer_a_node_holding_the_image() {
+    let server = simulated_cluster();
+    let _nodes = [
+        SimulatedNode::start(&server, NodeSpec::new("cold")),
+        SimulatedNode::start(
+            &server,
+            NodeSpec::new("warm").image(&[BUSYBOX], 500 * 1024 * 1024),
+        ),
+        SimulatedNode::start(
+            &server,
+            NodeSpec::new("other").image(&["docker.io/library/nginx:1.25"], 500 * 1024 * 1024),
+        ),
+    ];
+    let ns = server.namespace("images");
+    let nodes = place_one_by_one(&server, &ns, "app", 3, |name| pod(name, json!({})));
+    assert_eq!(nodes, ["warm", "warm", "warm"]);
+    // A short name is found under its full one.
+    let mut nginx = pod("nginx", json!({}));
+    nginx["spec"]["containers"][0]["image"] = "nginx:1.25".into();
+    create(&server, &ns, &nginx);
+    assert_eq!(bound_node(&server, &ns, "nginx"), "other");
+}
+
+#[test]
+fn scores_follow_preferred_node_affinity() {
+    let server = simulated_cluster();
+    let _nodes = [
+        SimulatedNode::start(&server, NodeSpec::new("ssd").label("disk", "ssd")),
+        SimulatedNode::start(
+            &server,
+            NodeSpec::new("hdd").label("disk", "hdd").label("zone", "x"),
+        ),
+        SimulatedNode::start(&server, NodeSpec::new("plain")),
+    ];
+    let ns = server.namespace("preferred");
+    let prefer = |terms: Value| json!({"affinity": {"nodeAffinity": {"preferredDuringSchedulingIgnoredDuringExecution": terms}}});
+    let term = |weight: i32, key: &str, value: &str| json!({"weight": weight, "preference": {"matchExpressions": [{"key": key, "operator": "In", "values": [value]}]}});
+    let nodes = place_one_by_one(&server, &ns, "fast", 3, |name| {
+        pod(name, prefer(json!([term(50, "disk", "ssd")])))
+    });
+    assert_eq!(nodes, ["ssd", "ssd", "ssd"]);
+    // The heavier preference wins.
+    let nodes = place_one_by_one(&server, &ns, "zoned", 2, |name| {
+        pod(
+            name,
+            prefer(json!([term(10, "disk", "ssd"), term(90, "zone", "x")])),
+        )
+    });
+    assert_eq!(nodes, ["hdd", "hdd"]);
+}
+
+#[test]
+fn scores_follow_preferred_pod_affinity_and_anti_affinity() {
+    let server = simulated_cluster();
+    let _nodes = [
+        SimulatedNode::start(&server, NodeSpec::new("p1")),
+        SimulatedNode::start(&server, NodeSpec::new("p2")),
+        SimulatedNode::start(&server, NodeSpec::new("p3")),
+    ];
+    let ns = server.namespace("company");
+    let mut db = pinned("db", "p2", json!({"cpu": "2"}));
+    db["metadata"]["labels"] = json!({"app": "db"});
+    create(&server, &ns, &db);
+    bound_node(&server, &ns, "db");
+    let preferring = |kind: &'static str| {
+        move |name: &str| {
+            pod(
+                name,
+                json!({"affinity": {kind: {"preferredDuringSchedulingIgnoredDuringExecution": [{
+                    "weight": 100,
+                    "podAffinityTerm": {
+                        "labelSelector": {"matchLabels": {"app": "db"}},
+                        "topologyKey": "kubernetes.io/hostname",
+                    },
+                }]}}}),
+            )
+        }
+    };
+    // Near the db, though its node is the fullest.
+    let nodes = place_one_by_one(&server, &ns, "near", 3, preferring("podAffinity"));
+    assert_eq!(nodes, ["p2", "p2", "p2"]);
+    let nodes = place_one_by_one(&server, &ns, "far", 4, preferring("podAntiAffinity"));
+    assert!(!nodes.contains(&"p2".to_owned()), "{nodes:?}");
+}
+
+#[test]
+fn scores_avoid_untolerated_prefer_no_schedule_taints() {
+    let server = simulated_cluster();
+    let _nodes = [
+        SimulatedNode::start(
+            &server,
+            NodeSpec::new("soft").taint("spot", "true", "PreferNoSchedule"),
+        ),
+        SimulatedNode::start(&server, NodeSpec::new("firm")),
+    ];
+    let ns = server.namespace("soft-taints");
+    // Even as firm fills up and soft stays empty.
+    let nodes = place_one_by_one(&server, &ns, "app", 4, |name| {
+        pod_requesting(name, json!({"cpu": "500m", "memory": "1Gi"}))
+    });
+    assert_eq!(nodes, ["firm", "firm", "firm", "firm"]);
+}
+
+#[test]
+fn a_controllers_pods_spread_across_nodes() {
+    let server = simulated_cluster();
+    // One node far bigger: least allocated alone would put every replica there.
+    let _nodes = [
+        SimulatedNode::start(
+            &server,
+            NodeSpec::new("large")
+                .resource("cpu", "64")
+                .resource("memory", "256Gi"),
+        ),
+        SimulatedNode::start(&server, NodeSpec::new("small")),
+    ];
+    let ns = server.namespace("spread-rs");
+    let replica_set = json!({
+        "apiVersion": "apps/v1", "kind": "ReplicaSet",
+        "metadata": {"name": "web"},
+        "spec": {
+            "replicas": 4,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {"containers": [{"name": "web", "image": BUSYBOX, "command": ["sleep", "3600"]}]},
+            },
+        },
+    });
+    server
+        .kubectl_stdin(&["create", "-n", &ns, "-f", "-"], &replica_set.to_string())
+        .ok();
+    let nodes = eventually("4 replicas bound", || {
+        let pods: Value = serde_json::from_str(
+            &server
+                .kubectl(&["get", "pods", "-n", &ns, "-o", "json"])
+                .ok(),
+        )
+        .expect("JSON");
+        let nodes: Vec<String> = pods["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|p| p["spec"]["nodeName"].as_str().map(str::to_owned))
+            .collect();
+        if nodes.len() == 4 {
+            Ok(nodes)
+        } else {
+            Err(format!("{nodes:?}"))
+        }
+    });
+    let on_small = nodes.iter().filter(|n| *n == "small").count();
+    assert_eq!(on_small, 2, "{nodes:?}");
+}

@@ -17,10 +17,10 @@
 //! attempt ([`Prepared`]), then judge each node from the counts.
 
 mod fit;
-mod interpod;
-mod node;
+pub mod interpod;
+pub mod node;
 mod ports;
-mod spread;
+pub mod spread;
 pub mod taints;
 mod volumes;
 

@@ -115,7 +115,7 @@ impl Spread {
 }
 
 /// Whether a node's pods count for the constraint, by its node policies.
-fn eligible(pod: &PodInfo, node: &NodeInfo, constraint: &TopologySpreadConstraint) -> bool {
+pub fn eligible(pod: &PodInfo, node: &NodeInfo, constraint: &TopologySpreadConstraint) -> bool {
     let affinity_policy = constraint
         .node_affinity_policy
         .as_deref()

@@ -69,7 +69,7 @@ pub fn tolerates(pod: &PodInfo, taint: &Taint) -> bool {
 
 /// Kubernetes' ToleratesTaint: an empty effect or key matches any; `Exists`
 /// ignores the value, `Equal` (the default) compares it.
-fn toleration_matches(toleration: &Toleration, taint: &Taint) -> bool {
+pub fn toleration_matches(toleration: &Toleration, taint: &Taint) -> bool {
     let effect = toleration.effect.as_deref().unwrap_or_default();
     let key = toleration.key.as_deref().unwrap_or_default();
     if !effect.is_empty() && effect != taint.effect {

@@ -1,0 +1,184 @@
+//! Spreading (PodTopologySpread's score): the fewer matching pods in a
+//! node's domains, the better. The pod's ScheduleAnyway constraints count;
+//! a pod with no constraints of its own, made by a controller, gets
+//! Kubernetes' defaults (at most 3 more per node, 5 more per zone) over its
+//! controller's pods, so a ReplicaSet's replicas spread across nodes.
+
+use std::collections::{HashMap, HashSet};
+
+use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
+
+use super::MAX_SCORE;
+use crate::cache::{Cache, NodeInfo};
+use crate::filters::spread::eligible;
+use crate::labels::{node_labels, selector_matches};
+use crate::pod::PodInfo;
+
+const HOSTNAME: &str = "kubernetes.io/hostname";
+const ZONE: &str = "topology.kubernetes.io/zone";
+
+/// Which pods a constraint counts.
+enum Matcher {
+    Selector(k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector),
+    /// Pods with the same controller (by uid): the default constraints'.
+    Controller(String),
+}
+
+struct Constraint {
+    spec: TopologySpreadConstraint,
+    matcher: Matcher,
+    counts: HashMap<String, i64>,
+}
+
+pub struct Spreading {
+    constraints: Vec<Constraint>,
+    /// The pod's own constraints need every key on a node; the defaults do not.
+    require_all_keys: bool,
+}
+
+impl Spreading {
+    pub fn count(pod: &PodInfo, cache: &Cache) -> Spreading {
+        let own = pod
+            .spec()
+            .topology_spread_constraints
+            .as_deref()
+            .unwrap_or_default();
+        let (constraints, require_all_keys) = if own.is_empty() {
+            (default_constraints(&pod.pod), false)
+        } else {
+            let soft = own
+                .iter()
+                .filter(|c| c.when_unsatisfiable == "ScheduleAnyway")
+                .filter_map(|c| {
+                    let selector = c.label_selector.clone()?;
+                    Some(Constraint {
+                        spec: c.clone(),
+                        matcher: Matcher::Selector(selector),
+                        counts: HashMap::new(),
+                    })
+                })
+                .collect();
+            (soft, true)
+        };
+        let mut spreading = Spreading {
+            constraints,
+            require_all_keys,
+        };
+        for node in cache.nodes() {
+            let labels = node_labels(node.object());
+            if require_all_keys
+                && !spreading
+                    .constraints
+                    .iter()
+                    .all(|c| labels.contains_key(&c.spec.topology_key))
+            {
+                continue;
+            }
+            for c in &mut spreading.constraints {
+                let Some(value) = labels.get(&c.spec.topology_key) else {
+                    continue;
+                };
+                if !eligible(pod, node, &c.spec) {
+                    continue;
+                }
+                let matching = node
+                    .pods
+                    .values()
+                    .filter(|p| {
+                        p.namespace() == pod.namespace()
+                            && p.pod.metadata.deletion_timestamp.is_none()
+                            && c.matcher.matches(p)
+                    })
+                    .count() as i64;
+                *c.counts.entry(value.clone()).or_default() += matching;
+            }
+        }
+        spreading
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.constraints.is_empty()
+    }
+
+    /// Raw scores for `feasible` (lower raw is better), normalized to 0..100
+    /// with the emptiest domains highest; a node lacking a key scores 0.
+    pub fn scores(&self, feasible: &[&NodeInfo]) -> Vec<i64> {
+        let weights: Vec<f64> = self
+            .constraints
+            .iter()
+            .map(|c| {
+                let domains = feasible
+                    .iter()
+                    .filter_map(|n| node_labels(n.object()).get(&c.spec.topology_key))
+                    .collect::<HashSet<_>>()
+                    .len();
+                ((domains + 2) as f64).ln()
+            })
+            .collect();
+        let raw: Vec<Option<i64>> = feasible.iter().map(|n| self.raw(n, &weights)).collect();
+        let max = raw.iter().flatten().copied().max().unwrap_or(0);
+        let min = raw.iter().flatten().copied().min().unwrap_or(0);
+        raw.into_iter()
+            .map(|s| match s {
+                None => 0,
+                Some(_) if max == 0 => MAX_SCORE,
+                Some(s) => MAX_SCORE * (max + min - s) / max,
+            })
+            .collect()
+    }
+
+    /// `weights`: per constraint, the log of its domain count (plus 2).
+    fn raw(&self, node: &NodeInfo, weights: &[f64]) -> Option<i64> {
+        let labels = node_labels(node.object());
+        let mut score = 0.0;
+        for (c, weight) in self.constraints.iter().zip(weights) {
+            let Some(value) = labels.get(&c.spec.topology_key) else {
+                if self.require_all_keys {
+                    return None;
+                }
+                continue;
+            };
+            let count = c.counts.get(value).copied().unwrap_or(0);
+            score += count as f64 * weight + f64::from(c.spec.max_skew - 1);
+        }
+        Some(score.round() as i64)
+    }
+}
+
+impl Matcher {
+    fn matches(&self, pod: &PodInfo) -> bool {
+        match self {
+            Matcher::Selector(selector) => selector_matches(selector, pod.labels()),
+            Matcher::Controller(uid) => controller_uid(&pod.pod) == Some(uid.as_str()),
+        }
+    }
+}
+
+fn controller_uid(pod: &Pod) -> Option<&str> {
+    pod.metadata
+        .owner_references
+        .iter()
+        .flatten()
+        .find(|r| r.controller == Some(true))
+        .map(|r| r.uid.as_str())
+}
+
+/// Kubernetes' default constraints, over the pod's controller's pods.
+fn default_constraints(pod: &Pod) -> Vec<Constraint> {
+    let Some(uid) = controller_uid(pod) else {
+        return Vec::new();
+    };
+    [(HOSTNAME, 3), (ZONE, 5)]
+        .into_iter()
+        .map(|(key, max_skew)| Constraint {
+            spec: TopologySpreadConstraint {
+                topology_key: key.to_owned(),
+                max_skew,
+                when_unsatisfiable: "ScheduleAnyway".to_owned(),
+                ..TopologySpreadConstraint::default()
+            },
+            matcher: Matcher::Controller(uid.to_owned()),
+            counts: HashMap::new(),
+        })
+        .collect()
+}
