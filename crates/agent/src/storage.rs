@@ -1,6 +1,7 @@
 //! Local-path volumes on this node: the directory they live under, which
 //! the Node publishes for the provisioner, and their removal when a volume
-//! reclaimed with `Delete` goes.
+//! reclaimed with `Delete` goes (a `Retain` volume deleted by hand leaves
+//! its data).
 //!
 //! The provisioner (in the controllers) makes each volume a `hostPath`
 //! directory under [`dir`] with a finalizer; deleting the volume leaves it
@@ -70,9 +71,17 @@ async fn remove(
     volume: &PersistentVolume,
     path: &Path,
 ) -> anyhow::Result<()> {
-    match std::fs::remove_dir_all(path) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
-        _ => {}
+    // A volume deleted by hand under Retain keeps its data, as local-path's
+    // does: only the Delete reclaim policy removes it.
+    let reclaim = volume
+        .spec
+        .as_ref()
+        .and_then(|s| s.persistent_volume_reclaim_policy.as_deref());
+    if reclaim == Some("Delete") {
+        match std::fs::remove_dir_all(path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+            _ => {}
+        }
     }
     let rest: Vec<&String> = volume
         .finalizers()

@@ -284,3 +284,54 @@ fn a_pod_waits_in_container_creating_until_its_claim_is_bound() {
         "hello\n"
     );
 }
+
+#[test]
+fn a_claim_in_use_is_deleted_only_once_its_pod_is_gone() {
+    let server = cluster();
+    let ns = server.namespace("vol-protect");
+    let list = json!({"apiVersion": "v1", "kind": "List", "items": [
+        claim("busy", "10Mi", json!({})),
+        pod("user", "busy", "exec sleep 3600", json!({})),
+    ]});
+    apply(server, &ns, &list);
+    wait_phase(server, &ns, "pod", "user", "Running");
+    let bound = wait_phase(server, &ns, "pvc", "busy", "Bound");
+    let volume_name = bound["spec"]["volumeName"].as_str().unwrap().to_owned();
+
+    server
+        .kubectl(&["delete", "pvc", "busy", "-n", &ns, "--wait=false"])
+        .ok();
+    // Still there, terminating, while its pod runs on it.
+    let terminating = server.get_json(&ns, "pvc", "busy");
+    assert!(!terminating["metadata"]["deletionTimestamp"].is_null());
+    assert_eq!(
+        terminating["metadata"]["finalizers"],
+        json!(["kubernetes.io/pvc-protection"])
+    );
+    assert_eq!(
+        server.get_json("", "pv", &volume_name)["status"]["phase"],
+        "Bound"
+    );
+    assert_eq!(
+        exec(
+            server,
+            &ns,
+            "user",
+            &["sh", "-c", "echo still > /data/f && cat /data/f"]
+        ),
+        "still\n"
+    );
+
+    server
+        .kubectl(&["delete", "pod", "user", "-n", &ns, "--wait=false"])
+        .ok();
+    eventually("the claim and its volume gone with the pod", || {
+        if gone(server, &["get", "pvc", "busy", "-n", &ns])
+            && gone(server, &["get", "pv", &volume_name])
+        {
+            Ok(())
+        } else {
+            Err("still there".to_owned())
+        }
+    });
+}

@@ -8,7 +8,7 @@
 //! - `binding`: a scheduler's assignment of a pod to a node.
 //! - `delete`: delete with grace periods, preconditions and finalizers; deletecollection.
 //! - `admit`: the steps every write shares (schema, defaults, validation).
-//! - `storage_class_admission`: the default StorageClass given to new claims without one.
+//! - `storage_admission`: new claims' default StorageClass; claims' and volumes' protection.
 //! - `kubelet_proxy`: the subresources the node's kubelet serves (log, exec,
 //!   attach, portforward, node proxy).
 
@@ -18,7 +18,7 @@ mod delete;
 pub mod kubelet_proxy;
 mod read;
 mod scale;
-mod storage_class_admission;
+mod storage_admission;
 mod watch;
 mod write;
 

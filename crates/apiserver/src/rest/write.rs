@@ -7,7 +7,7 @@ use serde_json::Value;
 use tugboat_api::patch::{self, PatchType};
 use tugboat_api::{ApiError, ApiResult, Kind, apply, meta};
 
-use super::{Ctx, admit, json, storage_class_admission};
+use super::{Ctx, admit, json, storage_admission};
 use crate::body::{self, FieldValidation};
 use crate::objects::{Objects, revision_of};
 
@@ -23,7 +23,7 @@ pub async fn create(ctx: &Ctx) -> ApiResult<Response> {
     let (mut obj, warnings) = admit::normalize(kind, input, field_validation(ctx)?)?;
     let now = admit::now();
     admit::prepare_create(kind, &mut obj, &now);
-    storage_class_admission::admit(&ctx.objects, kind, &mut obj).await?;
+    storage_admission::admit(&ctx.objects, kind, &mut obj).await?;
     admit::validate(kind, &obj, None)?;
     admit::record_manager(None, &mut obj, ctx.field_manager().as_str().into(), &now);
     let created = store_new(ctx, obj).await?;
@@ -171,7 +171,7 @@ async fn server_side_apply(ctx: &Ctx) -> ApiResult<Response> {
     if writer.subresource.is_empty() && ctx.objects.try_get(&key).await?.is_none() {
         let mut obj = apply::server_side_apply(None, &config, writer, force, &now)?;
         admit::prepare_create(kind, &mut obj, &now);
-        storage_class_admission::admit(&ctx.objects, kind, &mut obj).await?;
+        storage_admission::admit(&ctx.objects, kind, &mut obj).await?;
         admit::validate(kind, &obj, None)?;
         match store_new(ctx, obj).await {
             Ok(created) => return Ok(json(StatusCode::CREATED, &created, &warnings)),

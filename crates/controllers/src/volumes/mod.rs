@@ -1,12 +1,14 @@
 //! PersistentVolumes and their claims: binding claims to volumes
 //! (`binder`), making volumes for claims of the default `local-path` class
-//! (`provisioner`), and releasing volumes whose claims are gone, deleting
-//! them under the `Delete` reclaim policy.
+//! (`provisioner`), releasing volumes whose claims are gone, deleting
+//! them under the `Delete` reclaim policy, and letting deleted claims and
+//! volumes go once nothing uses them (`protection`).
 //!
 //! Each pass looks at every claim and volume, so it runs on any change to
 //! claims, volumes, classes or pods that use claims, and every half minute.
 
 mod binder;
+mod protection;
 mod provisioner;
 
 use std::collections::HashSet;
@@ -112,6 +114,12 @@ impl Volumes {
             if let Err(e) = self.sync_claim(claim, &classes, &volumes).await {
                 tracing::debug!(claim = claim.name_any(), "claim not bound yet: {e}");
             }
+        }
+        for claim in claims
+            .iter()
+            .filter(|c| c.metadata.deletion_timestamp.is_some())
+        {
+            protection::release_claim(&self.client, claim).await?;
         }
         for volume in &volumes {
             self.sync_volume(volume, &claims).await?;
@@ -343,7 +351,7 @@ impl Volumes {
         claims: &[PersistentVolumeClaim],
     ) -> kube::Result<()> {
         if volume.metadata.deletion_timestamp.is_some() {
-            return Ok(());
+            return protection::release_volume(&self.client, volume).await;
         }
         let volumes: Api<PersistentVolume> = Api::all(self.client.clone());
         let name = volume.name_any();

@@ -1,0 +1,80 @@
+//! The admission steps of new claims and volumes, as kube-apiserver's
+//! plugins of those names take them:
+//! - DefaultStorageClass: a claim that names no class (`storageClassName`
+//!   absent, not `""`) gets the cluster's default, the newest class
+//!   annotated `storageclass.kubernetes.io/is-default-class: "true"`, so
+//!   schedulers and provisioners see the class from its first version;
+//! - StorageObjectInUseProtection: claims get the `kubernetes.io/pvc-protection`
+//!   and volumes the `kubernetes.io/pv-protection` finalizer, which the
+//!   volume controller lifts once no pod uses the claim and no claim the
+//!   volume, so data in use is never deleted under a pod.
+
+use serde_json::{Value, json};
+use tugboat_api::{ApiResult, Kind, meta, registry};
+use tugboat_store::{KeyRange, RangeOptions};
+
+use crate::objects::{Objects, decode, store_error};
+
+const DEFAULT_ANNOTATIONS: [&str; 2] = [
+    "storageclass.kubernetes.io/is-default-class",
+    "storageclass.beta.kubernetes.io/is-default-class",
+];
+
+/// Admits a new object of `kind`: claims and volumes get their protection
+/// finalizer, claims without a class the default one.
+pub async fn admit(objects: &Objects, kind: &Kind, obj: &mut Value) -> ApiResult<()> {
+    let finalizer = match kind.kind {
+        "PersistentVolumeClaim" => "kubernetes.io/pvc-protection",
+        "PersistentVolume" => "kubernetes.io/pv-protection",
+        _ => return Ok(()),
+    };
+    let mut finalizers = meta::finalizers(obj)
+        .into_iter()
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    if !finalizers.iter().any(|f| f == finalizer) {
+        finalizers.push(finalizer.to_owned());
+        meta::set(obj, "finalizers", finalizers.into());
+    }
+    if kind.kind == "PersistentVolumeClaim" {
+        set_default_class(objects, obj).await?;
+    }
+    Ok(())
+}
+
+async fn set_default_class(objects: &Objects, claim: &mut Value) -> ApiResult<()> {
+    if claim
+        .pointer("/spec/storageClassName")
+        .is_some_and(|c| !c.is_null())
+    {
+        return Ok(());
+    }
+    let kind =
+        registry::by_kind("storage.k8s.io/v1", "StorageClass").expect("storage classes are served");
+    let classes = objects
+        .store
+        .range(KeyRange::Prefix(kind.key_prefix()), RangeOptions::default())
+        .await
+        .map_err(store_error)?;
+    let mut default: Option<Value> = None;
+    for kv in &classes.kvs {
+        let class = decode(kv)?;
+        let is_default = DEFAULT_ANNOTATIONS
+            .iter()
+            .any(|a| class["metadata"]["annotations"][a] == "true");
+        let newer = |d: &Value| {
+            class["metadata"]["creationTimestamp"].as_str()
+                >= d["metadata"]["creationTimestamp"].as_str()
+        };
+        if is_default && default.as_ref().is_none_or(newer) {
+            default = Some(class);
+        }
+    }
+    if let (Some(class), Some(spec)) = (
+        default,
+        claim.get_mut("spec").and_then(Value::as_object_mut),
+    ) {
+        spec.insert("storageClassName".into(), json!(class["metadata"]["name"]));
+    }
+    Ok(())
+}
