@@ -7,6 +7,7 @@
 mod common;
 
 use std::sync::OnceLock;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use common::{Server, eventually, manifest};
 use serde_json::{Value, json};
@@ -424,6 +425,40 @@ fn cron_job(name: &str, script: &str) -> Value {
     })
 }
 
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("a clock after 1970")
+        .as_secs()
+}
+
+/// Waits, if it is early in the minute, until 15 s past it: a CronJob made
+/// then runs at the next minute, well within the harness's patience.
+fn late_enough_in_the_minute() {
+    let second = unix_seconds() % 60;
+    if second < 15 {
+        std::thread::sleep(Duration::from_secs(15 - second));
+    }
+}
+
+/// Waits until just after the start of `minute` (minutes since the epoch).
+fn sleep_past(minute: u64) {
+    let target = minute * 60 + 2;
+    let now = unix_seconds();
+    if now < target {
+        std::thread::sleep(Duration::from_secs(target - now));
+    }
+}
+
+/// The Jobs in the namespace whose names start with `prefix`.
+fn jobs_of(server: &Server, namespace: &str, prefix: &str) -> Vec<String> {
+    job_names(server, namespace)
+        .into_iter()
+        .map(|n| n.trim_start_matches("job.batch/").to_owned())
+        .filter(|n| n.starts_with(prefix))
+        .collect()
+}
+
 fn job_names(server: &Server, namespace: &str) -> Vec<String> {
     server.names(&["get", "jobs", "-n", namespace])
 }
@@ -432,16 +467,7 @@ fn job_names(server: &Server, namespace: &str) -> Vec<String> {
 fn a_cronjob_runs_a_job_at_the_next_minute() {
     let server = cluster();
     let ns = server.namespace("every-minute");
-    // The run comes at the next minute boundary; made early in a minute, it
-    // would come close to the harness's patience.
-    let second = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        % 60;
-    if second < 15 {
-        std::thread::sleep(std::time::Duration::from_secs(15 - second));
-    }
+    late_enough_in_the_minute();
     apply_manifest(server, &ns, "jobs/every-minute.yaml");
     let name = eventually("the CronJob to make a Job", || {
         match job_names(server, &ns).first() {
@@ -556,4 +582,158 @@ fn a_cronjob_keeps_finished_jobs_to_its_history_limits() {
         job["metadata"]["annotations"]["cronjob.kubernetes.io/instantiate"],
         "manual"
     );
+}
+
+#[test]
+fn cronjob_concurrency_policies_and_a_missed_run_after_suspension() {
+    let server = cluster();
+    let ns = server.namespace("concurrency");
+    let every_minute = |name: &str, script: &str, spec: Value| {
+        let mut cron_job = cron_job(name, script);
+        cron_job["spec"]["schedule"] = json!("* * * * *");
+        cron_job["spec"]["suspend"] = json!(false);
+        for (key, value) in spec.as_object().into_iter().flatten() {
+            cron_job["spec"][key] = value.clone();
+        }
+        cron_job
+    };
+    late_enough_in_the_minute();
+    let first_minute = unix_seconds() / 60 + 1;
+    apply(
+        server,
+        &ns,
+        &every_minute(
+            "forbid",
+            "sleep 600",
+            json!({"concurrencyPolicy": "Forbid"}),
+        ),
+    );
+    apply(
+        server,
+        &ns,
+        &every_minute(
+            "replace",
+            "sleep 600",
+            json!({"concurrencyPolicy": "Replace"}),
+        ),
+    );
+    apply(
+        server,
+        &ns,
+        &every_minute("later", "true", json!({"suspend": true})),
+    );
+
+    let first = format!("replace-{first_minute}");
+    eventually("both running CronJobs to start their first Job", || {
+        let made = (
+            jobs_of(server, &ns, "forbid-"),
+            jobs_of(server, &ns, "replace-"),
+        );
+        if made == (vec![format!("forbid-{first_minute}")], vec![first.clone()]) {
+            Ok(())
+        } else {
+            Err(format!("{made:?}"))
+        }
+    });
+    sleep_past(first_minute + 1);
+    let second = format!("replace-{}", first_minute + 1);
+    eventually("Replace to swap its running Job for a new one", || {
+        let made = jobs_of(server, &ns, "replace-");
+        if made == [second.clone()] {
+            Ok(())
+        } else {
+            Err(format!("{made:?}"))
+        }
+    });
+    assert!(described(server, &ns, "cronjob", "replace").contains(&format!("Deleted job {first}")));
+    eventually("Forbid to keep its running Job and say why", || {
+        let events = described(server, &ns, "cronjob", "forbid");
+        if events.contains(
+            "Not starting job because prior execution is running and concurrency policy is Forbid",
+        ) {
+            Ok(())
+        } else {
+            Err(events)
+        }
+    });
+    assert_eq!(
+        jobs_of(server, &ns, "forbid-"),
+        [format!("forbid-{first_minute}")]
+    );
+
+    // Resumed after missing two times, the CronJob runs only the latest.
+    let latest = format!("later-{}", unix_seconds() / 60);
+    server
+        .kubectl(&[
+            "patch",
+            "cronjob",
+            "later",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"suspend":false}}"#,
+        ])
+        .ok();
+    eventually("the latest missed time to run", || {
+        let made = jobs_of(server, &ns, "later-");
+        if made.contains(&latest) {
+            Ok(())
+        } else {
+            Err(format!("{made:?}"))
+        }
+    });
+    let made = jobs_of(server, &ns, "later-");
+    assert!(
+        !made.contains(&format!("later-{first_minute}")),
+        "an older missed time ran: {made:?}"
+    );
+    server
+        .kubectl(&["delete", "cronjobs", "--all", "-n", &ns])
+        .ok();
+}
+
+#[test]
+fn a_deleted_pod_counts_as_failed_and_is_replaced_and_the_jobs_pods_go_with_it() {
+    let server = cluster();
+    let ns = server.namespace("replaced");
+    apply(server, &ns, &job("steady", "Never", "sleep 600", json!({})));
+    let first = eventually("the pod to run", || {
+        let pods = job_pods(server, &ns, "steady");
+        match pods.first() {
+            Some(pod) if phase(pod) == "Running" => {
+                Ok(pod["metadata"]["name"].as_str().unwrap().to_owned())
+            }
+            _ => Err(format!("{pods:?}")),
+        }
+    });
+    server
+        .kubectl(&["delete", "pod", &first, "-n", &ns, "--wait=false"])
+        .ok();
+    eventually(
+        "a replacement, and the deleted pod counted as failed",
+        || {
+            let job = server.get_json(&ns, "job", "steady");
+            let pods = job_pods(server, &ns, "steady");
+            let replaced = pods.iter().any(|p| p["metadata"]["name"] != first.as_str());
+            if replaced && job["status"]["failed"] == 1 {
+                Ok(())
+            } else {
+                Err(format!("{}; {pods:?}", job["status"]))
+            }
+        },
+    );
+
+    // The tracking finalizer does not keep a deleted Job's pods around.
+    server
+        .kubectl(&["delete", "job", "steady", "-n", &ns, "--wait=false"])
+        .ok();
+    eventually("the Job's pods to be gone", || {
+        let pods = job_pods(server, &ns, "steady");
+        if pods.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("{pods:?}"))
+        }
+    });
 }
