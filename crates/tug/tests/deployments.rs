@@ -441,9 +441,16 @@ fn a_rolling_update_keeps_within_max_surge_and_max_unavailable() {
             Err(format!("{sets:?}"))
         }
     });
-    let pods = list(server, &ns, "pods");
-    assert_eq!(pods.len(), 13);
-    assert_eq!(pods.iter().filter(|p| is_ready(p)).count(), 8);
+    // The ReplicaSets' pods follow their counts.
+    eventually("13 pods, 8 of them ready", || {
+        let pods = list(server, &ns, "pods");
+        let ready = pods.iter().filter(|p| is_ready(p)).count();
+        if (pods.len(), ready) == (13, 8) {
+            Ok(())
+        } else {
+            Err(format!("{} pods, {ready} ready", pods.len()))
+        }
+    });
     let status = server
         .kubectl(&[
             "rollout",
@@ -470,6 +477,44 @@ fn a_rolling_update_keeps_within_max_surge_and_max_unavailable() {
         rollout_complete(server, &ns, "web")
     });
     assert!(fewest >= 8, "only {fewest} pods were ready at one moment");
+}
+
+#[test]
+fn scaling_in_the_middle_of_a_rollout_scales_each_replicaset_in_proportion() {
+    let server = cluster();
+    let ns = server.namespace("deploy-proportional");
+    apply(server, &ns, &deployment("web", 10, HTTPD, json!({})));
+    run_kubelet_until(server, &ns, HTTPD, "rolled out", || {
+        rollout_complete(server, &ns, "web")
+    });
+    let first = replica_sets(server, &ns).into_keys().next().unwrap();
+    set_image(server, &ns, "web", BUSYBOX);
+    let sizes = |new: i64, old: i64| -> Result<(), String> {
+        let sets = replica_sets(server, &ns);
+        let new_size: i64 = sets
+            .iter()
+            .filter(|(n, _)| **n != first)
+            .map(|(_, (r, _))| r)
+            .sum();
+        let old_size = sets.get(&first).map_or(0, |(r, _)| *r);
+        if (new_size, old_size) == (new, old) {
+            Ok(())
+        } else {
+            Err(format!("{sets:?}"))
+        }
+    };
+    // Stalled at 13 pods (10 + 3 surge) with 8 old ones, as above.
+    eventually("the rollout at its limits", || sizes(5, 8));
+    server
+        .kubectl(&["scale", "deployment/web", "-n", &ns, "--replicas=20"])
+        .ok();
+    // 20 + 5 surge = 25 pods now, shared as the ReplicaSets were: the old
+    // one had 8 of 13 and gets 15, the new one 5 of 13 and gets 10.
+    eventually("both scaled in proportion", || sizes(10, 15));
+    run_kubelet_until(server, &ns, BUSYBOX, "rolled out", || {
+        rollout_complete(server, &ns, "web")
+    });
+    assert_eq!(list(server, &ns, "pods").len(), 20);
 }
 
 #[test]

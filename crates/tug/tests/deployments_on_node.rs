@@ -282,3 +282,52 @@ fn a_rollout_to_a_missing_image_stalls_and_undo_recovers() {
         }
     });
 }
+
+#[test]
+fn recreate_starts_new_pods_only_once_the_old_ones_are_gone() {
+    let server = cluster();
+    let ns = server.namespace("web-recreate");
+    let mut deployment = web(2, json!({"strategy": {"type": "Recreate"}}));
+    // Old pods take two seconds to stop, so starting new ones early shows.
+    deployment["spec"]["template"]["spec"]["containers"][0]["command"] = json!([
+        "sh",
+        "-c",
+        "mkdir -p /www; hostname > /www/index.html; trap 'sleep 2; exit 0' TERM; httpd -f -p 8080 -h /www & wait"
+    ]);
+    deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(10);
+    apply(server, &ns, &deployment);
+    rolled_out(server, &ns);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let overlap = Arc::new(Mutex::new(None));
+    let watcher = {
+        let (stop, overlap, ns) = (stop.clone(), overlap.clone(), ns.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                let images: Vec<Value> = pods(cluster(), &ns)
+                    .iter()
+                    .map(|p| p["spec"]["containers"][0]["image"].clone())
+                    .collect();
+                if images.contains(&json!(HTTPD)) && images.contains(&json!(BUSYBOX)) {
+                    *overlap.lock().unwrap() = Some(images);
+                }
+            }
+        })
+    };
+    server
+        .kubectl(&[
+            "set",
+            "image",
+            "deployment/web",
+            &format!("app={BUSYBOX}"),
+            "-n",
+            &ns,
+        ])
+        .ok();
+    rolled_out(server, &ns);
+    stop.store(true, Ordering::SeqCst);
+    watcher.join().expect("the watcher");
+    let overlap = overlap.lock().unwrap().clone();
+    assert!(overlap.is_none(), "old and new pods at once: {overlap:?}");
+    assert_eq!(serving_names(server, &ns).len(), 2);
+}

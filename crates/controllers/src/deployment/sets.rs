@@ -98,6 +98,21 @@ pub fn revision(rs: &ReplicaSet) -> i64 {
         .unwrap_or(0)
 }
 
+/// The Deployment's count plus its surge when it last scaled `rs`.
+pub fn max_replicas(rs: &ReplicaSet) -> Option<i32> {
+    rs.annotations().get(MAX_REPLICAS)?.parse().ok()
+}
+
+/// Whether the Deployment's count changed since it last scaled one of its
+/// active ReplicaSets: then it scales, in proportion, rather than rolls.
+pub fn count_changed(deployment: &Deployment, sets: &Sets) -> bool {
+    let wanted = spec_of(deployment).replicas.unwrap_or(1).to_string();
+    sets.all()
+        .filter(|rs| replicas(rs) > 0)
+        .filter_map(|rs| rs.annotations().get(DESIRED_REPLICAS))
+        .any(|desired| *desired != wanted)
+}
+
 /// The ReplicaSet's template is the Deployment's, once its own
 /// pod-template-hash label is set aside.
 fn same_template(template: &PodTemplateSpec, rs: &ReplicaSet) -> bool {
@@ -395,4 +410,49 @@ pub async fn clean_up_history(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn template(image: &str) -> PodTemplateSpec {
+        serde_json::from_value(json!({
+            "metadata": {"labels": {"app": "web"}},
+            "spec": {"containers": [{"name": "app", "image": image}]},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_hash_is_stable_and_follows_the_template_and_collisions() {
+        let hash = template_hash(&template("httpd"), None);
+        assert_eq!(hash, template_hash(&template("httpd"), None));
+        assert!(
+            hash.chars()
+                .all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c))
+        );
+        assert_ne!(hash, template_hash(&template("busybox"), None));
+        assert_ne!(hash, template_hash(&template("httpd"), Some(1)));
+    }
+
+    #[test]
+    fn a_replicaset_has_the_template_whatever_its_hash_label() {
+        let mut labelled = template("httpd");
+        labelled
+            .metadata
+            .as_mut()
+            .and_then(|m| m.labels.as_mut())
+            .unwrap()
+            .insert(HASH_LABEL.into(), "abc".into());
+        let rs = ReplicaSet {
+            spec: Some(ReplicaSetSpec {
+                template: Some(labelled),
+                ..ReplicaSetSpec::default()
+            }),
+            ..ReplicaSet::default()
+        };
+        assert!(same_template(&template("httpd"), &rs));
+        assert!(!same_template(&template("busybox"), &rs));
+    }
 }

@@ -4,11 +4,13 @@
 //! scaling only. Each step scales at most a few ReplicaSets and returns;
 //! their changes bring the next pass.
 
-use k8s_openapi::api::apps::v1::Deployment;
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use super::sets::{self, Sets, available, replicas, scale, status_replicas};
+use super::sets::{self, Sets, available, replicas, scale};
 use super::{Context, spec_of};
 
 /// maxSurge and maxUnavailable as pod counts for this Deployment.
@@ -28,10 +30,7 @@ pub fn fenceposts(deployment: &Deployment) -> Fenceposts {
         (s.type_.as_deref() != Some("Recreate")).then_some(s.rolling_update.as_ref())
     });
     let Some(rolling) = rolling else {
-        return Fenceposts {
-            surge: 0,
-            unavailable: 0,
-        };
+        return RECREATE;
     };
     let quarter = IntOrString::String("25%".into());
     let surge_spec = rolling
@@ -160,18 +159,19 @@ async fn scale_down_old(
 }
 
 /// One step of a Recreate rollout: old ReplicaSets to zero, then, once no
-/// old pod is left, the new one to the Deployment's count; true if it
-/// scaled something or is waiting for old pods to go.
+/// old pod is left (`old_pods_left`, terminating ones included), the new
+/// one to the Deployment's count; true if it scaled something or is
+/// waiting for old pods to go.
 pub async fn recreate(
     deployment: &Deployment,
     sets: &mut Sets,
+    old_pods_left: bool,
     ctx: &Context,
 ) -> Result<bool, kube::Error> {
     let mut changed = false;
     for rs in &mut sets.old {
         changed |= scale(deployment, rs, 0, 0, ctx).await?;
     }
-    let old_pods_left = sets.old.iter().any(|rs| status_replicas(rs) > 0);
     if changed || old_pods_left {
         return Ok(true);
     }
@@ -182,9 +182,11 @@ pub async fn recreate(
     }
 }
 
-/// While paused, or when only the count changed: the one active
-/// ReplicaSet (or the newest, when none is) follows the Deployment's
-/// count, and a new one that is full lets the old ones go.
+/// While paused, or when only the count changed, as Kubernetes' scale():
+/// the one active ReplicaSet (or the newest, when none is) follows the
+/// Deployment's count; a new one that is full lets the old ones go; and
+/// in the middle of a rolling update every active ReplicaSet grows or
+/// shrinks in proportion to its share.
 pub async fn follow_count(
     deployment: &Deployment,
     sets: &mut Sets,
@@ -221,8 +223,73 @@ pub async fn follow_count(
         for rs in &mut sets.old {
             changed |= scale(deployment, rs, 0, posts.surge, ctx).await?;
         }
+        return Ok(changed);
+    }
+    if posts == RECREATE {
+        return Ok(false);
+    }
+    let sizes = proportions(deployment, sets, posts);
+    for rs in sets.all_mut() {
+        if let Some(size) = sizes.get(&rs.name_any()) {
+            changed |= scale(deployment, rs, *size, posts.surge, ctx).await?;
+        }
     }
     Ok(changed)
+}
+
+/// What Recreate's fenceposts are: it has no surge and no unavailability.
+const RECREATE: Fenceposts = Fenceposts {
+    surge: 0,
+    unavailable: 0,
+};
+
+/// The new size of each active ReplicaSet when the Deployment's count
+/// changes mid-rollout: each gets its share of the change, by the size it
+/// had against the count it was last scaled for (its max-replicas
+/// annotation), and the largest takes what rounding leaves over.
+fn proportions(deployment: &Deployment, sets: &Sets, posts: Fenceposts) -> BTreeMap<String, i32> {
+    let wanted = spec_of(deployment).replicas.unwrap_or(1);
+    let allowed = if wanted > 0 { wanted + posts.surge } else { 0 };
+    let mut active: Vec<&ReplicaSet> = sets.all().filter(|rs| replicas(rs) > 0).collect();
+    let to_add = allowed - active.iter().map(|rs| replicas(rs)).sum::<i32>();
+    // Growing favours the larger and newer, shrinking the larger and older.
+    active.sort_by(|a, b| {
+        let by_size = replicas(b).cmp(&replicas(a));
+        let by_age = a.creation_timestamp().cmp(&b.creation_timestamp());
+        by_size.then(if to_add > 0 { by_age.reverse() } else { by_age })
+    });
+    let fallback = deployment
+        .status
+        .as_ref()
+        .and_then(|s| s.replicas)
+        .unwrap_or(0);
+    let mut added = 0;
+    let mut sizes: Vec<(String, i32)> = Vec::new();
+    for rs in &active {
+        let share = if to_add == 0 || to_add == added {
+            0
+        } else {
+            let fraction = if wanted == 0 {
+                -replicas(rs)
+            } else {
+                let noted = sets::max_replicas(rs).unwrap_or(fallback);
+                let scaled = f64::from(replicas(rs)) * f64::from(allowed) / f64::from(noted.max(1));
+                scaled.round() as i32 - replicas(rs)
+            };
+            let left = to_add - added;
+            if to_add > 0 {
+                fraction.min(left)
+            } else {
+                fraction.max(left)
+            }
+        };
+        added += share;
+        sizes.push((rs.name_any(), replicas(rs) + share));
+    }
+    if let Some((_, largest)) = sizes.first_mut() {
+        *largest = (*largest + to_add - added).max(0);
+    }
+    sizes.into_iter().collect()
 }
 
 #[cfg(test)]
