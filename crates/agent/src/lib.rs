@@ -10,7 +10,6 @@
 //! - `pods`: one worker per pod bound to this node, running it with the
 //!   container runtime (`tugboat-runtime`) from images in the node's image
 //!   store (`tugboat-images`).
-//! - `events`: the Events the kubelet records about pods.
 //! - `kubelet`: the kubelet API the API server reaches the node through
 //!   (logs, exec, attach, stats), over HTTPS for cluster clients only.
 //! - `storage`: the node's local-path volumes, removed when reclaimed.

@@ -10,6 +10,7 @@
 //! - `watch_cache`: one store watch fanned out to every API watcher.
 //! - `compactor`: drops store history older than five minutes.
 //! - [`pki`]: the cluster CA and certificates; the admin kubeconfig.
+//! - `tokens`: service account tokens (JWTs) issued and checked.
 
 mod body;
 mod bootstrap;
@@ -21,6 +22,7 @@ mod request;
 mod rest;
 mod routes;
 pub mod server;
+mod tokens;
 mod watch_cache;
 
 pub use server::{Config, Listening, listen};

@@ -188,7 +188,7 @@ fn ca_params() -> anyhow::Result<CertificateParams> {
 }
 
 /// Writes a file readable by its owner only: these hold private keys.
-fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+pub(crate) fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = path.with_extension("tmp");

@@ -16,6 +16,8 @@ use crate::discovery;
 use crate::objects::Objects;
 use crate::rest;
 use crate::rest::kubelet_proxy::{self, Kubelets};
+use crate::rest::token_request;
+use crate::tokens::Tokens;
 
 /// Kubernetes refuses request bodies over 3 MiB.
 const MAX_BODY: usize = 3 * 1024 * 1024;
@@ -25,9 +27,10 @@ const MAX_BODY: usize = 3 * 1024 * 1024;
 #[derive(Clone, Copy)]
 pub struct Authenticated(pub bool);
 
-pub fn router(objects: Arc<Objects>, kubelets: Arc<Kubelets>) -> Router {
+pub fn router(objects: Arc<Objects>, kubelets: Arc<Kubelets>, tokens: Arc<Tokens>) -> Router {
     Router::new()
         .merge(kubelet_proxy::routes())
+        .merge(token_request::routes())
         .route("/healthz", get(ok))
         .route("/livez", get(ok))
         .route("/readyz", get(ok))
@@ -42,26 +45,48 @@ pub fn router(objects: Arc<Objects>, kubelets: Arc<Kubelets>) -> Router {
         .route("/apis/{*rest}", any(resource))
         .fallback(|uri: Uri| async move { rest::error(&ApiError::no_route(uri.path())) })
         .layer(Extension(kubelets))
-        .layer(middleware::from_fn(authenticate))
+        .layer(Extension(tokens.clone()))
+        .layer(middleware::from_fn_with_state(
+            (objects.clone(), tokens),
+            authenticate,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY * 2))
         .with_state(objects)
 }
 
-/// Everything but health and version needs the admin certificate.
-async fn authenticate(request: Request, next: Next) -> Response {
+/// Everything but health and version needs a client certificate signed by
+/// the cluster CA or a service account token.
+async fn authenticate(
+    State((objects, tokens)): State<(Arc<Objects>, Arc<Tokens>)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let open = matches!(
         request.uri().path(),
         "/healthz" | "/livez" | "/readyz" | "/version"
     );
-    let authenticated = request
+    let certified = request
         .extensions()
         .get::<Authenticated>()
         .is_some_and(|a| a.0);
-    if open || authenticated {
+    if open || certified || has_valid_token(&objects, &tokens, request.headers()).await {
         next.run(request).await
     } else {
         rest::error(&ApiError::unauthorized())
     }
+}
+
+async fn has_valid_token(objects: &Objects, tokens: &Tokens, headers: &HeaderMap) -> bool {
+    let bearer = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let Some(claims) =
+        bearer.and_then(|t| tokens.verify(t.trim(), jiff::Timestamp::now().as_second()))
+    else {
+        return false;
+    };
+    token_request::still_bound(objects, &claims).await
 }
 
 async fn ok() -> &'static str {

@@ -24,6 +24,7 @@ use crate::objects::Objects;
 use crate::pki::Pki;
 use crate::rest::kubelet_proxy::Kubelets;
 use crate::routes::{self, Authenticated};
+use crate::tokens::Tokens;
 use crate::{bootstrap, compactor};
 
 /// How `tug server` runs the API server.
@@ -54,6 +55,8 @@ pub struct Listening {
 pub async fn listen(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Listening> {
     let pki = Pki::load_or_create(&config.data_dir, &certificate_hosts(&config))
         .context("making the cluster certificates")?;
+    let tokens = Tokens::load_or_create(&config.data_dir.join("pki"))
+        .context("making the service account key")?;
     let listener = TcpListener::bind((config.bind_address, config.port))
         .await
         .with_context(|| {
@@ -77,7 +80,7 @@ pub async fn listen(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Lis
         kubeconfig,
         listener,
         acceptor: TlsAcceptor::from(Arc::new(tls_config(&pki)?)),
-        app: routes::router(objects, Arc::new(Kubelets::new(&pki)?)),
+        app: routes::router(objects, Arc::new(Kubelets::new(&pki)?), Arc::new(tokens)),
     })
 }
 

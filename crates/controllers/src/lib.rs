@@ -1,6 +1,6 @@
 //! The controllers: control loops that watch objects through the API and
 //! write what their specs ask for (a ReplicaSet's pods, a Deployment's
-//! ReplicaSets, a namespace's `default` ServiceAccount), as
+//! ReplicaSets, a namespace's `default` ServiceAccount and `kube-root-ca.crt`), as
 //! kube-controller-manager does. They are API clients like any other: in
 //! `tug server` they run as tasks talking to the API server over loopback,
 //! and `tug controllers` runs them on their own.
@@ -37,6 +37,7 @@ mod pods;
 mod replicaset;
 mod resources;
 mod revisions;
+mod root_ca;
 mod selector;
 mod serviceaccount;
 mod statefulset;
@@ -45,9 +46,16 @@ mod volumes;
 use kube::Client;
 use tokio::task::JoinSet;
 
+/// What the controllers need besides an API client.
+pub struct Config {
+    /// The cluster CA (PEM) that pods get to check the API server with.
+    pub root_ca: String,
+}
+
 /// Runs every controller until one of them fails.
-pub async fn run(client: Client) -> anyhow::Result<()> {
+pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     let mut controllers = JoinSet::new();
+    controllers.spawn(root_ca::run(client.clone(), config.root_ca));
     controllers.spawn(serviceaccount::run(client.clone()));
     controllers.spawn(garbage_collector::run(client.clone()));
     controllers.spawn(namespace::run(client.clone()));

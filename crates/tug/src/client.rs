@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use anyhow::Context;
+use base64::Engine;
 use kube::config::{KubeConfigOptions, Kubeconfig};
 
 /// The client settings `kubeconfig` describes (its current context).
@@ -13,7 +14,18 @@ pub async fn config(kubeconfig: &Path) -> anyhow::Result<kube::Config> {
     Ok(kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default()).await?)
 }
 
-/// A client for the API server `kubeconfig` names.
-pub async fn connect(kubeconfig: &Path) -> anyhow::Result<kube::Client> {
-    Ok(kube::Client::try_from(config(kubeconfig).await?)?)
+/// The CA certificates `config` trusts the API server by, as PEM: what
+/// pods get to check the API server with.
+pub fn root_ca_pem(config: &kube::Config) -> String {
+    let mut pem = String::new();
+    for der in config.root_cert.iter().flatten() {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(der);
+        pem.push_str("-----BEGIN CERTIFICATE-----\n");
+        for line in encoded.as_bytes().chunks(64) {
+            pem.push_str(&String::from_utf8_lossy(line));
+            pem.push('\n');
+        }
+        pem.push_str("-----END CERTIFICATE-----\n");
+    }
+    pem
 }

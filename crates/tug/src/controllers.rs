@@ -16,5 +16,9 @@ pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
 
 /// Connects with `kubeconfig` and runs the controllers until one fails.
 pub async fn start(kubeconfig: &Path) -> anyhow::Result<()> {
-    tugboat_controllers::run(crate::client::connect(kubeconfig).await?).await
+    let config = crate::client::config(kubeconfig).await?;
+    let settings = tugboat_controllers::Config {
+        root_ca: crate::client::root_ca_pem(&config),
+    };
+    tugboat_controllers::run(kube::Client::try_from(config)?, settings).await
 }

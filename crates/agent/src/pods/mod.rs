@@ -4,6 +4,7 @@
 //! - `spec`: a container's runtime spec from the pod and the image.
 //! - `volumes`: the pod's directory, volumes and mounts.
 //! - `claims`: the PersistentVolumeClaims a pod mounts, once bound.
+//! - `tokens`: the service account tokens projected volumes carry.
 //! - `status`: the pod's status as the kubelet reports it.
 //!
 //! The watch lists pods with `spec.nodeName` = this node. Every version of a
@@ -16,6 +17,7 @@ mod claims;
 mod probes;
 mod spec;
 mod status;
+mod tokens;
 mod volumes;
 mod worker;
 

@@ -10,6 +10,8 @@ use tugboat_api::quantity;
 use tugboat_images::ImageConfig;
 use tugboat_runtime::{ContainerSpec, Mount, Resources, Security};
 
+use super::tokens::Tokens;
+
 /// Why a container cannot be made from its spec: the kubelet's
 /// `CreateContainerConfigError`, with its message.
 #[derive(Debug)]
@@ -21,6 +23,7 @@ pub struct References<'a> {
     pub pod: &'a Pod,
     pub config_maps: &'a BTreeMap<String, BTreeMap<String, String>>,
     pub secrets: &'a BTreeMap<String, BTreeMap<String, String>>,
+    pub tokens: &'a Tokens,
     pub host_ip: &'a str,
 }
 
@@ -431,6 +434,7 @@ mod tests {
             pod: &pod,
             config_maps: &config_maps,
             secrets: &empty,
+            tokens: &Tokens::new(),
             host_ip: "10.0.0.5",
         };
         let placement = Placement {

@@ -1,8 +1,8 @@
 //! A pod's volumes on the node, and each container's mounts of them.
 //!
 //! Everything a pod gets lives under its own directory
-//! (`<agent>/pods/<uid>/`): emptyDirs, the files of ConfigMap, Secret and
-//! downward API volumes, and the `/etc/hosts`, `/etc/hostname` and
+//! (`<agent>/pods/<uid>/`): emptyDirs, the files of ConfigMap, Secret,
+//! downward API and projected volumes, and the `/etc/hosts`, `/etc/hostname` and
 //! `/etc/resolv.conf` every container sees. Removing the directory removes
 //! the pod's storage; a `medium: Memory` emptyDir is a tmpfs unmounted first.
 
@@ -13,11 +13,14 @@ use std::net::IpAddr;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use k8s_openapi::api::core::v1::{Container, KeyToPath, Pod, Volume};
+use k8s_openapi::api::core::v1::{
+    Container, DownwardAPIVolumeFile, KeyToPath, Pod, ProjectedVolumeSource, Volume,
+};
 use tugboat_api::quantity;
 use tugboat_runtime::Mount;
 
 use super::spec::{ConfigError, References, field_value};
+use super::tokens::TokenKey;
 
 /// The pod's directory and what is in it.
 pub struct PodDir {
@@ -107,32 +110,33 @@ impl PodDir {
         } else if volume.persistent_volume_claim.is_some() {
             // Linked to its volume's directory by `link_claim` once bound.
         } else if let Some(cm) = &volume.config_map {
-            let data = refs.config_maps.get(&cm.name);
-            if data.is_none() && cm.optional != Some(true) {
-                return Err(ConfigError(format!("configmap {:?} not found", cm.name)));
-            }
-            let files = key_files(data, cm.items.as_deref(), cm.default_mode)?;
+            let files = config_map_files(
+                &cm.name,
+                cm.items.as_deref(),
+                cm.optional,
+                cm.default_mode,
+                refs,
+            )?;
             write_volume(&self.volume("configmap", name), &files)?;
         } else if let Some(secret) = &volume.secret {
-            let secret_name = secret.secret_name.clone().unwrap_or_default();
-            let data = refs.secrets.get(&secret_name);
-            if data.is_none() && secret.optional != Some(true) {
-                return Err(ConfigError(format!("secret {secret_name:?} not found")));
-            }
+            let secret_name = secret.secret_name.as_deref().unwrap_or_default();
             let mode = secret.default_mode.or(Some(0o644));
-            let files = key_files(data, secret.items.as_deref(), mode)?;
+            let files = secret_files(
+                secret_name,
+                secret.items.as_deref(),
+                secret.optional,
+                mode,
+                refs,
+            )?;
             write_volume(&self.volume("secret", name), &files)?;
         } else if let Some(downward) = &volume.downward_api {
-            let mut files = Vec::new();
-            for item in downward.items.iter().flatten() {
-                let Some(field) = &item.field_ref else {
-                    continue;
-                };
-                let mode = item.mode.or(downward.default_mode).unwrap_or(0o644);
-                let value = field_value(&field.field_path, refs)?;
-                files.push((item.path.clone(), value.into_bytes(), mode));
-            }
+            let files = downward_files(downward.items.as_deref(), downward.default_mode, refs)?;
             write_volume(&self.volume("downward-api", name), &files)?;
+        } else if let Some(projected) = &volume.projected {
+            write_volume(
+                &self.volume("projected", name),
+                &projected_files(projected, refs)?,
+            )?;
         } else {
             return Err(ConfigError(format!(
                 "volume {name:?}: this volume type is not supported by this node yet"
@@ -205,6 +209,8 @@ impl PodDir {
             (self.volume("secret", name), true)
         } else if volume.downward_api.is_some() {
             (self.volume("downward-api", name), true)
+        } else if volume.projected.is_some() {
+            (self.volume("projected", name), true)
         } else {
             (self.volume("empty-dir", name), false)
         }
@@ -239,12 +245,105 @@ impl PodDir {
     }
 }
 
+/// A file of a volume: its path in the volume, content and mode.
+type File = (String, Vec<u8>, i32);
+
+fn config_map_files(
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: Option<bool>,
+    mode: Option<i32>,
+    refs: &References,
+) -> Result<Vec<File>, ConfigError> {
+    let data = refs.config_maps.get(name);
+    if data.is_none() && optional != Some(true) {
+        return Err(ConfigError(format!("configmap {name:?} not found")));
+    }
+    key_files(data, items, mode)
+}
+
+fn secret_files(
+    name: &str,
+    items: Option<&[KeyToPath]>,
+    optional: Option<bool>,
+    mode: Option<i32>,
+    refs: &References,
+) -> Result<Vec<File>, ConfigError> {
+    let data = refs.secrets.get(name);
+    if data.is_none() && optional != Some(true) {
+        return Err(ConfigError(format!("secret {name:?} not found")));
+    }
+    key_files(data, items, mode)
+}
+
+fn downward_files(
+    items: Option<&[DownwardAPIVolumeFile]>,
+    default_mode: Option<i32>,
+    refs: &References,
+) -> Result<Vec<File>, ConfigError> {
+    let mut files = Vec::new();
+    for item in items.into_iter().flatten() {
+        let Some(field) = &item.field_ref else {
+            continue;
+        };
+        let mode = item.mode.or(default_mode).unwrap_or(0o644);
+        let value = field_value(&field.field_path, refs)?;
+        files.push((item.path.clone(), value.into_bytes(), mode));
+    }
+    Ok(files)
+}
+
+/// A projected volume: the files of all its sources in one directory, a
+/// service account token among them.
+fn projected_files(
+    projected: &ProjectedVolumeSource,
+    refs: &References,
+) -> Result<Vec<File>, ConfigError> {
+    let mode = projected.default_mode.or(Some(0o644));
+    let mut files = Vec::new();
+    for source in projected.sources.iter().flatten() {
+        if let Some(cm) = &source.config_map {
+            files.extend(config_map_files(
+                &cm.name,
+                cm.items.as_deref(),
+                cm.optional,
+                mode,
+                refs,
+            )?);
+        } else if let Some(secret) = &source.secret {
+            files.extend(secret_files(
+                &secret.name,
+                secret.items.as_deref(),
+                secret.optional,
+                mode,
+                refs,
+            )?);
+        } else if let Some(downward) = &source.downward_api {
+            files.extend(downward_files(downward.items.as_deref(), mode, refs)?);
+        } else if let Some(projection) = &source.service_account_token {
+            let token = refs.tokens.get(&TokenKey::of(projection)).ok_or_else(|| {
+                ConfigError("the service account token is not issued yet".to_owned())
+            })?;
+            files.push((
+                projection.path.clone(),
+                token.clone().into_bytes(),
+                mode.unwrap_or(0o644),
+            ));
+        } else {
+            return Err(ConfigError(
+                "projected volume: this source type is not supported by this node yet".to_owned(),
+            ));
+        }
+    }
+    Ok(files)
+}
+
 /// The files of a ConfigMap or Secret volume: every key, or just `items`.
 fn key_files(
     data: Option<&BTreeMap<String, String>>,
     items: Option<&[KeyToPath]>,
     default_mode: Option<i32>,
-) -> Result<Vec<(String, Vec<u8>, i32)>, ConfigError> {
+) -> Result<Vec<File>, ConfigError> {
     let mode = default_mode.unwrap_or(0o644);
     let Some(data) = data else {
         return Ok(Vec::new());
@@ -275,7 +374,7 @@ fn key_files(
 
 /// Replaces a volume's files at once: written into a fresh directory that is
 /// then renamed over the old one, so a reader never sees half an update.
-fn write_volume(dir: &Path, files: &[(String, Vec<u8>, i32)]) -> Result<(), ConfigError> {
+fn write_volume(dir: &Path, files: &[File]) -> Result<(), ConfigError> {
     let staging = dir.with_extension("new");
     let _ = fs::remove_dir_all(&staging);
     fs::create_dir_all(&staging).map_err(io_error)?;

@@ -28,6 +28,7 @@ use super::claims::Claims;
 use super::probes::{Kind, Target, Tracker, check, run_hook};
 use super::spec::{ConfigError, Placement, References, container_spec};
 use super::status::{Observed, Phase, PodView, by_name, pod_status};
+use super::tokens::{PodTokens, Tokens};
 use super::volumes::PodDir;
 use tugboat_events::Type;
 
@@ -118,8 +119,10 @@ struct Worker {
     claims: Claims,
     /// The ConfigMaps and Secrets the pod uses, and when they were fetched.
     referenced: Option<(Instant, Referenced)>,
+    /// Service account tokens for the pod's projected volumes.
+    tokens: PodTokens,
     /// What the pod's volumes and files were last written from.
-    prepared: Option<(Referenced, Option<IpAddr>)>,
+    prepared: Option<(Referenced, Tokens, Option<IpAddr>)>,
 }
 
 /// ConfigMap and Secret data by object name: (config maps, secrets).
@@ -150,6 +153,7 @@ impl Worker {
             pod_ip: None,
             claims: Claims::default(),
             referenced: None,
+            tokens: PodTokens::default(),
             prepared: None,
         }
     }
@@ -177,11 +181,14 @@ impl Worker {
             .as_ref()
             .map(|(_, data)| data.clone())
             .unwrap_or_default();
+        self.tokens.refresh(&self.node.client, pod).await;
+        let tokens = self.tokens.tokens();
         let node = self.node.clone();
         let refs = References {
             pod,
             config_maps: &config_maps,
             secrets: &secrets,
+            tokens: &tokens,
             host_ip: &node.host_ip,
         };
         let pod_dir = PodDir::new(&self.node.pods_dir, &uid);
@@ -200,7 +207,11 @@ impl Worker {
                 None
             }
         };
-        let inputs = ((config_maps.clone(), secrets.clone()), self.pod_ip);
+        let inputs = (
+            (config_maps.clone(), secrets.clone()),
+            tokens.clone(),
+            self.pod_ip,
+        );
         let prepared = match &sandbox {
             Some(_) if self.prepared.as_ref() != Some(&inputs) => pod_dir
                 .prepare(&refs, self.pod_ip)
@@ -210,6 +221,10 @@ impl Worker {
         let sandbox = match prepared {
             Ok(()) => sandbox,
             Err(ConfigError(message)) => {
+                let message = match &self.tokens.error {
+                    Some(why) => format!("{message}: {why}"),
+                    None => message,
+                };
                 for c in all_containers(pod) {
                     self.waiting.insert(
                         c.name.clone(),
@@ -1119,6 +1134,10 @@ fn referenced_names(pod: &Pod) -> (Vec<String>, Vec<String>) {
     for v in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
         cms.extend(v.config_map.as_ref().map(|c| c.name.clone()));
         secrets.extend(v.secret.as_ref().and_then(|s| s.secret_name.clone()));
+        for source in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
+            cms.extend(source.config_map.as_ref().map(|c| c.name.clone()));
+            secrets.extend(source.secret.as_ref().map(|s| s.name.clone()));
+        }
     }
     cms.sort();
     cms.dedup();

@@ -46,6 +46,18 @@ impl Flavor {
 }
 
 pub const SCALE: &str = "io.k8s.api.autoscaling.v1.Scale";
+/// The bodies of subresources that take an object of their own kind:
+/// `serviceaccounts/token`, `pods/binding`, `pods/eviction`.
+const SUBRESOURCE_BODIES: [(&str, &str, &str, &str); 3] = [
+    (
+        "io.k8s.api.authentication.v1.TokenRequest",
+        "authentication.k8s.io",
+        "v1",
+        "TokenRequest",
+    ),
+    ("io.k8s.api.core.v1.Binding", "", "v1", "Binding"),
+    ("io.k8s.api.policy.v1.Eviction", "policy", "v1", "Eviction"),
+];
 pub const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions";
 pub const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
 pub const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
@@ -74,6 +86,9 @@ pub fn schemas(flavor: Flavor) -> Schemas {
         }
     }
     generator.subschema_for::<autoscaling::Scale>();
+    generator.subschema_for::<k8s_openapi::api::authentication::v1::TokenRequest>();
+    generator.subschema_for::<k8s_openapi::api::core::v1::Binding>();
+    generator.subschema_for::<k8s_openapi::api::policy::v1::Eviction>();
     generator.subschema_for::<meta::DeleteOptions>();
     generator.subschema_for::<meta::Status>();
     generator.subschema_for::<meta::ListMeta>();
@@ -86,6 +101,9 @@ pub fn schemas(flavor: Flavor) -> Schemas {
         }),
     );
     set_gvk(&mut defs, SCALE, "autoscaling", "v1", "Scale");
+    for (name, group, version, kind) in SUBRESOURCE_BODIES {
+        set_gvk(&mut defs, name, group, version, kind);
+    }
     for (kind, name) in &kinds {
         set_gvk(&mut defs, name, kind.group, kind.version, kind.kind);
         let list = list_schema_name(name);

@@ -18,96 +18,99 @@ pub static KINDS: &[(&str, &str, u16)] = &[
     ("apps/v1", "ReplicaSetList", 16),
     ("apps/v1", "StatefulSet", 22),
     ("apps/v1", "StatefulSetList", 24),
-    ("autoscaling/v1", "Scale", 30),
-    ("batch/v1", "CronJob", 33),
-    ("batch/v1", "CronJobList", 34),
-    ("batch/v1", "Job", 37),
-    ("batch/v1", "JobList", 39),
-    ("coordination.k8s.io/v1", "Lease", 50),
-    ("coordination.k8s.io/v1", "LeaseList", 51),
-    ("v1", "ConfigMap", 69),
-    ("v1", "ConfigMapList", 72),
-    ("v1", "Endpoints", 94),
-    ("v1", "EndpointsList", 95),
-    ("v1", "Event", 102),
-    ("v1", "EventList", 103),
-    ("v1", "LimitRange", 127),
-    ("v1", "LimitRangeList", 129),
-    ("v1", "Namespace", 138),
-    ("v1", "NamespaceList", 140),
-    ("v1", "Node", 143),
-    ("v1", "NodeList", 151),
-    ("v1", "PersistentVolume", 163),
-    ("v1", "PersistentVolumeClaim", 164),
-    ("v1", "PersistentVolumeClaimList", 166),
-    ("v1", "PersistentVolumeList", 171),
-    ("v1", "Pod", 176),
-    ("v1", "PodList", 184),
-    ("v1", "ReplicationController", 203),
-    ("v1", "ReplicationControllerList", 205),
-    ("v1", "ResourceQuota", 211),
-    ("v1", "ResourceQuotaList", 212),
-    ("v1", "Secret", 223),
-    ("v1", "SecretList", 226),
-    ("v1", "Service", 231),
-    ("v1", "ServiceAccount", 232),
-    ("v1", "ServiceAccountList", 233),
-    ("v1", "ServiceList", 235),
-    ("discovery.k8s.io/v1", "EndpointSlice", 267),
-    ("discovery.k8s.io/v1", "EndpointSliceList", 268),
-    ("events.k8s.io/v1", "Event", 271),
-    ("events.k8s.io/v1", "EventList", 272),
-    ("networking.k8s.io/v1", "Ingress", 277),
-    ("networking.k8s.io/v1", "IngressClass", 279),
-    ("networking.k8s.io/v1", "IngressClassList", 280),
-    ("networking.k8s.io/v1", "IngressList", 283),
-    ("networking.k8s.io/v1", "NetworkPolicy", 293),
-    ("networking.k8s.io/v1", "NetworkPolicyList", 296),
-    ("storage.k8s.io/v1", "StorageClass", 301),
-    ("storage.k8s.io/v1", "StorageClassList", 302),
+    ("authentication.k8s.io/v1", "TokenRequest", 31),
+    ("autoscaling/v1", "Scale", 34),
+    ("batch/v1", "CronJob", 37),
+    ("batch/v1", "CronJobList", 38),
+    ("batch/v1", "Job", 41),
+    ("batch/v1", "JobList", 43),
+    ("coordination.k8s.io/v1", "Lease", 54),
+    ("coordination.k8s.io/v1", "LeaseList", 55),
+    ("v1", "Binding", 64),
+    ("v1", "ConfigMap", 74),
+    ("v1", "ConfigMapList", 77),
+    ("v1", "Endpoints", 99),
+    ("v1", "EndpointsList", 100),
+    ("v1", "Event", 107),
+    ("v1", "EventList", 108),
+    ("v1", "LimitRange", 132),
+    ("v1", "LimitRangeList", 134),
+    ("v1", "Namespace", 143),
+    ("v1", "NamespaceList", 145),
+    ("v1", "Node", 148),
+    ("v1", "NodeList", 156),
+    ("v1", "PersistentVolume", 168),
+    ("v1", "PersistentVolumeClaim", 169),
+    ("v1", "PersistentVolumeClaimList", 171),
+    ("v1", "PersistentVolumeList", 176),
+    ("v1", "Pod", 181),
+    ("v1", "PodList", 189),
+    ("v1", "ReplicationController", 208),
+    ("v1", "ReplicationControllerList", 210),
+    ("v1", "ResourceQuota", 216),
+    ("v1", "ResourceQuotaList", 217),
+    ("v1", "Secret", 228),
+    ("v1", "SecretList", 231),
+    ("v1", "Service", 236),
+    ("v1", "ServiceAccount", 237),
+    ("v1", "ServiceAccountList", 238),
+    ("v1", "ServiceList", 240),
+    ("discovery.k8s.io/v1", "EndpointSlice", 272),
+    ("discovery.k8s.io/v1", "EndpointSliceList", 273),
+    ("events.k8s.io/v1", "Event", 276),
+    ("events.k8s.io/v1", "EventList", 277),
+    ("networking.k8s.io/v1", "Ingress", 282),
+    ("networking.k8s.io/v1", "IngressClass", 284),
+    ("networking.k8s.io/v1", "IngressClassList", 285),
+    ("networking.k8s.io/v1", "IngressList", 288),
+    ("networking.k8s.io/v1", "NetworkPolicy", 298),
+    ("networking.k8s.io/v1", "NetworkPolicyList", 301),
+    ("policy/v1", "Eviction", 306),
+    ("storage.k8s.io/v1", "StorageClass", 307),
+    ("storage.k8s.io/v1", "StorageClassList", 308),
 ];
 
 /// Index of `DeleteOptions` in [`MESSAGES`].
-pub const DELETE_OPTIONS: u16 = 304;
+pub const DELETE_OPTIONS: u16 = 310;
 
 #[rustfmt::skip]
 pub static MESSAGES: &[&[Field]] = &[
     // 0: io.k8s.api.apps.v1.ControllerRevision
-    &[one(1, "metadata", T::Message(309)), one(2, "data", T::RawExtension), one(3, "revision", T::Int64)],
+    &[one(1, "metadata", T::Message(315)), one(2, "data", T::RawExtension), one(3, "revision", T::Int64)],
     // 1: io.k8s.api.apps.v1.ControllerRevisionList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(0))],
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(0))],
     // 2: io.k8s.api.apps.v1.DaemonSet
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(5)), one(3, "status", T::Message(6))],
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(5)), one(3, "status", T::Message(6))],
     // 3: io.k8s.api.apps.v1.DaemonSetCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "lastTransitionTime", T::Time), one(4, "reason", T::String), one(5, "message", T::String)],
     // 4: io.k8s.api.apps.v1.DaemonSetList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(2))],
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(2))],
     // 5: io.k8s.api.apps.v1.DaemonSetSpec
-    &[one(1, "selector", T::Message(305)), one(2, "template", T::Message(193)), one(3, "updateStrategy", T::Message(7)), one(4, "minReadySeconds", T::Int32), one(6, "revisionHistoryLimit", T::Int32)],
+    &[one(1, "selector", T::Message(311)), one(2, "template", T::Message(198)), one(3, "updateStrategy", T::Message(7)), one(4, "minReadySeconds", T::Int32), one(6, "revisionHistoryLimit", T::Int32)],
     // 6: io.k8s.api.apps.v1.DaemonSetStatus
     &[one(1, "currentNumberScheduled", T::Int32), one(2, "numberMisscheduled", T::Int32), one(3, "desiredNumberScheduled", T::Int32), one(4, "numberReady", T::Int32), one(5, "observedGeneration", T::Int64), one(6, "updatedNumberScheduled", T::Int32), one(7, "numberAvailable", T::Int32), one(8, "numberUnavailable", T::Int32), one(9, "collisionCount", T::Int32), list(10, "conditions", T::Message(3))],
     // 7: io.k8s.api.apps.v1.DaemonSetUpdateStrategy
     &[one(1, "type", T::String), one(2, "rollingUpdate", T::Message(19))],
     // 8: io.k8s.api.apps.v1.Deployment
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(11)), one(3, "status", T::Message(12))],
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(11)), one(3, "status", T::Message(12))],
     // 9: io.k8s.api.apps.v1.DeploymentCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(6, "lastUpdateTime", T::Time), one(7, "lastTransitionTime", T::Time), one(4, "reason", T::String), one(5, "message", T::String)],
     // 10: io.k8s.api.apps.v1.DeploymentList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(8))],
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(8))],
     // 11: io.k8s.api.apps.v1.DeploymentSpec
-    &[one(1, "replicas", T::Int32), one(2, "selector", T::Message(305)), one(3, "template", T::Message(193)), one(4, "strategy", T::Message(13)), one(5, "minReadySeconds", T::Int32), one(6, "revisionHistoryLimit", T::Int32), one(7, "paused", T::Bool), one(9, "progressDeadlineSeconds", T::Int32)],
+    &[one(1, "replicas", T::Int32), one(2, "selector", T::Message(311)), one(3, "template", T::Message(198)), one(4, "strategy", T::Message(13)), one(5, "minReadySeconds", T::Int32), one(6, "revisionHistoryLimit", T::Int32), one(7, "paused", T::Bool), one(9, "progressDeadlineSeconds", T::Int32)],
     // 12: io.k8s.api.apps.v1.DeploymentStatus
     &[one(1, "observedGeneration", T::Int64), one(2, "replicas", T::Int32), one(3, "updatedReplicas", T::Int32), one(7, "readyReplicas", T::Int32), one(4, "availableReplicas", T::Int32), one(5, "unavailableReplicas", T::Int32), one(9, "terminatingReplicas", T::Int32), list(6, "conditions", T::Message(9)), one(8, "collisionCount", T::Int32)],
     // 13: io.k8s.api.apps.v1.DeploymentStrategy
     &[one(1, "type", T::String), one(2, "rollingUpdate", T::Message(20))],
     // 14: io.k8s.api.apps.v1.ReplicaSet
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(17)), one(3, "status", T::Message(18))],
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(17)), one(3, "status", T::Message(18))],
     // 15: io.k8s.api.apps.v1.ReplicaSetCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "lastTransitionTime", T::Time), one(4, "reason", T::String), one(5, "message", T::String)],
     // 16: io.k8s.api.apps.v1.ReplicaSetList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(14))],
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(14))],
     // 17: io.k8s.api.apps.v1.ReplicaSetSpec
-    &[one(1, "replicas", T::Int32), one(4, "minReadySeconds", T::Int32), one(2, "selector", T::Message(305)), one(3, "template", T::Message(193))],
+    &[one(1, "replicas", T::Int32), one(4, "minReadySeconds", T::Int32), one(2, "selector", T::Message(311)), one(3, "template", T::Message(198))],
     // 18: io.k8s.api.apps.v1.ReplicaSetStatus
     &[one(1, "replicas", T::Int32), one(2, "fullyLabeledReplicas", T::Int32), one(4, "readyReplicas", T::Int32), one(5, "availableReplicas", T::Int32), one(7, "terminatingReplicas", T::Int32), one(3, "observedGeneration", T::Int64), list(6, "conditions", T::Message(15))],
     // 19: io.k8s.api.apps.v1.RollingUpdateDaemonSet
@@ -117,591 +120,603 @@ pub static MESSAGES: &[&[Field]] = &[
     // 21: io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy
     &[one(1, "partition", T::Int32), one(2, "maxUnavailable", T::IntOrString)],
     // 22: io.k8s.api.apps.v1.StatefulSet
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(27)), one(3, "status", T::Message(28))],
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(27)), one(3, "status", T::Message(28))],
     // 23: io.k8s.api.apps.v1.StatefulSetCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "lastTransitionTime", T::Time), one(4, "reason", T::String), one(5, "message", T::String)],
     // 24: io.k8s.api.apps.v1.StatefulSetList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(22))],
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(22))],
     // 25: io.k8s.api.apps.v1.StatefulSetOrdinals
     &[one(1, "start", T::Int32)],
     // 26: io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy
     &[one(1, "whenDeleted", T::String), one(2, "whenScaled", T::String)],
     // 27: io.k8s.api.apps.v1.StatefulSetSpec
-    &[one(1, "replicas", T::Int32), one(2, "selector", T::Message(305)), one(3, "template", T::Message(193)), list(4, "volumeClaimTemplates", T::Message(164)), one(5, "serviceName", T::String), one(6, "podManagementPolicy", T::String), one(7, "updateStrategy", T::Message(29)), one(8, "revisionHistoryLimit", T::Int32), one(9, "minReadySeconds", T::Int32), one(10, "persistentVolumeClaimRetentionPolicy", T::Message(26)), one(11, "ordinals", T::Message(25))],
+    &[one(1, "replicas", T::Int32), one(2, "selector", T::Message(311)), one(3, "template", T::Message(198)), list(4, "volumeClaimTemplates", T::Message(169)), one(5, "serviceName", T::String), one(6, "podManagementPolicy", T::String), one(7, "updateStrategy", T::Message(29)), one(8, "revisionHistoryLimit", T::Int32), one(9, "minReadySeconds", T::Int32), one(10, "persistentVolumeClaimRetentionPolicy", T::Message(26)), one(11, "ordinals", T::Message(25))],
     // 28: io.k8s.api.apps.v1.StatefulSetStatus
     &[one(1, "observedGeneration", T::Int64), one(2, "replicas", T::Int32), one(3, "readyReplicas", T::Int32), one(4, "currentReplicas", T::Int32), one(5, "updatedReplicas", T::Int32), one(6, "currentRevision", T::String), one(7, "updateRevision", T::String), one(9, "collisionCount", T::Int32), list(10, "conditions", T::Message(23)), one(11, "availableReplicas", T::Int32)],
     // 29: io.k8s.api.apps.v1.StatefulSetUpdateStrategy
     &[one(1, "type", T::String), one(2, "rollingUpdate", T::Message(21))],
-    // 30: io.k8s.api.autoscaling.v1.Scale
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(31)), one(3, "status", T::Message(32))],
-    // 31: io.k8s.api.autoscaling.v1.ScaleSpec
+    // 30: io.k8s.api.authentication.v1.BoundObjectReference
+    &[one(1, "kind", T::String), one(2, "apiVersion", T::String), one(3, "name", T::String), one(4, "uid", T::String)],
+    // 31: io.k8s.api.authentication.v1.TokenRequest
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(32)), one(3, "status", T::Message(33))],
+    // 32: io.k8s.api.authentication.v1.TokenRequestSpec
+    &[list(1, "audiences", T::String), one(4, "expirationSeconds", T::Int64), one(3, "boundObjectRef", T::Message(30))],
+    // 33: io.k8s.api.authentication.v1.TokenRequestStatus
+    &[one(1, "token", T::String), one(2, "expirationTimestamp", T::Time)],
+    // 34: io.k8s.api.autoscaling.v1.Scale
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(35)), one(3, "status", T::Message(36))],
+    // 35: io.k8s.api.autoscaling.v1.ScaleSpec
     &[one(1, "replicas", T::Int32)],
-    // 32: io.k8s.api.autoscaling.v1.ScaleStatus
+    // 36: io.k8s.api.autoscaling.v1.ScaleStatus
     &[one(1, "replicas", T::Int32), one(2, "selector", T::String)],
-    // 33: io.k8s.api.batch.v1.CronJob
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(35)), one(3, "status", T::Message(36))],
-    // 34: io.k8s.api.batch.v1.CronJobList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(33))],
-    // 35: io.k8s.api.batch.v1.CronJobSpec
-    &[one(1, "schedule", T::String), one(8, "timeZone", T::String), one(2, "startingDeadlineSeconds", T::Int64), one(3, "concurrencyPolicy", T::String), one(4, "suspend", T::Bool), one(5, "jobTemplate", T::Message(42)), one(6, "successfulJobsHistoryLimit", T::Int32), one(7, "failedJobsHistoryLimit", T::Int32)],
-    // 36: io.k8s.api.batch.v1.CronJobStatus
-    &[list(1, "active", T::Message(162)), one(4, "lastScheduleTime", T::Time), one(5, "lastSuccessfulTime", T::Time)],
-    // 37: io.k8s.api.batch.v1.Job
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(40)), one(3, "status", T::Message(41))],
-    // 38: io.k8s.api.batch.v1.JobCondition
+    // 37: io.k8s.api.batch.v1.CronJob
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(39)), one(3, "status", T::Message(40))],
+    // 38: io.k8s.api.batch.v1.CronJobList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(37))],
+    // 39: io.k8s.api.batch.v1.CronJobSpec
+    &[one(1, "schedule", T::String), one(8, "timeZone", T::String), one(2, "startingDeadlineSeconds", T::Int64), one(3, "concurrencyPolicy", T::String), one(4, "suspend", T::Bool), one(5, "jobTemplate", T::Message(46)), one(6, "successfulJobsHistoryLimit", T::Int32), one(7, "failedJobsHistoryLimit", T::Int32)],
+    // 40: io.k8s.api.batch.v1.CronJobStatus
+    &[list(1, "active", T::Message(167)), one(4, "lastScheduleTime", T::Time), one(5, "lastSuccessfulTime", T::Time)],
+    // 41: io.k8s.api.batch.v1.Job
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(44)), one(3, "status", T::Message(45))],
+    // 42: io.k8s.api.batch.v1.JobCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "lastProbeTime", T::Time), one(4, "lastTransitionTime", T::Time), one(5, "reason", T::String), one(6, "message", T::String)],
-    // 39: io.k8s.api.batch.v1.JobList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(37))],
-    // 40: io.k8s.api.batch.v1.JobSpec
-    &[one(1, "parallelism", T::Int32), one(2, "completions", T::Int32), one(3, "activeDeadlineSeconds", T::Int64), one(11, "podFailurePolicy", T::Message(43)), one(16, "successPolicy", T::Message(47)), one(7, "backoffLimit", T::Int32), one(12, "backoffLimitPerIndex", T::Int32), one(13, "maxFailedIndexes", T::Int32), one(4, "selector", T::Message(305)), one(5, "manualSelector", T::Bool), one(6, "template", T::Message(193)), one(8, "ttlSecondsAfterFinished", T::Int32), one(9, "completionMode", T::String), one(10, "suspend", T::Bool), one(14, "podReplacementPolicy", T::String), one(15, "managedBy", T::String)],
-    // 41: io.k8s.api.batch.v1.JobStatus
-    &[list(1, "conditions", T::Message(38)), one(2, "startTime", T::Time), one(3, "completionTime", T::Time), one(4, "active", T::Int32), one(5, "succeeded", T::Int32), one(6, "failed", T::Int32), one(11, "terminating", T::Int32), one(7, "completedIndexes", T::String), one(10, "failedIndexes", T::String), one(8, "uncountedTerminatedPods", T::Message(49)), one(9, "ready", T::Int32)],
-    // 42: io.k8s.api.batch.v1.JobTemplateSpec
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(40))],
-    // 43: io.k8s.api.batch.v1.PodFailurePolicy
-    &[list(1, "rules", T::Message(46))],
-    // 44: io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement
+    // 43: io.k8s.api.batch.v1.JobList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(41))],
+    // 44: io.k8s.api.batch.v1.JobSpec
+    &[one(1, "parallelism", T::Int32), one(2, "completions", T::Int32), one(3, "activeDeadlineSeconds", T::Int64), one(11, "podFailurePolicy", T::Message(47)), one(16, "successPolicy", T::Message(51)), one(7, "backoffLimit", T::Int32), one(12, "backoffLimitPerIndex", T::Int32), one(13, "maxFailedIndexes", T::Int32), one(4, "selector", T::Message(311)), one(5, "manualSelector", T::Bool), one(6, "template", T::Message(198)), one(8, "ttlSecondsAfterFinished", T::Int32), one(9, "completionMode", T::String), one(10, "suspend", T::Bool), one(14, "podReplacementPolicy", T::String), one(15, "managedBy", T::String)],
+    // 45: io.k8s.api.batch.v1.JobStatus
+    &[list(1, "conditions", T::Message(42)), one(2, "startTime", T::Time), one(3, "completionTime", T::Time), one(4, "active", T::Int32), one(5, "succeeded", T::Int32), one(6, "failed", T::Int32), one(11, "terminating", T::Int32), one(7, "completedIndexes", T::String), one(10, "failedIndexes", T::String), one(8, "uncountedTerminatedPods", T::Message(53)), one(9, "ready", T::Int32)],
+    // 46: io.k8s.api.batch.v1.JobTemplateSpec
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(44))],
+    // 47: io.k8s.api.batch.v1.PodFailurePolicy
+    &[list(1, "rules", T::Message(50))],
+    // 48: io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement
     &[one(1, "containerName", T::String), one(2, "operator", T::String), list(3, "values", T::Int32)],
-    // 45: io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern
+    // 49: io.k8s.api.batch.v1.PodFailurePolicyOnPodConditionsPattern
     &[one(1, "type", T::String), one(2, "status", T::String)],
-    // 46: io.k8s.api.batch.v1.PodFailurePolicyRule
-    &[one(1, "action", T::String), one(2, "onExitCodes", T::Message(44)), list(3, "onPodConditions", T::Message(45))],
-    // 47: io.k8s.api.batch.v1.SuccessPolicy
-    &[list(1, "rules", T::Message(48))],
-    // 48: io.k8s.api.batch.v1.SuccessPolicyRule
+    // 50: io.k8s.api.batch.v1.PodFailurePolicyRule
+    &[one(1, "action", T::String), one(2, "onExitCodes", T::Message(48)), list(3, "onPodConditions", T::Message(49))],
+    // 51: io.k8s.api.batch.v1.SuccessPolicy
+    &[list(1, "rules", T::Message(52))],
+    // 52: io.k8s.api.batch.v1.SuccessPolicyRule
     &[one(1, "succeededIndexes", T::String), one(2, "succeededCount", T::Int32)],
-    // 49: io.k8s.api.batch.v1.UncountedTerminatedPods
+    // 53: io.k8s.api.batch.v1.UncountedTerminatedPods
     &[list(1, "succeeded", T::String), list(2, "failed", T::String)],
-    // 50: io.k8s.api.coordination.v1.Lease
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(52))],
-    // 51: io.k8s.api.coordination.v1.LeaseList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(50))],
-    // 52: io.k8s.api.coordination.v1.LeaseSpec
+    // 54: io.k8s.api.coordination.v1.Lease
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(56))],
+    // 55: io.k8s.api.coordination.v1.LeaseList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(54))],
+    // 56: io.k8s.api.coordination.v1.LeaseSpec
     &[one(1, "holderIdentity", T::String), one(2, "leaseDurationSeconds", T::Int32), one(3, "acquireTime", T::MicroTime), one(4, "renewTime", T::MicroTime), one(5, "leaseTransitions", T::Int32), one(6, "strategy", T::String), one(7, "preferredHolder", T::String)],
-    // 53: io.k8s.api.core.v1.AWSElasticBlockStoreVolumeSource
+    // 57: io.k8s.api.core.v1.AWSElasticBlockStoreVolumeSource
     &[one(1, "volumeID", T::String), one(2, "fsType", T::String), one(3, "partition", T::Int32), one(4, "readOnly", T::Bool)],
-    // 54: io.k8s.api.core.v1.Affinity
-    &[one(1, "nodeAffinity", T::Message(145)), one(2, "podAffinity", T::Message(177)), one(3, "podAntiAffinity", T::Message(179))],
-    // 55: io.k8s.api.core.v1.AppArmorProfile
+    // 58: io.k8s.api.core.v1.Affinity
+    &[one(1, "nodeAffinity", T::Message(150)), one(2, "podAffinity", T::Message(182)), one(3, "podAntiAffinity", T::Message(184))],
+    // 59: io.k8s.api.core.v1.AppArmorProfile
     &[one(1, "type", T::String), one(2, "localhostProfile", T::String)],
-    // 56: io.k8s.api.core.v1.AttachedVolume
+    // 60: io.k8s.api.core.v1.AttachedVolume
     &[one(1, "name", T::String), one(2, "devicePath", T::String)],
-    // 57: io.k8s.api.core.v1.AzureDiskVolumeSource
+    // 61: io.k8s.api.core.v1.AzureDiskVolumeSource
     &[one(1, "diskName", T::String), one(2, "diskURI", T::String), one(3, "cachingMode", T::String), one(4, "fsType", T::String), one(5, "readOnly", T::Bool), one(6, "kind", T::String)],
-    // 58: io.k8s.api.core.v1.AzureFilePersistentVolumeSource
+    // 62: io.k8s.api.core.v1.AzureFilePersistentVolumeSource
     &[one(1, "secretName", T::String), one(2, "shareName", T::String), one(3, "readOnly", T::Bool), one(4, "secretNamespace", T::String)],
-    // 59: io.k8s.api.core.v1.AzureFileVolumeSource
+    // 63: io.k8s.api.core.v1.AzureFileVolumeSource
     &[one(1, "secretName", T::String), one(2, "shareName", T::String), one(3, "readOnly", T::Bool)],
-    // 60: io.k8s.api.core.v1.CSIPersistentVolumeSource
-    &[one(1, "driver", T::String), one(2, "volumeHandle", T::String), one(3, "readOnly", T::Bool), one(4, "fsType", T::String), map(5, "volumeAttributes", T::String), one(6, "controllerPublishSecretRef", T::Message(228)), one(7, "nodeStageSecretRef", T::Message(228)), one(8, "nodePublishSecretRef", T::Message(228)), one(9, "controllerExpandSecretRef", T::Message(228)), one(10, "nodeExpandSecretRef", T::Message(228))],
-    // 61: io.k8s.api.core.v1.CSIVolumeSource
-    &[one(1, "driver", T::String), one(2, "readOnly", T::Bool), one(3, "fsType", T::String), map(4, "volumeAttributes", T::String), one(5, "nodePublishSecretRef", T::Message(134))],
-    // 62: io.k8s.api.core.v1.Capabilities
+    // 64: io.k8s.api.core.v1.Binding
+    &[one(1, "metadata", T::Message(315)), one(2, "target", T::Message(167))],
+    // 65: io.k8s.api.core.v1.CSIPersistentVolumeSource
+    &[one(1, "driver", T::String), one(2, "volumeHandle", T::String), one(3, "readOnly", T::Bool), one(4, "fsType", T::String), map(5, "volumeAttributes", T::String), one(6, "controllerPublishSecretRef", T::Message(233)), one(7, "nodeStageSecretRef", T::Message(233)), one(8, "nodePublishSecretRef", T::Message(233)), one(9, "controllerExpandSecretRef", T::Message(233)), one(10, "nodeExpandSecretRef", T::Message(233))],
+    // 66: io.k8s.api.core.v1.CSIVolumeSource
+    &[one(1, "driver", T::String), one(2, "readOnly", T::Bool), one(3, "fsType", T::String), map(4, "volumeAttributes", T::String), one(5, "nodePublishSecretRef", T::Message(139))],
+    // 67: io.k8s.api.core.v1.Capabilities
     &[list(1, "add", T::String), list(2, "drop", T::String)],
-    // 63: io.k8s.api.core.v1.CephFSPersistentVolumeSource
-    &[list(1, "monitors", T::String), one(2, "path", T::String), one(3, "user", T::String), one(4, "secretFile", T::String), one(5, "secretRef", T::Message(228)), one(6, "readOnly", T::Bool)],
-    // 64: io.k8s.api.core.v1.CephFSVolumeSource
-    &[list(1, "monitors", T::String), one(2, "path", T::String), one(3, "user", T::String), one(4, "secretFile", T::String), one(5, "secretRef", T::Message(134)), one(6, "readOnly", T::Bool)],
-    // 65: io.k8s.api.core.v1.CinderPersistentVolumeSource
-    &[one(1, "volumeID", T::String), one(2, "fsType", T::String), one(3, "readOnly", T::Bool), one(4, "secretRef", T::Message(228))],
-    // 66: io.k8s.api.core.v1.CinderVolumeSource
-    &[one(1, "volumeID", T::String), one(2, "fsType", T::String), one(3, "readOnly", T::Bool), one(4, "secretRef", T::Message(134))],
-    // 67: io.k8s.api.core.v1.ClientIPConfig
+    // 68: io.k8s.api.core.v1.CephFSPersistentVolumeSource
+    &[list(1, "monitors", T::String), one(2, "path", T::String), one(3, "user", T::String), one(4, "secretFile", T::String), one(5, "secretRef", T::Message(233)), one(6, "readOnly", T::Bool)],
+    // 69: io.k8s.api.core.v1.CephFSVolumeSource
+    &[list(1, "monitors", T::String), one(2, "path", T::String), one(3, "user", T::String), one(4, "secretFile", T::String), one(5, "secretRef", T::Message(139)), one(6, "readOnly", T::Bool)],
+    // 70: io.k8s.api.core.v1.CinderPersistentVolumeSource
+    &[one(1, "volumeID", T::String), one(2, "fsType", T::String), one(3, "readOnly", T::Bool), one(4, "secretRef", T::Message(233))],
+    // 71: io.k8s.api.core.v1.CinderVolumeSource
+    &[one(1, "volumeID", T::String), one(2, "fsType", T::String), one(3, "readOnly", T::Bool), one(4, "secretRef", T::Message(139))],
+    // 72: io.k8s.api.core.v1.ClientIPConfig
     &[one(1, "timeoutSeconds", T::Int32)],
-    // 68: io.k8s.api.core.v1.ClusterTrustBundleProjection
-    &[one(1, "name", T::String), one(2, "signerName", T::String), one(3, "labelSelector", T::Message(305)), one(5, "optional", T::Bool), one(4, "path", T::String)],
-    // 69: io.k8s.api.core.v1.ConfigMap
-    &[one(1, "metadata", T::Message(309)), one(4, "immutable", T::Bool), map(2, "data", T::String), map(3, "binaryData", T::Bytes)],
-    // 70: io.k8s.api.core.v1.ConfigMapEnvSource
-    &[inline(1, T::Message(134)), one(2, "optional", T::Bool)],
-    // 71: io.k8s.api.core.v1.ConfigMapKeySelector
-    &[inline(1, T::Message(134)), one(2, "key", T::String), one(3, "optional", T::Bool)],
-    // 72: io.k8s.api.core.v1.ConfigMapList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(69))],
-    // 73: io.k8s.api.core.v1.ConfigMapNodeConfigSource
+    // 73: io.k8s.api.core.v1.ClusterTrustBundleProjection
+    &[one(1, "name", T::String), one(2, "signerName", T::String), one(3, "labelSelector", T::Message(311)), one(5, "optional", T::Bool), one(4, "path", T::String)],
+    // 74: io.k8s.api.core.v1.ConfigMap
+    &[one(1, "metadata", T::Message(315)), one(4, "immutable", T::Bool), map(2, "data", T::String), map(3, "binaryData", T::Bytes)],
+    // 75: io.k8s.api.core.v1.ConfigMapEnvSource
+    &[inline(1, T::Message(139)), one(2, "optional", T::Bool)],
+    // 76: io.k8s.api.core.v1.ConfigMapKeySelector
+    &[inline(1, T::Message(139)), one(2, "key", T::String), one(3, "optional", T::Bool)],
+    // 77: io.k8s.api.core.v1.ConfigMapList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(74))],
+    // 78: io.k8s.api.core.v1.ConfigMapNodeConfigSource
     &[one(1, "namespace", T::String), one(2, "name", T::String), one(3, "uid", T::String), one(4, "resourceVersion", T::String), one(5, "kubeletConfigKey", T::String)],
-    // 74: io.k8s.api.core.v1.ConfigMapProjection
-    &[inline(1, T::Message(134)), list(2, "items", T::Message(124)), one(4, "optional", T::Bool)],
-    // 75: io.k8s.api.core.v1.ConfigMapVolumeSource
-    &[inline(1, T::Message(134)), list(2, "items", T::Message(124)), one(3, "defaultMode", T::Int32), one(4, "optional", T::Bool)],
-    // 76: io.k8s.api.core.v1.Container
-    &[one(1, "name", T::String), one(2, "image", T::String), list(3, "command", T::String), list(4, "args", T::String), one(5, "workingDir", T::String), list(6, "ports", T::Message(78)), list(19, "envFrom", T::Message(96)), list(7, "env", T::Message(97)), one(8, "resources", T::Message(215)), list(23, "resizePolicy", T::Message(79)), one(24, "restartPolicy", T::String), list(9, "volumeMounts", T::Message(254)), list(21, "volumeDevices", T::Message(253)), one(10, "livenessProbe", T::Message(197)), one(11, "readinessProbe", T::Message(197)), one(22, "startupProbe", T::Message(197)), one(12, "lifecycle", T::Message(125)), one(13, "terminationMessagePath", T::String), one(20, "terminationMessagePolicy", T::String), one(14, "imagePullPolicy", T::String), one(15, "securityContext", T::Message(230)), one(16, "stdin", T::Bool), one(17, "stdinOnce", T::Bool), one(18, "tty", T::Bool)],
-    // 77: io.k8s.api.core.v1.ContainerImage
+    // 79: io.k8s.api.core.v1.ConfigMapProjection
+    &[inline(1, T::Message(139)), list(2, "items", T::Message(129)), one(4, "optional", T::Bool)],
+    // 80: io.k8s.api.core.v1.ConfigMapVolumeSource
+    &[inline(1, T::Message(139)), list(2, "items", T::Message(129)), one(3, "defaultMode", T::Int32), one(4, "optional", T::Bool)],
+    // 81: io.k8s.api.core.v1.Container
+    &[one(1, "name", T::String), one(2, "image", T::String), list(3, "command", T::String), list(4, "args", T::String), one(5, "workingDir", T::String), list(6, "ports", T::Message(83)), list(19, "envFrom", T::Message(101)), list(7, "env", T::Message(102)), one(8, "resources", T::Message(220)), list(23, "resizePolicy", T::Message(84)), one(24, "restartPolicy", T::String), list(9, "volumeMounts", T::Message(259)), list(21, "volumeDevices", T::Message(258)), one(10, "livenessProbe", T::Message(202)), one(11, "readinessProbe", T::Message(202)), one(22, "startupProbe", T::Message(202)), one(12, "lifecycle", T::Message(130)), one(13, "terminationMessagePath", T::String), one(20, "terminationMessagePolicy", T::String), one(14, "imagePullPolicy", T::String), one(15, "securityContext", T::Message(235)), one(16, "stdin", T::Bool), one(17, "stdinOnce", T::Bool), one(18, "tty", T::Bool)],
+    // 82: io.k8s.api.core.v1.ContainerImage
     &[list(1, "names", T::String), one(2, "sizeBytes", T::Int64)],
-    // 78: io.k8s.api.core.v1.ContainerPort
+    // 83: io.k8s.api.core.v1.ContainerPort
     &[one(1, "name", T::String), one(2, "hostPort", T::Int32), one(3, "containerPort", T::Int32), one(4, "protocol", T::String), one(5, "hostIP", T::String)],
-    // 79: io.k8s.api.core.v1.ContainerResizePolicy
+    // 84: io.k8s.api.core.v1.ContainerResizePolicy
     &[one(1, "resourceName", T::String), one(2, "restartPolicy", T::String)],
-    // 80: io.k8s.api.core.v1.ContainerState
-    &[one(1, "waiting", T::Message(83)), one(2, "running", T::Message(81)), one(3, "terminated", T::Message(82))],
-    // 81: io.k8s.api.core.v1.ContainerStateRunning
+    // 85: io.k8s.api.core.v1.ContainerState
+    &[one(1, "waiting", T::Message(88)), one(2, "running", T::Message(86)), one(3, "terminated", T::Message(87))],
+    // 86: io.k8s.api.core.v1.ContainerStateRunning
     &[one(1, "startedAt", T::Time)],
-    // 82: io.k8s.api.core.v1.ContainerStateTerminated
+    // 87: io.k8s.api.core.v1.ContainerStateTerminated
     &[one(1, "exitCode", T::Int32), one(2, "signal", T::Int32), one(3, "reason", T::String), one(4, "message", T::String), one(5, "startedAt", T::Time), one(6, "finishedAt", T::Time), one(7, "containerID", T::String)],
-    // 83: io.k8s.api.core.v1.ContainerStateWaiting
+    // 88: io.k8s.api.core.v1.ContainerStateWaiting
     &[one(1, "reason", T::String), one(2, "message", T::String)],
-    // 84: io.k8s.api.core.v1.ContainerStatus
-    &[one(1, "name", T::String), one(2, "state", T::Message(80)), one(3, "lastState", T::Message(80)), one(4, "ready", T::Bool), one(5, "restartCount", T::Int32), one(6, "image", T::String), one(7, "imageID", T::String), one(8, "containerID", T::String), one(9, "started", T::Bool), map(10, "allocatedResources", T::Quantity), one(11, "resources", T::Message(215)), list(12, "volumeMounts", T::Message(255)), one(13, "user", T::Message(85)), list(14, "allocatedResourcesStatus", T::Message(216)), one(15, "stopSignal", T::String)],
-    // 85: io.k8s.api.core.v1.ContainerUser
-    &[one(1, "linux", T::Message(131))],
-    // 86: io.k8s.api.core.v1.DaemonEndpoint
+    // 89: io.k8s.api.core.v1.ContainerStatus
+    &[one(1, "name", T::String), one(2, "state", T::Message(85)), one(3, "lastState", T::Message(85)), one(4, "ready", T::Bool), one(5, "restartCount", T::Int32), one(6, "image", T::String), one(7, "imageID", T::String), one(8, "containerID", T::String), one(9, "started", T::Bool), map(10, "allocatedResources", T::Quantity), one(11, "resources", T::Message(220)), list(12, "volumeMounts", T::Message(260)), one(13, "user", T::Message(90)), list(14, "allocatedResourcesStatus", T::Message(221)), one(15, "stopSignal", T::String)],
+    // 90: io.k8s.api.core.v1.ContainerUser
+    &[one(1, "linux", T::Message(136))],
+    // 91: io.k8s.api.core.v1.DaemonEndpoint
     &[one(1, "Port", T::Int32)],
-    // 87: io.k8s.api.core.v1.DownwardAPIProjection
-    &[list(1, "items", T::Message(88))],
-    // 88: io.k8s.api.core.v1.DownwardAPIVolumeFile
-    &[one(1, "path", T::String), one(2, "fieldRef", T::Message(161)), one(3, "resourceFieldRef", T::Message(209)), one(4, "mode", T::Int32)],
-    // 89: io.k8s.api.core.v1.DownwardAPIVolumeSource
-    &[list(1, "items", T::Message(88)), one(2, "defaultMode", T::Int32)],
-    // 90: io.k8s.api.core.v1.EmptyDirVolumeSource
+    // 92: io.k8s.api.core.v1.DownwardAPIProjection
+    &[list(1, "items", T::Message(93))],
+    // 93: io.k8s.api.core.v1.DownwardAPIVolumeFile
+    &[one(1, "path", T::String), one(2, "fieldRef", T::Message(166)), one(3, "resourceFieldRef", T::Message(214)), one(4, "mode", T::Int32)],
+    // 94: io.k8s.api.core.v1.DownwardAPIVolumeSource
+    &[list(1, "items", T::Message(93)), one(2, "defaultMode", T::Int32)],
+    // 95: io.k8s.api.core.v1.EmptyDirVolumeSource
     &[one(1, "medium", T::String), one(2, "sizeLimit", T::Quantity)],
-    // 91: io.k8s.api.core.v1.EndpointAddress
-    &[one(1, "ip", T::String), one(3, "hostname", T::String), one(4, "nodeName", T::String), one(2, "targetRef", T::Message(162))],
-    // 92: io.k8s.api.core.v1.EndpointPort
+    // 96: io.k8s.api.core.v1.EndpointAddress
+    &[one(1, "ip", T::String), one(3, "hostname", T::String), one(4, "nodeName", T::String), one(2, "targetRef", T::Message(167))],
+    // 97: io.k8s.api.core.v1.EndpointPort
     &[one(1, "name", T::String), one(2, "port", T::Int32), one(3, "protocol", T::String), one(4, "appProtocol", T::String)],
-    // 93: io.k8s.api.core.v1.EndpointSubset
-    &[list(1, "addresses", T::Message(91)), list(2, "notReadyAddresses", T::Message(91)), list(3, "ports", T::Message(92))],
-    // 94: io.k8s.api.core.v1.Endpoints
-    &[one(1, "metadata", T::Message(309)), list(2, "subsets", T::Message(93))],
-    // 95: io.k8s.api.core.v1.EndpointsList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(94))],
-    // 96: io.k8s.api.core.v1.EnvFromSource
-    &[one(1, "prefix", T::String), one(2, "configMapRef", T::Message(70)), one(3, "secretRef", T::Message(224))],
-    // 97: io.k8s.api.core.v1.EnvVar
-    &[one(1, "name", T::String), one(2, "value", T::String), one(3, "valueFrom", T::Message(98))],
-    // 98: io.k8s.api.core.v1.EnvVarSource
-    &[one(1, "fieldRef", T::Message(161)), one(2, "resourceFieldRef", T::Message(209)), one(3, "configMapKeyRef", T::Message(71)), one(4, "secretKeyRef", T::Message(225))],
-    // 99: io.k8s.api.core.v1.EphemeralContainer
-    &[inline(1, T::Message(100)), one(2, "targetContainerName", T::String)],
-    // 100: io.k8s.api.core.v1.EphemeralContainerCommon
-    &[one(1, "name", T::String), one(2, "image", T::String), list(3, "command", T::String), list(4, "args", T::String), one(5, "workingDir", T::String), list(6, "ports", T::Message(78)), list(19, "envFrom", T::Message(96)), list(7, "env", T::Message(97)), one(8, "resources", T::Message(215)), list(23, "resizePolicy", T::Message(79)), one(24, "restartPolicy", T::String), list(9, "volumeMounts", T::Message(254)), list(21, "volumeDevices", T::Message(253)), one(10, "livenessProbe", T::Message(197)), one(11, "readinessProbe", T::Message(197)), one(22, "startupProbe", T::Message(197)), one(12, "lifecycle", T::Message(125)), one(13, "terminationMessagePath", T::String), one(20, "terminationMessagePolicy", T::String), one(14, "imagePullPolicy", T::String), one(15, "securityContext", T::Message(230)), one(16, "stdin", T::Bool), one(17, "stdinOnce", T::Bool), one(18, "tty", T::Bool)],
-    // 101: io.k8s.api.core.v1.EphemeralVolumeSource
-    &[one(1, "volumeClaimTemplate", T::Message(169))],
-    // 102: io.k8s.api.core.v1.Event
-    &[one(1, "metadata", T::Message(309)), one(2, "involvedObject", T::Message(162)), one(3, "reason", T::String), one(4, "message", T::String), one(5, "source", T::Message(105)), one(6, "firstTimestamp", T::Time), one(7, "lastTimestamp", T::Time), one(8, "count", T::Int32), one(9, "type", T::String), one(10, "eventTime", T::MicroTime), one(11, "series", T::Message(104)), one(12, "action", T::String), one(13, "related", T::Message(162)), one(14, "reportingComponent", T::String), one(15, "reportingInstance", T::String)],
-    // 103: io.k8s.api.core.v1.EventList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(102))],
-    // 104: io.k8s.api.core.v1.EventSeries
+    // 98: io.k8s.api.core.v1.EndpointSubset
+    &[list(1, "addresses", T::Message(96)), list(2, "notReadyAddresses", T::Message(96)), list(3, "ports", T::Message(97))],
+    // 99: io.k8s.api.core.v1.Endpoints
+    &[one(1, "metadata", T::Message(315)), list(2, "subsets", T::Message(98))],
+    // 100: io.k8s.api.core.v1.EndpointsList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(99))],
+    // 101: io.k8s.api.core.v1.EnvFromSource
+    &[one(1, "prefix", T::String), one(2, "configMapRef", T::Message(75)), one(3, "secretRef", T::Message(229))],
+    // 102: io.k8s.api.core.v1.EnvVar
+    &[one(1, "name", T::String), one(2, "value", T::String), one(3, "valueFrom", T::Message(103))],
+    // 103: io.k8s.api.core.v1.EnvVarSource
+    &[one(1, "fieldRef", T::Message(166)), one(2, "resourceFieldRef", T::Message(214)), one(3, "configMapKeyRef", T::Message(76)), one(4, "secretKeyRef", T::Message(230))],
+    // 104: io.k8s.api.core.v1.EphemeralContainer
+    &[inline(1, T::Message(105)), one(2, "targetContainerName", T::String)],
+    // 105: io.k8s.api.core.v1.EphemeralContainerCommon
+    &[one(1, "name", T::String), one(2, "image", T::String), list(3, "command", T::String), list(4, "args", T::String), one(5, "workingDir", T::String), list(6, "ports", T::Message(83)), list(19, "envFrom", T::Message(101)), list(7, "env", T::Message(102)), one(8, "resources", T::Message(220)), list(23, "resizePolicy", T::Message(84)), one(24, "restartPolicy", T::String), list(9, "volumeMounts", T::Message(259)), list(21, "volumeDevices", T::Message(258)), one(10, "livenessProbe", T::Message(202)), one(11, "readinessProbe", T::Message(202)), one(22, "startupProbe", T::Message(202)), one(12, "lifecycle", T::Message(130)), one(13, "terminationMessagePath", T::String), one(20, "terminationMessagePolicy", T::String), one(14, "imagePullPolicy", T::String), one(15, "securityContext", T::Message(235)), one(16, "stdin", T::Bool), one(17, "stdinOnce", T::Bool), one(18, "tty", T::Bool)],
+    // 106: io.k8s.api.core.v1.EphemeralVolumeSource
+    &[one(1, "volumeClaimTemplate", T::Message(174))],
+    // 107: io.k8s.api.core.v1.Event
+    &[one(1, "metadata", T::Message(315)), one(2, "involvedObject", T::Message(167)), one(3, "reason", T::String), one(4, "message", T::String), one(5, "source", T::Message(110)), one(6, "firstTimestamp", T::Time), one(7, "lastTimestamp", T::Time), one(8, "count", T::Int32), one(9, "type", T::String), one(10, "eventTime", T::MicroTime), one(11, "series", T::Message(109)), one(12, "action", T::String), one(13, "related", T::Message(167)), one(14, "reportingComponent", T::String), one(15, "reportingInstance", T::String)],
+    // 108: io.k8s.api.core.v1.EventList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(107))],
+    // 109: io.k8s.api.core.v1.EventSeries
     &[one(1, "count", T::Int32), one(2, "lastObservedTime", T::MicroTime)],
-    // 105: io.k8s.api.core.v1.EventSource
+    // 110: io.k8s.api.core.v1.EventSource
     &[one(1, "component", T::String), one(2, "host", T::String)],
-    // 106: io.k8s.api.core.v1.ExecAction
+    // 111: io.k8s.api.core.v1.ExecAction
     &[list(1, "command", T::String)],
-    // 107: io.k8s.api.core.v1.FCVolumeSource
+    // 112: io.k8s.api.core.v1.FCVolumeSource
     &[list(1, "targetWWNs", T::String), one(2, "lun", T::Int32), one(3, "fsType", T::String), one(4, "readOnly", T::Bool), list(5, "wwids", T::String)],
-    // 108: io.k8s.api.core.v1.FlexPersistentVolumeSource
-    &[one(1, "driver", T::String), one(2, "fsType", T::String), one(3, "secretRef", T::Message(228)), one(4, "readOnly", T::Bool), map(5, "options", T::String)],
-    // 109: io.k8s.api.core.v1.FlexVolumeSource
-    &[one(1, "driver", T::String), one(2, "fsType", T::String), one(3, "secretRef", T::Message(134)), one(4, "readOnly", T::Bool), map(5, "options", T::String)],
-    // 110: io.k8s.api.core.v1.FlockerVolumeSource
+    // 113: io.k8s.api.core.v1.FlexPersistentVolumeSource
+    &[one(1, "driver", T::String), one(2, "fsType", T::String), one(3, "secretRef", T::Message(233)), one(4, "readOnly", T::Bool), map(5, "options", T::String)],
+    // 114: io.k8s.api.core.v1.FlexVolumeSource
+    &[one(1, "driver", T::String), one(2, "fsType", T::String), one(3, "secretRef", T::Message(139)), one(4, "readOnly", T::Bool), map(5, "options", T::String)],
+    // 115: io.k8s.api.core.v1.FlockerVolumeSource
     &[one(1, "datasetName", T::String), one(2, "datasetUUID", T::String)],
-    // 111: io.k8s.api.core.v1.GCEPersistentDiskVolumeSource
+    // 116: io.k8s.api.core.v1.GCEPersistentDiskVolumeSource
     &[one(1, "pdName", T::String), one(2, "fsType", T::String), one(3, "partition", T::Int32), one(4, "readOnly", T::Bool)],
-    // 112: io.k8s.api.core.v1.GRPCAction
+    // 117: io.k8s.api.core.v1.GRPCAction
     &[one(1, "port", T::Int32), one(2, "service", T::String)],
-    // 113: io.k8s.api.core.v1.GitRepoVolumeSource
+    // 118: io.k8s.api.core.v1.GitRepoVolumeSource
     &[one(1, "repository", T::String), one(2, "revision", T::String), one(3, "directory", T::String)],
-    // 114: io.k8s.api.core.v1.GlusterfsPersistentVolumeSource
+    // 119: io.k8s.api.core.v1.GlusterfsPersistentVolumeSource
     &[one(1, "endpoints", T::String), one(2, "path", T::String), one(3, "readOnly", T::Bool), one(4, "endpointsNamespace", T::String)],
-    // 115: io.k8s.api.core.v1.GlusterfsVolumeSource
+    // 120: io.k8s.api.core.v1.GlusterfsVolumeSource
     &[one(1, "endpoints", T::String), one(2, "path", T::String), one(3, "readOnly", T::Bool)],
-    // 116: io.k8s.api.core.v1.HTTPGetAction
-    &[one(1, "path", T::String), one(2, "port", T::IntOrString), one(3, "host", T::String), one(4, "scheme", T::String), list(5, "httpHeaders", T::Message(117))],
-    // 117: io.k8s.api.core.v1.HTTPHeader
+    // 121: io.k8s.api.core.v1.HTTPGetAction
+    &[one(1, "path", T::String), one(2, "port", T::IntOrString), one(3, "host", T::String), one(4, "scheme", T::String), list(5, "httpHeaders", T::Message(122))],
+    // 122: io.k8s.api.core.v1.HTTPHeader
     &[one(1, "name", T::String), one(2, "value", T::String)],
-    // 118: io.k8s.api.core.v1.HostAlias
+    // 123: io.k8s.api.core.v1.HostAlias
     &[one(1, "ip", T::String), list(2, "hostnames", T::String)],
-    // 119: io.k8s.api.core.v1.HostIP
+    // 124: io.k8s.api.core.v1.HostIP
     &[one(1, "ip", T::String)],
-    // 120: io.k8s.api.core.v1.HostPathVolumeSource
+    // 125: io.k8s.api.core.v1.HostPathVolumeSource
     &[one(1, "path", T::String), one(2, "type", T::String)],
-    // 121: io.k8s.api.core.v1.ISCSIPersistentVolumeSource
-    &[one(1, "targetPortal", T::String), one(2, "iqn", T::String), one(3, "lun", T::Int32), one(4, "iscsiInterface", T::String), one(5, "fsType", T::String), one(6, "readOnly", T::Bool), list(7, "portals", T::String), one(8, "chapAuthDiscovery", T::Bool), one(11, "chapAuthSession", T::Bool), one(10, "secretRef", T::Message(228)), one(12, "initiatorName", T::String)],
-    // 122: io.k8s.api.core.v1.ISCSIVolumeSource
-    &[one(1, "targetPortal", T::String), one(2, "iqn", T::String), one(3, "lun", T::Int32), one(4, "iscsiInterface", T::String), one(5, "fsType", T::String), one(6, "readOnly", T::Bool), list(7, "portals", T::String), one(8, "chapAuthDiscovery", T::Bool), one(11, "chapAuthSession", T::Bool), one(10, "secretRef", T::Message(134)), one(12, "initiatorName", T::String)],
-    // 123: io.k8s.api.core.v1.ImageVolumeSource
+    // 126: io.k8s.api.core.v1.ISCSIPersistentVolumeSource
+    &[one(1, "targetPortal", T::String), one(2, "iqn", T::String), one(3, "lun", T::Int32), one(4, "iscsiInterface", T::String), one(5, "fsType", T::String), one(6, "readOnly", T::Bool), list(7, "portals", T::String), one(8, "chapAuthDiscovery", T::Bool), one(11, "chapAuthSession", T::Bool), one(10, "secretRef", T::Message(233)), one(12, "initiatorName", T::String)],
+    // 127: io.k8s.api.core.v1.ISCSIVolumeSource
+    &[one(1, "targetPortal", T::String), one(2, "iqn", T::String), one(3, "lun", T::Int32), one(4, "iscsiInterface", T::String), one(5, "fsType", T::String), one(6, "readOnly", T::Bool), list(7, "portals", T::String), one(8, "chapAuthDiscovery", T::Bool), one(11, "chapAuthSession", T::Bool), one(10, "secretRef", T::Message(139)), one(12, "initiatorName", T::String)],
+    // 128: io.k8s.api.core.v1.ImageVolumeSource
     &[one(1, "reference", T::String), one(2, "pullPolicy", T::String)],
-    // 124: io.k8s.api.core.v1.KeyToPath
+    // 129: io.k8s.api.core.v1.KeyToPath
     &[one(1, "key", T::String), one(2, "path", T::String), one(3, "mode", T::Int32)],
-    // 125: io.k8s.api.core.v1.Lifecycle
-    &[one(1, "postStart", T::Message(126)), one(2, "preStop", T::Message(126)), one(3, "stopSignal", T::String)],
-    // 126: io.k8s.api.core.v1.LifecycleHandler
-    &[one(1, "exec", T::Message(106)), one(2, "httpGet", T::Message(116)), one(3, "tcpSocket", T::Message(244)), one(4, "sleep", T::Message(240))],
-    // 127: io.k8s.api.core.v1.LimitRange
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(130))],
-    // 128: io.k8s.api.core.v1.LimitRangeItem
+    // 130: io.k8s.api.core.v1.Lifecycle
+    &[one(1, "postStart", T::Message(131)), one(2, "preStop", T::Message(131)), one(3, "stopSignal", T::String)],
+    // 131: io.k8s.api.core.v1.LifecycleHandler
+    &[one(1, "exec", T::Message(111)), one(2, "httpGet", T::Message(121)), one(3, "tcpSocket", T::Message(249)), one(4, "sleep", T::Message(245))],
+    // 132: io.k8s.api.core.v1.LimitRange
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(135))],
+    // 133: io.k8s.api.core.v1.LimitRangeItem
     &[one(1, "type", T::String), map(2, "max", T::Quantity), map(3, "min", T::Quantity), map(4, "default", T::Quantity), map(5, "defaultRequest", T::Quantity), map(6, "maxLimitRequestRatio", T::Quantity)],
-    // 129: io.k8s.api.core.v1.LimitRangeList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(127))],
-    // 130: io.k8s.api.core.v1.LimitRangeSpec
-    &[list(1, "limits", T::Message(128))],
-    // 131: io.k8s.api.core.v1.LinuxContainerUser
+    // 134: io.k8s.api.core.v1.LimitRangeList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(132))],
+    // 135: io.k8s.api.core.v1.LimitRangeSpec
+    &[list(1, "limits", T::Message(133))],
+    // 136: io.k8s.api.core.v1.LinuxContainerUser
     &[one(1, "uid", T::Int64), one(2, "gid", T::Int64), list(3, "supplementalGroups", T::Int64)],
-    // 132: io.k8s.api.core.v1.LoadBalancerIngress
-    &[one(1, "ip", T::String), one(2, "hostname", T::String), one(3, "ipMode", T::String), list(4, "ports", T::Message(194))],
-    // 133: io.k8s.api.core.v1.LoadBalancerStatus
-    &[list(1, "ingress", T::Message(132))],
-    // 134: io.k8s.api.core.v1.LocalObjectReference
+    // 137: io.k8s.api.core.v1.LoadBalancerIngress
+    &[one(1, "ip", T::String), one(2, "hostname", T::String), one(3, "ipMode", T::String), list(4, "ports", T::Message(199))],
+    // 138: io.k8s.api.core.v1.LoadBalancerStatus
+    &[list(1, "ingress", T::Message(137))],
+    // 139: io.k8s.api.core.v1.LocalObjectReference
     &[one(1, "name", T::String)],
-    // 135: io.k8s.api.core.v1.LocalVolumeSource
+    // 140: io.k8s.api.core.v1.LocalVolumeSource
     &[one(1, "path", T::String), one(2, "fsType", T::String)],
-    // 136: io.k8s.api.core.v1.ModifyVolumeStatus
+    // 141: io.k8s.api.core.v1.ModifyVolumeStatus
     &[one(1, "targetVolumeAttributesClassName", T::String), one(2, "status", T::String)],
-    // 137: io.k8s.api.core.v1.NFSVolumeSource
+    // 142: io.k8s.api.core.v1.NFSVolumeSource
     &[one(1, "server", T::String), one(2, "path", T::String), one(3, "readOnly", T::Bool)],
-    // 138: io.k8s.api.core.v1.Namespace
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(141)), one(3, "status", T::Message(142))],
-    // 139: io.k8s.api.core.v1.NamespaceCondition
+    // 143: io.k8s.api.core.v1.Namespace
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(146)), one(3, "status", T::Message(147))],
+    // 144: io.k8s.api.core.v1.NamespaceCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(4, "lastTransitionTime", T::Time), one(5, "reason", T::String), one(6, "message", T::String)],
-    // 140: io.k8s.api.core.v1.NamespaceList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(138))],
-    // 141: io.k8s.api.core.v1.NamespaceSpec
+    // 145: io.k8s.api.core.v1.NamespaceList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(143))],
+    // 146: io.k8s.api.core.v1.NamespaceSpec
     &[list(1, "finalizers", T::String)],
-    // 142: io.k8s.api.core.v1.NamespaceStatus
-    &[one(1, "phase", T::String), list(2, "conditions", T::Message(139))],
-    // 143: io.k8s.api.core.v1.Node
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(157)), one(3, "status", T::Message(158))],
-    // 144: io.k8s.api.core.v1.NodeAddress
+    // 147: io.k8s.api.core.v1.NamespaceStatus
+    &[one(1, "phase", T::String), list(2, "conditions", T::Message(144))],
+    // 148: io.k8s.api.core.v1.Node
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(162)), one(3, "status", T::Message(163))],
+    // 149: io.k8s.api.core.v1.NodeAddress
     &[one(1, "type", T::String), one(2, "address", T::String)],
-    // 145: io.k8s.api.core.v1.NodeAffinity
-    &[one(1, "requiredDuringSchedulingIgnoredDuringExecution", T::Message(154)), list(2, "preferredDuringSchedulingIgnoredDuringExecution", T::Message(196))],
-    // 146: io.k8s.api.core.v1.NodeCondition
+    // 150: io.k8s.api.core.v1.NodeAffinity
+    &[one(1, "requiredDuringSchedulingIgnoredDuringExecution", T::Message(159)), list(2, "preferredDuringSchedulingIgnoredDuringExecution", T::Message(201))],
+    // 151: io.k8s.api.core.v1.NodeCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "lastHeartbeatTime", T::Time), one(4, "lastTransitionTime", T::Time), one(5, "reason", T::String), one(6, "message", T::String)],
-    // 147: io.k8s.api.core.v1.NodeConfigSource
-    &[one(2, "configMap", T::Message(73))],
-    // 148: io.k8s.api.core.v1.NodeConfigStatus
-    &[one(1, "assigned", T::Message(147)), one(2, "active", T::Message(147)), one(3, "lastKnownGood", T::Message(147)), one(4, "error", T::String)],
-    // 149: io.k8s.api.core.v1.NodeDaemonEndpoints
-    &[one(1, "kubeletEndpoint", T::Message(86))],
-    // 150: io.k8s.api.core.v1.NodeFeatures
+    // 152: io.k8s.api.core.v1.NodeConfigSource
+    &[one(2, "configMap", T::Message(78))],
+    // 153: io.k8s.api.core.v1.NodeConfigStatus
+    &[one(1, "assigned", T::Message(152)), one(2, "active", T::Message(152)), one(3, "lastKnownGood", T::Message(152)), one(4, "error", T::String)],
+    // 154: io.k8s.api.core.v1.NodeDaemonEndpoints
+    &[one(1, "kubeletEndpoint", T::Message(91))],
+    // 155: io.k8s.api.core.v1.NodeFeatures
     &[one(1, "supplementalGroupsPolicy", T::Bool)],
-    // 151: io.k8s.api.core.v1.NodeList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(143))],
-    // 152: io.k8s.api.core.v1.NodeRuntimeHandler
-    &[one(1, "name", T::String), one(2, "features", T::Message(153))],
-    // 153: io.k8s.api.core.v1.NodeRuntimeHandlerFeatures
+    // 156: io.k8s.api.core.v1.NodeList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(148))],
+    // 157: io.k8s.api.core.v1.NodeRuntimeHandler
+    &[one(1, "name", T::String), one(2, "features", T::Message(158))],
+    // 158: io.k8s.api.core.v1.NodeRuntimeHandlerFeatures
     &[one(1, "recursiveReadOnlyMounts", T::Bool), one(2, "userNamespaces", T::Bool)],
-    // 154: io.k8s.api.core.v1.NodeSelector
-    &[list(1, "nodeSelectorTerms", T::Message(156))],
-    // 155: io.k8s.api.core.v1.NodeSelectorRequirement
+    // 159: io.k8s.api.core.v1.NodeSelector
+    &[list(1, "nodeSelectorTerms", T::Message(161))],
+    // 160: io.k8s.api.core.v1.NodeSelectorRequirement
     &[one(1, "key", T::String), one(2, "operator", T::String), list(3, "values", T::String)],
-    // 156: io.k8s.api.core.v1.NodeSelectorTerm
-    &[list(1, "matchExpressions", T::Message(155)), list(2, "matchFields", T::Message(155))],
-    // 157: io.k8s.api.core.v1.NodeSpec
-    &[one(1, "podCIDR", T::String), list(7, "podCIDRs", T::String), one(3, "providerID", T::String), one(4, "unschedulable", T::Bool), list(5, "taints", T::Message(245)), one(6, "configSource", T::Message(147)), one(2, "externalID", T::String)],
-    // 158: io.k8s.api.core.v1.NodeStatus
-    &[map(1, "capacity", T::Quantity), map(2, "allocatable", T::Quantity), one(3, "phase", T::String), list(4, "conditions", T::Message(146)), list(5, "addresses", T::Message(144)), one(6, "daemonEndpoints", T::Message(149)), one(7, "nodeInfo", T::Message(160)), list(8, "images", T::Message(77)), list(9, "volumesInUse", T::String), list(10, "volumesAttached", T::Message(56)), one(11, "config", T::Message(148)), list(12, "runtimeHandlers", T::Message(152)), one(13, "features", T::Message(150))],
-    // 159: io.k8s.api.core.v1.NodeSwapStatus
+    // 161: io.k8s.api.core.v1.NodeSelectorTerm
+    &[list(1, "matchExpressions", T::Message(160)), list(2, "matchFields", T::Message(160))],
+    // 162: io.k8s.api.core.v1.NodeSpec
+    &[one(1, "podCIDR", T::String), list(7, "podCIDRs", T::String), one(3, "providerID", T::String), one(4, "unschedulable", T::Bool), list(5, "taints", T::Message(250)), one(6, "configSource", T::Message(152)), one(2, "externalID", T::String)],
+    // 163: io.k8s.api.core.v1.NodeStatus
+    &[map(1, "capacity", T::Quantity), map(2, "allocatable", T::Quantity), one(3, "phase", T::String), list(4, "conditions", T::Message(151)), list(5, "addresses", T::Message(149)), one(6, "daemonEndpoints", T::Message(154)), one(7, "nodeInfo", T::Message(165)), list(8, "images", T::Message(82)), list(9, "volumesInUse", T::String), list(10, "volumesAttached", T::Message(60)), one(11, "config", T::Message(153)), list(12, "runtimeHandlers", T::Message(157)), one(13, "features", T::Message(155))],
+    // 164: io.k8s.api.core.v1.NodeSwapStatus
     &[one(1, "capacity", T::Int64)],
-    // 160: io.k8s.api.core.v1.NodeSystemInfo
-    &[one(1, "machineID", T::String), one(2, "systemUUID", T::String), one(3, "bootID", T::String), one(4, "kernelVersion", T::String), one(5, "osImage", T::String), one(6, "containerRuntimeVersion", T::String), one(7, "kubeletVersion", T::String), one(8, "kubeProxyVersion", T::String), one(9, "operatingSystem", T::String), one(10, "architecture", T::String), one(11, "swap", T::Message(159))],
-    // 161: io.k8s.api.core.v1.ObjectFieldSelector
+    // 165: io.k8s.api.core.v1.NodeSystemInfo
+    &[one(1, "machineID", T::String), one(2, "systemUUID", T::String), one(3, "bootID", T::String), one(4, "kernelVersion", T::String), one(5, "osImage", T::String), one(6, "containerRuntimeVersion", T::String), one(7, "kubeletVersion", T::String), one(8, "kubeProxyVersion", T::String), one(9, "operatingSystem", T::String), one(10, "architecture", T::String), one(11, "swap", T::Message(164))],
+    // 166: io.k8s.api.core.v1.ObjectFieldSelector
     &[one(1, "apiVersion", T::String), one(2, "fieldPath", T::String)],
-    // 162: io.k8s.api.core.v1.ObjectReference
+    // 167: io.k8s.api.core.v1.ObjectReference
     &[one(1, "kind", T::String), one(2, "namespace", T::String), one(3, "name", T::String), one(4, "uid", T::String), one(5, "apiVersion", T::String), one(6, "resourceVersion", T::String), one(7, "fieldPath", T::String)],
-    // 163: io.k8s.api.core.v1.PersistentVolume
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(173)), one(3, "status", T::Message(174))],
-    // 164: io.k8s.api.core.v1.PersistentVolumeClaim
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(167)), one(3, "status", T::Message(168))],
-    // 165: io.k8s.api.core.v1.PersistentVolumeClaimCondition
+    // 168: io.k8s.api.core.v1.PersistentVolume
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(178)), one(3, "status", T::Message(179))],
+    // 169: io.k8s.api.core.v1.PersistentVolumeClaim
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(172)), one(3, "status", T::Message(173))],
+    // 170: io.k8s.api.core.v1.PersistentVolumeClaimCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "lastProbeTime", T::Time), one(4, "lastTransitionTime", T::Time), one(5, "reason", T::String), one(6, "message", T::String)],
-    // 166: io.k8s.api.core.v1.PersistentVolumeClaimList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(164))],
-    // 167: io.k8s.api.core.v1.PersistentVolumeClaimSpec
-    &[list(1, "accessModes", T::String), one(4, "selector", T::Message(305)), one(2, "resources", T::Message(258)), one(3, "volumeName", T::String), one(5, "storageClassName", T::String), one(6, "volumeMode", T::String), one(7, "dataSource", T::Message(250)), one(8, "dataSourceRef", T::Message(251)), one(9, "volumeAttributesClassName", T::String)],
-    // 168: io.k8s.api.core.v1.PersistentVolumeClaimStatus
-    &[one(1, "phase", T::String), list(2, "accessModes", T::String), map(3, "capacity", T::Quantity), list(4, "conditions", T::Message(165)), map(5, "allocatedResources", T::Quantity), map(7, "allocatedResourceStatuses", T::String), one(8, "currentVolumeAttributesClassName", T::String), one(9, "modifyVolumeStatus", T::Message(136))],
-    // 169: io.k8s.api.core.v1.PersistentVolumeClaimTemplate
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(167))],
-    // 170: io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource
+    // 171: io.k8s.api.core.v1.PersistentVolumeClaimList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(169))],
+    // 172: io.k8s.api.core.v1.PersistentVolumeClaimSpec
+    &[list(1, "accessModes", T::String), one(4, "selector", T::Message(311)), one(2, "resources", T::Message(263)), one(3, "volumeName", T::String), one(5, "storageClassName", T::String), one(6, "volumeMode", T::String), one(7, "dataSource", T::Message(255)), one(8, "dataSourceRef", T::Message(256)), one(9, "volumeAttributesClassName", T::String)],
+    // 173: io.k8s.api.core.v1.PersistentVolumeClaimStatus
+    &[one(1, "phase", T::String), list(2, "accessModes", T::String), map(3, "capacity", T::Quantity), list(4, "conditions", T::Message(170)), map(5, "allocatedResources", T::Quantity), map(7, "allocatedResourceStatuses", T::String), one(8, "currentVolumeAttributesClassName", T::String), one(9, "modifyVolumeStatus", T::Message(141))],
+    // 174: io.k8s.api.core.v1.PersistentVolumeClaimTemplate
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(172))],
+    // 175: io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource
     &[one(1, "claimName", T::String), one(2, "readOnly", T::Bool)],
-    // 171: io.k8s.api.core.v1.PersistentVolumeList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(163))],
-    // 172: io.k8s.api.core.v1.PersistentVolumeSource
-    &[one(1, "gcePersistentDisk", T::Message(111)), one(2, "awsElasticBlockStore", T::Message(53)), one(3, "hostPath", T::Message(120)), one(4, "glusterfs", T::Message(114)), one(5, "nfs", T::Message(137)), one(6, "rbd", T::Message(201)), one(7, "iscsi", T::Message(121)), one(8, "cinder", T::Message(65)), one(9, "cephfs", T::Message(63)), one(10, "fc", T::Message(107)), one(11, "flocker", T::Message(110)), one(12, "flexVolume", T::Message(108)), one(13, "azureFile", T::Message(58)), one(14, "vsphereVolume", T::Message(260)), one(15, "quobyte", T::Message(200)), one(16, "azureDisk", T::Message(57)), one(17, "photonPersistentDisk", T::Message(175)), one(18, "portworxVolume", T::Message(195)), one(19, "scaleIO", T::Message(218)), one(20, "local", T::Message(135)), one(21, "storageos", T::Message(241)), one(22, "csi", T::Message(60))],
-    // 173: io.k8s.api.core.v1.PersistentVolumeSpec
-    &[map(1, "capacity", T::Quantity), inline(2, T::Message(172)), list(3, "accessModes", T::String), one(4, "claimRef", T::Message(162)), one(5, "persistentVolumeReclaimPolicy", T::String), one(6, "storageClassName", T::String), list(7, "mountOptions", T::String), one(8, "volumeMode", T::String), one(9, "nodeAffinity", T::Message(256)), one(10, "volumeAttributesClassName", T::String)],
-    // 174: io.k8s.api.core.v1.PersistentVolumeStatus
+    // 176: io.k8s.api.core.v1.PersistentVolumeList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(168))],
+    // 177: io.k8s.api.core.v1.PersistentVolumeSource
+    &[one(1, "gcePersistentDisk", T::Message(116)), one(2, "awsElasticBlockStore", T::Message(57)), one(3, "hostPath", T::Message(125)), one(4, "glusterfs", T::Message(119)), one(5, "nfs", T::Message(142)), one(6, "rbd", T::Message(206)), one(7, "iscsi", T::Message(126)), one(8, "cinder", T::Message(70)), one(9, "cephfs", T::Message(68)), one(10, "fc", T::Message(112)), one(11, "flocker", T::Message(115)), one(12, "flexVolume", T::Message(113)), one(13, "azureFile", T::Message(62)), one(14, "vsphereVolume", T::Message(265)), one(15, "quobyte", T::Message(205)), one(16, "azureDisk", T::Message(61)), one(17, "photonPersistentDisk", T::Message(180)), one(18, "portworxVolume", T::Message(200)), one(19, "scaleIO", T::Message(223)), one(20, "local", T::Message(140)), one(21, "storageos", T::Message(246)), one(22, "csi", T::Message(65))],
+    // 178: io.k8s.api.core.v1.PersistentVolumeSpec
+    &[map(1, "capacity", T::Quantity), inline(2, T::Message(177)), list(3, "accessModes", T::String), one(4, "claimRef", T::Message(167)), one(5, "persistentVolumeReclaimPolicy", T::String), one(6, "storageClassName", T::String), list(7, "mountOptions", T::String), one(8, "volumeMode", T::String), one(9, "nodeAffinity", T::Message(261)), one(10, "volumeAttributesClassName", T::String)],
+    // 179: io.k8s.api.core.v1.PersistentVolumeStatus
     &[one(1, "phase", T::String), one(2, "message", T::String), one(3, "reason", T::String), one(4, "lastPhaseTransitionTime", T::Time)],
-    // 175: io.k8s.api.core.v1.PhotonPersistentDiskVolumeSource
+    // 180: io.k8s.api.core.v1.PhotonPersistentDiskVolumeSource
     &[one(1, "pdID", T::String), one(2, "fsType", T::String)],
-    // 176: io.k8s.api.core.v1.Pod
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(191)), one(3, "status", T::Message(192))],
-    // 177: io.k8s.api.core.v1.PodAffinity
-    &[list(1, "requiredDuringSchedulingIgnoredDuringExecution", T::Message(178)), list(2, "preferredDuringSchedulingIgnoredDuringExecution", T::Message(261))],
-    // 178: io.k8s.api.core.v1.PodAffinityTerm
-    &[one(1, "labelSelector", T::Message(305)), list(2, "namespaces", T::String), one(3, "topologyKey", T::String), one(4, "namespaceSelector", T::Message(305)), list(5, "matchLabelKeys", T::String), list(6, "mismatchLabelKeys", T::String)],
-    // 179: io.k8s.api.core.v1.PodAntiAffinity
-    &[list(1, "requiredDuringSchedulingIgnoredDuringExecution", T::Message(178)), list(2, "preferredDuringSchedulingIgnoredDuringExecution", T::Message(261))],
-    // 180: io.k8s.api.core.v1.PodCondition
+    // 181: io.k8s.api.core.v1.Pod
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(196)), one(3, "status", T::Message(197))],
+    // 182: io.k8s.api.core.v1.PodAffinity
+    &[list(1, "requiredDuringSchedulingIgnoredDuringExecution", T::Message(183)), list(2, "preferredDuringSchedulingIgnoredDuringExecution", T::Message(266))],
+    // 183: io.k8s.api.core.v1.PodAffinityTerm
+    &[one(1, "labelSelector", T::Message(311)), list(2, "namespaces", T::String), one(3, "topologyKey", T::String), one(4, "namespaceSelector", T::Message(311)), list(5, "matchLabelKeys", T::String), list(6, "mismatchLabelKeys", T::String)],
+    // 184: io.k8s.api.core.v1.PodAntiAffinity
+    &[list(1, "requiredDuringSchedulingIgnoredDuringExecution", T::Message(183)), list(2, "preferredDuringSchedulingIgnoredDuringExecution", T::Message(266))],
+    // 185: io.k8s.api.core.v1.PodCondition
     &[one(1, "type", T::String), one(7, "observedGeneration", T::Int64), one(2, "status", T::String), one(3, "lastProbeTime", T::Time), one(4, "lastTransitionTime", T::Time), one(5, "reason", T::String), one(6, "message", T::String)],
-    // 181: io.k8s.api.core.v1.PodDNSConfig
-    &[list(1, "nameservers", T::String), list(2, "searches", T::String), list(3, "options", T::Message(182))],
-    // 182: io.k8s.api.core.v1.PodDNSConfigOption
+    // 186: io.k8s.api.core.v1.PodDNSConfig
+    &[list(1, "nameservers", T::String), list(2, "searches", T::String), list(3, "options", T::Message(187))],
+    // 187: io.k8s.api.core.v1.PodDNSConfigOption
     &[one(1, "name", T::String), one(2, "value", T::String)],
-    // 183: io.k8s.api.core.v1.PodIP
+    // 188: io.k8s.api.core.v1.PodIP
     &[one(1, "ip", T::String)],
-    // 184: io.k8s.api.core.v1.PodList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(176))],
-    // 185: io.k8s.api.core.v1.PodOS
+    // 189: io.k8s.api.core.v1.PodList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(181))],
+    // 190: io.k8s.api.core.v1.PodOS
     &[one(1, "name", T::String)],
-    // 186: io.k8s.api.core.v1.PodReadinessGate
+    // 191: io.k8s.api.core.v1.PodReadinessGate
     &[one(1, "conditionType", T::String)],
-    // 187: io.k8s.api.core.v1.PodResourceClaim
+    // 192: io.k8s.api.core.v1.PodResourceClaim
     &[one(1, "name", T::String), one(3, "resourceClaimName", T::String), one(4, "resourceClaimTemplateName", T::String)],
-    // 188: io.k8s.api.core.v1.PodResourceClaimStatus
+    // 193: io.k8s.api.core.v1.PodResourceClaimStatus
     &[one(1, "name", T::String), one(2, "resourceClaimName", T::String)],
-    // 189: io.k8s.api.core.v1.PodSchedulingGate
+    // 194: io.k8s.api.core.v1.PodSchedulingGate
     &[one(1, "name", T::String)],
-    // 190: io.k8s.api.core.v1.PodSecurityContext
-    &[one(1, "seLinuxOptions", T::Message(217)), one(8, "windowsOptions", T::Message(262)), one(2, "runAsUser", T::Int64), one(6, "runAsGroup", T::Int64), one(3, "runAsNonRoot", T::Bool), list(4, "supplementalGroups", T::Int64), one(12, "supplementalGroupsPolicy", T::String), one(5, "fsGroup", T::Int64), list(7, "sysctls", T::Message(243)), one(9, "fsGroupChangePolicy", T::String), one(10, "seccompProfile", T::Message(222)), one(11, "appArmorProfile", T::Message(55)), one(13, "seLinuxChangePolicy", T::String)],
-    // 191: io.k8s.api.core.v1.PodSpec
-    &[list(1, "volumes", T::Message(252)), list(20, "initContainers", T::Message(76)), list(2, "containers", T::Message(76)), list(34, "ephemeralContainers", T::Message(99)), one(3, "restartPolicy", T::String), one(4, "terminationGracePeriodSeconds", T::Int64), one(5, "activeDeadlineSeconds", T::Int64), one(6, "dnsPolicy", T::String), map(7, "nodeSelector", T::String), one(8, "serviceAccountName", T::String), one(9, "serviceAccount", T::String), one(21, "automountServiceAccountToken", T::Bool), one(10, "nodeName", T::String), one(11, "hostNetwork", T::Bool), one(12, "hostPID", T::Bool), one(13, "hostIPC", T::Bool), one(27, "shareProcessNamespace", T::Bool), one(14, "securityContext", T::Message(190)), list(15, "imagePullSecrets", T::Message(134)), one(16, "hostname", T::String), one(17, "subdomain", T::String), one(18, "affinity", T::Message(54)), one(19, "schedulerName", T::String), list(22, "tolerations", T::Message(246)), list(23, "hostAliases", T::Message(118)), one(24, "priorityClassName", T::String), one(25, "priority", T::Int32), one(26, "dnsConfig", T::Message(181)), list(28, "readinessGates", T::Message(186)), one(29, "runtimeClassName", T::String), one(30, "enableServiceLinks", T::Bool), one(31, "preemptionPolicy", T::String), map(32, "overhead", T::Quantity), list(33, "topologySpreadConstraints", T::Message(249)), one(35, "setHostnameAsFQDN", T::Bool), one(36, "os", T::Message(185)), one(37, "hostUsers", T::Bool), list(38, "schedulingGates", T::Message(189)), list(39, "resourceClaims", T::Message(187)), one(40, "resources", T::Message(215))],
-    // 192: io.k8s.api.core.v1.PodStatus
-    &[one(17, "observedGeneration", T::Int64), one(1, "phase", T::String), list(2, "conditions", T::Message(180)), one(3, "message", T::String), one(4, "reason", T::String), one(11, "nominatedNodeName", T::String), one(5, "hostIP", T::String), list(16, "hostIPs", T::Message(119)), one(6, "podIP", T::String), list(12, "podIPs", T::Message(183)), one(7, "startTime", T::Time), list(10, "initContainerStatuses", T::Message(84)), list(8, "containerStatuses", T::Message(84)), one(9, "qosClass", T::String), list(13, "ephemeralContainerStatuses", T::Message(84)), one(14, "resize", T::String), list(15, "resourceClaimStatuses", T::Message(188))],
-    // 193: io.k8s.api.core.v1.PodTemplateSpec
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(191))],
-    // 194: io.k8s.api.core.v1.PortStatus
+    // 195: io.k8s.api.core.v1.PodSecurityContext
+    &[one(1, "seLinuxOptions", T::Message(222)), one(8, "windowsOptions", T::Message(267)), one(2, "runAsUser", T::Int64), one(6, "runAsGroup", T::Int64), one(3, "runAsNonRoot", T::Bool), list(4, "supplementalGroups", T::Int64), one(12, "supplementalGroupsPolicy", T::String), one(5, "fsGroup", T::Int64), list(7, "sysctls", T::Message(248)), one(9, "fsGroupChangePolicy", T::String), one(10, "seccompProfile", T::Message(227)), one(11, "appArmorProfile", T::Message(59)), one(13, "seLinuxChangePolicy", T::String)],
+    // 196: io.k8s.api.core.v1.PodSpec
+    &[list(1, "volumes", T::Message(257)), list(20, "initContainers", T::Message(81)), list(2, "containers", T::Message(81)), list(34, "ephemeralContainers", T::Message(104)), one(3, "restartPolicy", T::String), one(4, "terminationGracePeriodSeconds", T::Int64), one(5, "activeDeadlineSeconds", T::Int64), one(6, "dnsPolicy", T::String), map(7, "nodeSelector", T::String), one(8, "serviceAccountName", T::String), one(9, "serviceAccount", T::String), one(21, "automountServiceAccountToken", T::Bool), one(10, "nodeName", T::String), one(11, "hostNetwork", T::Bool), one(12, "hostPID", T::Bool), one(13, "hostIPC", T::Bool), one(27, "shareProcessNamespace", T::Bool), one(14, "securityContext", T::Message(195)), list(15, "imagePullSecrets", T::Message(139)), one(16, "hostname", T::String), one(17, "subdomain", T::String), one(18, "affinity", T::Message(58)), one(19, "schedulerName", T::String), list(22, "tolerations", T::Message(251)), list(23, "hostAliases", T::Message(123)), one(24, "priorityClassName", T::String), one(25, "priority", T::Int32), one(26, "dnsConfig", T::Message(186)), list(28, "readinessGates", T::Message(191)), one(29, "runtimeClassName", T::String), one(30, "enableServiceLinks", T::Bool), one(31, "preemptionPolicy", T::String), map(32, "overhead", T::Quantity), list(33, "topologySpreadConstraints", T::Message(254)), one(35, "setHostnameAsFQDN", T::Bool), one(36, "os", T::Message(190)), one(37, "hostUsers", T::Bool), list(38, "schedulingGates", T::Message(194)), list(39, "resourceClaims", T::Message(192)), one(40, "resources", T::Message(220))],
+    // 197: io.k8s.api.core.v1.PodStatus
+    &[one(17, "observedGeneration", T::Int64), one(1, "phase", T::String), list(2, "conditions", T::Message(185)), one(3, "message", T::String), one(4, "reason", T::String), one(11, "nominatedNodeName", T::String), one(5, "hostIP", T::String), list(16, "hostIPs", T::Message(124)), one(6, "podIP", T::String), list(12, "podIPs", T::Message(188)), one(7, "startTime", T::Time), list(10, "initContainerStatuses", T::Message(89)), list(8, "containerStatuses", T::Message(89)), one(9, "qosClass", T::String), list(13, "ephemeralContainerStatuses", T::Message(89)), one(14, "resize", T::String), list(15, "resourceClaimStatuses", T::Message(193))],
+    // 198: io.k8s.api.core.v1.PodTemplateSpec
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(196))],
+    // 199: io.k8s.api.core.v1.PortStatus
     &[one(1, "port", T::Int32), one(2, "protocol", T::String), one(3, "error", T::String)],
-    // 195: io.k8s.api.core.v1.PortworxVolumeSource
+    // 200: io.k8s.api.core.v1.PortworxVolumeSource
     &[one(1, "volumeID", T::String), one(2, "fsType", T::String), one(3, "readOnly", T::Bool)],
-    // 196: io.k8s.api.core.v1.PreferredSchedulingTerm
-    &[one(1, "weight", T::Int32), one(2, "preference", T::Message(156))],
-    // 197: io.k8s.api.core.v1.Probe
-    &[inline(1, T::Message(198)), one(2, "initialDelaySeconds", T::Int32), one(3, "timeoutSeconds", T::Int32), one(4, "periodSeconds", T::Int32), one(5, "successThreshold", T::Int32), one(6, "failureThreshold", T::Int32), one(7, "terminationGracePeriodSeconds", T::Int64)],
-    // 198: io.k8s.api.core.v1.ProbeHandler
-    &[one(1, "exec", T::Message(106)), one(2, "httpGet", T::Message(116)), one(3, "tcpSocket", T::Message(244)), one(4, "grpc", T::Message(112))],
-    // 199: io.k8s.api.core.v1.ProjectedVolumeSource
-    &[list(1, "sources", T::Message(257)), one(2, "defaultMode", T::Int32)],
-    // 200: io.k8s.api.core.v1.QuobyteVolumeSource
+    // 201: io.k8s.api.core.v1.PreferredSchedulingTerm
+    &[one(1, "weight", T::Int32), one(2, "preference", T::Message(161))],
+    // 202: io.k8s.api.core.v1.Probe
+    &[inline(1, T::Message(203)), one(2, "initialDelaySeconds", T::Int32), one(3, "timeoutSeconds", T::Int32), one(4, "periodSeconds", T::Int32), one(5, "successThreshold", T::Int32), one(6, "failureThreshold", T::Int32), one(7, "terminationGracePeriodSeconds", T::Int64)],
+    // 203: io.k8s.api.core.v1.ProbeHandler
+    &[one(1, "exec", T::Message(111)), one(2, "httpGet", T::Message(121)), one(3, "tcpSocket", T::Message(249)), one(4, "grpc", T::Message(117))],
+    // 204: io.k8s.api.core.v1.ProjectedVolumeSource
+    &[list(1, "sources", T::Message(262)), one(2, "defaultMode", T::Int32)],
+    // 205: io.k8s.api.core.v1.QuobyteVolumeSource
     &[one(1, "registry", T::String), one(2, "volume", T::String), one(3, "readOnly", T::Bool), one(4, "user", T::String), one(5, "group", T::String), one(6, "tenant", T::String)],
-    // 201: io.k8s.api.core.v1.RBDPersistentVolumeSource
-    &[list(1, "monitors", T::String), one(2, "image", T::String), one(3, "fsType", T::String), one(4, "pool", T::String), one(5, "user", T::String), one(6, "keyring", T::String), one(7, "secretRef", T::Message(228)), one(8, "readOnly", T::Bool)],
-    // 202: io.k8s.api.core.v1.RBDVolumeSource
-    &[list(1, "monitors", T::String), one(2, "image", T::String), one(3, "fsType", T::String), one(4, "pool", T::String), one(5, "user", T::String), one(6, "keyring", T::String), one(7, "secretRef", T::Message(134)), one(8, "readOnly", T::Bool)],
-    // 203: io.k8s.api.core.v1.ReplicationController
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(206)), one(3, "status", T::Message(207))],
-    // 204: io.k8s.api.core.v1.ReplicationControllerCondition
+    // 206: io.k8s.api.core.v1.RBDPersistentVolumeSource
+    &[list(1, "monitors", T::String), one(2, "image", T::String), one(3, "fsType", T::String), one(4, "pool", T::String), one(5, "user", T::String), one(6, "keyring", T::String), one(7, "secretRef", T::Message(233)), one(8, "readOnly", T::Bool)],
+    // 207: io.k8s.api.core.v1.RBDVolumeSource
+    &[list(1, "monitors", T::String), one(2, "image", T::String), one(3, "fsType", T::String), one(4, "pool", T::String), one(5, "user", T::String), one(6, "keyring", T::String), one(7, "secretRef", T::Message(139)), one(8, "readOnly", T::Bool)],
+    // 208: io.k8s.api.core.v1.ReplicationController
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(211)), one(3, "status", T::Message(212))],
+    // 209: io.k8s.api.core.v1.ReplicationControllerCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "lastTransitionTime", T::Time), one(4, "reason", T::String), one(5, "message", T::String)],
-    // 205: io.k8s.api.core.v1.ReplicationControllerList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(203))],
-    // 206: io.k8s.api.core.v1.ReplicationControllerSpec
-    &[one(1, "replicas", T::Int32), one(4, "minReadySeconds", T::Int32), map(2, "selector", T::String), one(3, "template", T::Message(193))],
-    // 207: io.k8s.api.core.v1.ReplicationControllerStatus
-    &[one(1, "replicas", T::Int32), one(2, "fullyLabeledReplicas", T::Int32), one(4, "readyReplicas", T::Int32), one(5, "availableReplicas", T::Int32), one(3, "observedGeneration", T::Int64), list(6, "conditions", T::Message(204))],
-    // 208: io.k8s.api.core.v1.ResourceClaim
+    // 210: io.k8s.api.core.v1.ReplicationControllerList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(208))],
+    // 211: io.k8s.api.core.v1.ReplicationControllerSpec
+    &[one(1, "replicas", T::Int32), one(4, "minReadySeconds", T::Int32), map(2, "selector", T::String), one(3, "template", T::Message(198))],
+    // 212: io.k8s.api.core.v1.ReplicationControllerStatus
+    &[one(1, "replicas", T::Int32), one(2, "fullyLabeledReplicas", T::Int32), one(4, "readyReplicas", T::Int32), one(5, "availableReplicas", T::Int32), one(3, "observedGeneration", T::Int64), list(6, "conditions", T::Message(209))],
+    // 213: io.k8s.api.core.v1.ResourceClaim
     &[one(1, "name", T::String), one(2, "request", T::String)],
-    // 209: io.k8s.api.core.v1.ResourceFieldSelector
+    // 214: io.k8s.api.core.v1.ResourceFieldSelector
     &[one(1, "containerName", T::String), one(2, "resource", T::String), one(3, "divisor", T::Quantity)],
-    // 210: io.k8s.api.core.v1.ResourceHealth
+    // 215: io.k8s.api.core.v1.ResourceHealth
     &[one(1, "resourceID", T::String), one(2, "health", T::String)],
-    // 211: io.k8s.api.core.v1.ResourceQuota
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(213)), one(3, "status", T::Message(214))],
-    // 212: io.k8s.api.core.v1.ResourceQuotaList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(211))],
-    // 213: io.k8s.api.core.v1.ResourceQuotaSpec
-    &[map(1, "hard", T::Quantity), list(2, "scopes", T::String), one(3, "scopeSelector", T::Message(220))],
-    // 214: io.k8s.api.core.v1.ResourceQuotaStatus
+    // 216: io.k8s.api.core.v1.ResourceQuota
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(218)), one(3, "status", T::Message(219))],
+    // 217: io.k8s.api.core.v1.ResourceQuotaList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(216))],
+    // 218: io.k8s.api.core.v1.ResourceQuotaSpec
+    &[map(1, "hard", T::Quantity), list(2, "scopes", T::String), one(3, "scopeSelector", T::Message(225))],
+    // 219: io.k8s.api.core.v1.ResourceQuotaStatus
     &[map(1, "hard", T::Quantity), map(2, "used", T::Quantity)],
-    // 215: io.k8s.api.core.v1.ResourceRequirements
-    &[map(1, "limits", T::Quantity), map(2, "requests", T::Quantity), list(3, "claims", T::Message(208))],
-    // 216: io.k8s.api.core.v1.ResourceStatus
-    &[one(1, "name", T::String), list(2, "resources", T::Message(210))],
-    // 217: io.k8s.api.core.v1.SELinuxOptions
+    // 220: io.k8s.api.core.v1.ResourceRequirements
+    &[map(1, "limits", T::Quantity), map(2, "requests", T::Quantity), list(3, "claims", T::Message(213))],
+    // 221: io.k8s.api.core.v1.ResourceStatus
+    &[one(1, "name", T::String), list(2, "resources", T::Message(215))],
+    // 222: io.k8s.api.core.v1.SELinuxOptions
     &[one(1, "user", T::String), one(2, "role", T::String), one(3, "type", T::String), one(4, "level", T::String)],
-    // 218: io.k8s.api.core.v1.ScaleIOPersistentVolumeSource
-    &[one(1, "gateway", T::String), one(2, "system", T::String), one(3, "secretRef", T::Message(228)), one(4, "sslEnabled", T::Bool), one(5, "protectionDomain", T::String), one(6, "storagePool", T::String), one(7, "storageMode", T::String), one(8, "volumeName", T::String), one(9, "fsType", T::String), one(10, "readOnly", T::Bool)],
-    // 219: io.k8s.api.core.v1.ScaleIOVolumeSource
-    &[one(1, "gateway", T::String), one(2, "system", T::String), one(3, "secretRef", T::Message(134)), one(4, "sslEnabled", T::Bool), one(5, "protectionDomain", T::String), one(6, "storagePool", T::String), one(7, "storageMode", T::String), one(8, "volumeName", T::String), one(9, "fsType", T::String), one(10, "readOnly", T::Bool)],
-    // 220: io.k8s.api.core.v1.ScopeSelector
-    &[list(1, "matchExpressions", T::Message(221))],
-    // 221: io.k8s.api.core.v1.ScopedResourceSelectorRequirement
+    // 223: io.k8s.api.core.v1.ScaleIOPersistentVolumeSource
+    &[one(1, "gateway", T::String), one(2, "system", T::String), one(3, "secretRef", T::Message(233)), one(4, "sslEnabled", T::Bool), one(5, "protectionDomain", T::String), one(6, "storagePool", T::String), one(7, "storageMode", T::String), one(8, "volumeName", T::String), one(9, "fsType", T::String), one(10, "readOnly", T::Bool)],
+    // 224: io.k8s.api.core.v1.ScaleIOVolumeSource
+    &[one(1, "gateway", T::String), one(2, "system", T::String), one(3, "secretRef", T::Message(139)), one(4, "sslEnabled", T::Bool), one(5, "protectionDomain", T::String), one(6, "storagePool", T::String), one(7, "storageMode", T::String), one(8, "volumeName", T::String), one(9, "fsType", T::String), one(10, "readOnly", T::Bool)],
+    // 225: io.k8s.api.core.v1.ScopeSelector
+    &[list(1, "matchExpressions", T::Message(226))],
+    // 226: io.k8s.api.core.v1.ScopedResourceSelectorRequirement
     &[one(1, "scopeName", T::String), one(2, "operator", T::String), list(3, "values", T::String)],
-    // 222: io.k8s.api.core.v1.SeccompProfile
+    // 227: io.k8s.api.core.v1.SeccompProfile
     &[one(1, "type", T::String), one(2, "localhostProfile", T::String)],
-    // 223: io.k8s.api.core.v1.Secret
-    &[one(1, "metadata", T::Message(309)), one(5, "immutable", T::Bool), map(2, "data", T::Bytes), map(4, "stringData", T::String), one(3, "type", T::String)],
-    // 224: io.k8s.api.core.v1.SecretEnvSource
-    &[inline(1, T::Message(134)), one(2, "optional", T::Bool)],
-    // 225: io.k8s.api.core.v1.SecretKeySelector
-    &[inline(1, T::Message(134)), one(2, "key", T::String), one(3, "optional", T::Bool)],
-    // 226: io.k8s.api.core.v1.SecretList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(223))],
-    // 227: io.k8s.api.core.v1.SecretProjection
-    &[inline(1, T::Message(134)), list(2, "items", T::Message(124)), one(4, "optional", T::Bool)],
-    // 228: io.k8s.api.core.v1.SecretReference
+    // 228: io.k8s.api.core.v1.Secret
+    &[one(1, "metadata", T::Message(315)), one(5, "immutable", T::Bool), map(2, "data", T::Bytes), map(4, "stringData", T::String), one(3, "type", T::String)],
+    // 229: io.k8s.api.core.v1.SecretEnvSource
+    &[inline(1, T::Message(139)), one(2, "optional", T::Bool)],
+    // 230: io.k8s.api.core.v1.SecretKeySelector
+    &[inline(1, T::Message(139)), one(2, "key", T::String), one(3, "optional", T::Bool)],
+    // 231: io.k8s.api.core.v1.SecretList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(228))],
+    // 232: io.k8s.api.core.v1.SecretProjection
+    &[inline(1, T::Message(139)), list(2, "items", T::Message(129)), one(4, "optional", T::Bool)],
+    // 233: io.k8s.api.core.v1.SecretReference
     &[one(1, "name", T::String), one(2, "namespace", T::String)],
-    // 229: io.k8s.api.core.v1.SecretVolumeSource
-    &[one(1, "secretName", T::String), list(2, "items", T::Message(124)), one(3, "defaultMode", T::Int32), one(4, "optional", T::Bool)],
-    // 230: io.k8s.api.core.v1.SecurityContext
-    &[one(1, "capabilities", T::Message(62)), one(2, "privileged", T::Bool), one(3, "seLinuxOptions", T::Message(217)), one(10, "windowsOptions", T::Message(262)), one(4, "runAsUser", T::Int64), one(8, "runAsGroup", T::Int64), one(5, "runAsNonRoot", T::Bool), one(6, "readOnlyRootFilesystem", T::Bool), one(7, "allowPrivilegeEscalation", T::Bool), one(9, "procMount", T::String), one(11, "seccompProfile", T::Message(222)), one(12, "appArmorProfile", T::Message(55))],
-    // 231: io.k8s.api.core.v1.Service
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(237)), one(3, "status", T::Message(238))],
-    // 232: io.k8s.api.core.v1.ServiceAccount
-    &[one(1, "metadata", T::Message(309)), list(2, "secrets", T::Message(162)), list(3, "imagePullSecrets", T::Message(134)), one(4, "automountServiceAccountToken", T::Bool)],
-    // 233: io.k8s.api.core.v1.ServiceAccountList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(232))],
-    // 234: io.k8s.api.core.v1.ServiceAccountTokenProjection
+    // 234: io.k8s.api.core.v1.SecretVolumeSource
+    &[one(1, "secretName", T::String), list(2, "items", T::Message(129)), one(3, "defaultMode", T::Int32), one(4, "optional", T::Bool)],
+    // 235: io.k8s.api.core.v1.SecurityContext
+    &[one(1, "capabilities", T::Message(67)), one(2, "privileged", T::Bool), one(3, "seLinuxOptions", T::Message(222)), one(10, "windowsOptions", T::Message(267)), one(4, "runAsUser", T::Int64), one(8, "runAsGroup", T::Int64), one(5, "runAsNonRoot", T::Bool), one(6, "readOnlyRootFilesystem", T::Bool), one(7, "allowPrivilegeEscalation", T::Bool), one(9, "procMount", T::String), one(11, "seccompProfile", T::Message(227)), one(12, "appArmorProfile", T::Message(59))],
+    // 236: io.k8s.api.core.v1.Service
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(242)), one(3, "status", T::Message(243))],
+    // 237: io.k8s.api.core.v1.ServiceAccount
+    &[one(1, "metadata", T::Message(315)), list(2, "secrets", T::Message(167)), list(3, "imagePullSecrets", T::Message(139)), one(4, "automountServiceAccountToken", T::Bool)],
+    // 238: io.k8s.api.core.v1.ServiceAccountList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(237))],
+    // 239: io.k8s.api.core.v1.ServiceAccountTokenProjection
     &[one(1, "audience", T::String), one(2, "expirationSeconds", T::Int64), one(3, "path", T::String)],
-    // 235: io.k8s.api.core.v1.ServiceList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(231))],
-    // 236: io.k8s.api.core.v1.ServicePort
+    // 240: io.k8s.api.core.v1.ServiceList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(236))],
+    // 241: io.k8s.api.core.v1.ServicePort
     &[one(1, "name", T::String), one(2, "protocol", T::String), one(6, "appProtocol", T::String), one(3, "port", T::Int32), one(4, "targetPort", T::IntOrString), one(5, "nodePort", T::Int32)],
-    // 237: io.k8s.api.core.v1.ServiceSpec
-    &[list(1, "ports", T::Message(236)), map(2, "selector", T::String), one(3, "clusterIP", T::String), list(18, "clusterIPs", T::String), one(4, "type", T::String), list(5, "externalIPs", T::String), one(7, "sessionAffinity", T::String), one(8, "loadBalancerIP", T::String), list(9, "loadBalancerSourceRanges", T::String), one(10, "externalName", T::String), one(11, "externalTrafficPolicy", T::String), one(12, "healthCheckNodePort", T::Int32), one(13, "publishNotReadyAddresses", T::Bool), one(14, "sessionAffinityConfig", T::Message(239)), list(19, "ipFamilies", T::String), one(17, "ipFamilyPolicy", T::String), one(20, "allocateLoadBalancerNodePorts", T::Bool), one(21, "loadBalancerClass", T::String), one(22, "internalTrafficPolicy", T::String), one(23, "trafficDistribution", T::String)],
-    // 238: io.k8s.api.core.v1.ServiceStatus
-    &[one(1, "loadBalancer", T::Message(133)), list(2, "conditions", T::Message(303))],
-    // 239: io.k8s.api.core.v1.SessionAffinityConfig
-    &[one(1, "clientIP", T::Message(67))],
-    // 240: io.k8s.api.core.v1.SleepAction
+    // 242: io.k8s.api.core.v1.ServiceSpec
+    &[list(1, "ports", T::Message(241)), map(2, "selector", T::String), one(3, "clusterIP", T::String), list(18, "clusterIPs", T::String), one(4, "type", T::String), list(5, "externalIPs", T::String), one(7, "sessionAffinity", T::String), one(8, "loadBalancerIP", T::String), list(9, "loadBalancerSourceRanges", T::String), one(10, "externalName", T::String), one(11, "externalTrafficPolicy", T::String), one(12, "healthCheckNodePort", T::Int32), one(13, "publishNotReadyAddresses", T::Bool), one(14, "sessionAffinityConfig", T::Message(244)), list(19, "ipFamilies", T::String), one(17, "ipFamilyPolicy", T::String), one(20, "allocateLoadBalancerNodePorts", T::Bool), one(21, "loadBalancerClass", T::String), one(22, "internalTrafficPolicy", T::String), one(23, "trafficDistribution", T::String)],
+    // 243: io.k8s.api.core.v1.ServiceStatus
+    &[one(1, "loadBalancer", T::Message(138)), list(2, "conditions", T::Message(309))],
+    // 244: io.k8s.api.core.v1.SessionAffinityConfig
+    &[one(1, "clientIP", T::Message(72))],
+    // 245: io.k8s.api.core.v1.SleepAction
     &[one(1, "seconds", T::Int64)],
-    // 241: io.k8s.api.core.v1.StorageOSPersistentVolumeSource
-    &[one(1, "volumeName", T::String), one(2, "volumeNamespace", T::String), one(3, "fsType", T::String), one(4, "readOnly", T::Bool), one(5, "secretRef", T::Message(162))],
-    // 242: io.k8s.api.core.v1.StorageOSVolumeSource
-    &[one(1, "volumeName", T::String), one(2, "volumeNamespace", T::String), one(3, "fsType", T::String), one(4, "readOnly", T::Bool), one(5, "secretRef", T::Message(134))],
-    // 243: io.k8s.api.core.v1.Sysctl
+    // 246: io.k8s.api.core.v1.StorageOSPersistentVolumeSource
+    &[one(1, "volumeName", T::String), one(2, "volumeNamespace", T::String), one(3, "fsType", T::String), one(4, "readOnly", T::Bool), one(5, "secretRef", T::Message(167))],
+    // 247: io.k8s.api.core.v1.StorageOSVolumeSource
+    &[one(1, "volumeName", T::String), one(2, "volumeNamespace", T::String), one(3, "fsType", T::String), one(4, "readOnly", T::Bool), one(5, "secretRef", T::Message(139))],
+    // 248: io.k8s.api.core.v1.Sysctl
     &[one(1, "name", T::String), one(2, "value", T::String)],
-    // 244: io.k8s.api.core.v1.TCPSocketAction
+    // 249: io.k8s.api.core.v1.TCPSocketAction
     &[one(1, "port", T::IntOrString), one(2, "host", T::String)],
-    // 245: io.k8s.api.core.v1.Taint
+    // 250: io.k8s.api.core.v1.Taint
     &[one(1, "key", T::String), one(2, "value", T::String), one(3, "effect", T::String), one(4, "timeAdded", T::Time)],
-    // 246: io.k8s.api.core.v1.Toleration
+    // 251: io.k8s.api.core.v1.Toleration
     &[one(1, "key", T::String), one(2, "operator", T::String), one(3, "value", T::String), one(4, "effect", T::String), one(5, "tolerationSeconds", T::Int64)],
-    // 247: io.k8s.api.core.v1.TopologySelectorLabelRequirement
+    // 252: io.k8s.api.core.v1.TopologySelectorLabelRequirement
     &[one(1, "key", T::String), list(2, "values", T::String)],
-    // 248: io.k8s.api.core.v1.TopologySelectorTerm
-    &[list(1, "matchLabelExpressions", T::Message(247))],
-    // 249: io.k8s.api.core.v1.TopologySpreadConstraint
-    &[one(1, "maxSkew", T::Int32), one(2, "topologyKey", T::String), one(3, "whenUnsatisfiable", T::String), one(4, "labelSelector", T::Message(305)), one(5, "minDomains", T::Int32), one(6, "nodeAffinityPolicy", T::String), one(7, "nodeTaintsPolicy", T::String), list(8, "matchLabelKeys", T::String)],
-    // 250: io.k8s.api.core.v1.TypedLocalObjectReference
+    // 253: io.k8s.api.core.v1.TopologySelectorTerm
+    &[list(1, "matchLabelExpressions", T::Message(252))],
+    // 254: io.k8s.api.core.v1.TopologySpreadConstraint
+    &[one(1, "maxSkew", T::Int32), one(2, "topologyKey", T::String), one(3, "whenUnsatisfiable", T::String), one(4, "labelSelector", T::Message(311)), one(5, "minDomains", T::Int32), one(6, "nodeAffinityPolicy", T::String), one(7, "nodeTaintsPolicy", T::String), list(8, "matchLabelKeys", T::String)],
+    // 255: io.k8s.api.core.v1.TypedLocalObjectReference
     &[one(1, "apiGroup", T::String), one(2, "kind", T::String), one(3, "name", T::String)],
-    // 251: io.k8s.api.core.v1.TypedObjectReference
+    // 256: io.k8s.api.core.v1.TypedObjectReference
     &[one(1, "apiGroup", T::String), one(2, "kind", T::String), one(3, "name", T::String), one(4, "namespace", T::String)],
-    // 252: io.k8s.api.core.v1.Volume
-    &[one(1, "name", T::String), inline(2, T::Message(259))],
-    // 253: io.k8s.api.core.v1.VolumeDevice
+    // 257: io.k8s.api.core.v1.Volume
+    &[one(1, "name", T::String), inline(2, T::Message(264))],
+    // 258: io.k8s.api.core.v1.VolumeDevice
     &[one(1, "name", T::String), one(2, "devicePath", T::String)],
-    // 254: io.k8s.api.core.v1.VolumeMount
+    // 259: io.k8s.api.core.v1.VolumeMount
     &[one(1, "name", T::String), one(2, "readOnly", T::Bool), one(7, "recursiveReadOnly", T::String), one(3, "mountPath", T::String), one(4, "subPath", T::String), one(5, "mountPropagation", T::String), one(6, "subPathExpr", T::String)],
-    // 255: io.k8s.api.core.v1.VolumeMountStatus
+    // 260: io.k8s.api.core.v1.VolumeMountStatus
     &[one(1, "name", T::String), one(2, "mountPath", T::String), one(3, "readOnly", T::Bool), one(4, "recursiveReadOnly", T::String)],
-    // 256: io.k8s.api.core.v1.VolumeNodeAffinity
-    &[one(1, "required", T::Message(154))],
-    // 257: io.k8s.api.core.v1.VolumeProjection
-    &[one(1, "secret", T::Message(227)), one(2, "downwardAPI", T::Message(87)), one(3, "configMap", T::Message(74)), one(4, "serviceAccountToken", T::Message(234)), one(5, "clusterTrustBundle", T::Message(68))],
-    // 258: io.k8s.api.core.v1.VolumeResourceRequirements
+    // 261: io.k8s.api.core.v1.VolumeNodeAffinity
+    &[one(1, "required", T::Message(159))],
+    // 262: io.k8s.api.core.v1.VolumeProjection
+    &[one(1, "secret", T::Message(232)), one(2, "downwardAPI", T::Message(92)), one(3, "configMap", T::Message(79)), one(4, "serviceAccountToken", T::Message(239)), one(5, "clusterTrustBundle", T::Message(73))],
+    // 263: io.k8s.api.core.v1.VolumeResourceRequirements
     &[map(1, "limits", T::Quantity), map(2, "requests", T::Quantity)],
-    // 259: io.k8s.api.core.v1.VolumeSource
-    &[one(1, "hostPath", T::Message(120)), one(2, "emptyDir", T::Message(90)), one(3, "gcePersistentDisk", T::Message(111)), one(4, "awsElasticBlockStore", T::Message(53)), one(5, "gitRepo", T::Message(113)), one(6, "secret", T::Message(229)), one(7, "nfs", T::Message(137)), one(8, "iscsi", T::Message(122)), one(9, "glusterfs", T::Message(115)), one(10, "persistentVolumeClaim", T::Message(170)), one(11, "rbd", T::Message(202)), one(12, "flexVolume", T::Message(109)), one(13, "cinder", T::Message(66)), one(14, "cephfs", T::Message(64)), one(15, "flocker", T::Message(110)), one(16, "downwardAPI", T::Message(89)), one(17, "fc", T::Message(107)), one(18, "azureFile", T::Message(59)), one(19, "configMap", T::Message(75)), one(20, "vsphereVolume", T::Message(260)), one(21, "quobyte", T::Message(200)), one(22, "azureDisk", T::Message(57)), one(23, "photonPersistentDisk", T::Message(175)), one(26, "projected", T::Message(199)), one(24, "portworxVolume", T::Message(195)), one(25, "scaleIO", T::Message(219)), one(27, "storageos", T::Message(242)), one(28, "csi", T::Message(61)), one(29, "ephemeral", T::Message(101)), one(30, "image", T::Message(123))],
-    // 260: io.k8s.api.core.v1.VsphereVirtualDiskVolumeSource
+    // 264: io.k8s.api.core.v1.VolumeSource
+    &[one(1, "hostPath", T::Message(125)), one(2, "emptyDir", T::Message(95)), one(3, "gcePersistentDisk", T::Message(116)), one(4, "awsElasticBlockStore", T::Message(57)), one(5, "gitRepo", T::Message(118)), one(6, "secret", T::Message(234)), one(7, "nfs", T::Message(142)), one(8, "iscsi", T::Message(127)), one(9, "glusterfs", T::Message(120)), one(10, "persistentVolumeClaim", T::Message(175)), one(11, "rbd", T::Message(207)), one(12, "flexVolume", T::Message(114)), one(13, "cinder", T::Message(71)), one(14, "cephfs", T::Message(69)), one(15, "flocker", T::Message(115)), one(16, "downwardAPI", T::Message(94)), one(17, "fc", T::Message(112)), one(18, "azureFile", T::Message(63)), one(19, "configMap", T::Message(80)), one(20, "vsphereVolume", T::Message(265)), one(21, "quobyte", T::Message(205)), one(22, "azureDisk", T::Message(61)), one(23, "photonPersistentDisk", T::Message(180)), one(26, "projected", T::Message(204)), one(24, "portworxVolume", T::Message(200)), one(25, "scaleIO", T::Message(224)), one(27, "storageos", T::Message(247)), one(28, "csi", T::Message(66)), one(29, "ephemeral", T::Message(106)), one(30, "image", T::Message(128))],
+    // 265: io.k8s.api.core.v1.VsphereVirtualDiskVolumeSource
     &[one(1, "volumePath", T::String), one(2, "fsType", T::String), one(3, "storagePolicyName", T::String), one(4, "storagePolicyID", T::String)],
-    // 261: io.k8s.api.core.v1.WeightedPodAffinityTerm
-    &[one(1, "weight", T::Int32), one(2, "podAffinityTerm", T::Message(178))],
-    // 262: io.k8s.api.core.v1.WindowsSecurityContextOptions
+    // 266: io.k8s.api.core.v1.WeightedPodAffinityTerm
+    &[one(1, "weight", T::Int32), one(2, "podAffinityTerm", T::Message(183))],
+    // 267: io.k8s.api.core.v1.WindowsSecurityContextOptions
     &[one(1, "gmsaCredentialSpecName", T::String), one(2, "gmsaCredentialSpec", T::String), one(3, "runAsUserName", T::String), one(4, "hostProcess", T::Bool)],
-    // 263: io.k8s.api.discovery.v1.Endpoint
-    &[list(1, "addresses", T::String), one(2, "conditions", T::Message(264)), one(3, "hostname", T::String), one(4, "targetRef", T::Message(162)), map(5, "deprecatedTopology", T::String), one(6, "nodeName", T::String), one(7, "zone", T::String), one(8, "hints", T::Message(265))],
-    // 264: io.k8s.api.discovery.v1.EndpointConditions
+    // 268: io.k8s.api.discovery.v1.Endpoint
+    &[list(1, "addresses", T::String), one(2, "conditions", T::Message(269)), one(3, "hostname", T::String), one(4, "targetRef", T::Message(167)), map(5, "deprecatedTopology", T::String), one(6, "nodeName", T::String), one(7, "zone", T::String), one(8, "hints", T::Message(270))],
+    // 269: io.k8s.api.discovery.v1.EndpointConditions
     &[one(1, "ready", T::Bool), one(2, "serving", T::Bool), one(3, "terminating", T::Bool)],
-    // 265: io.k8s.api.discovery.v1.EndpointHints
-    &[list(1, "forZones", T::Message(270)), list(2, "forNodes", T::Message(269))],
-    // 266: io.k8s.api.discovery.v1.EndpointPort
+    // 270: io.k8s.api.discovery.v1.EndpointHints
+    &[list(1, "forZones", T::Message(275)), list(2, "forNodes", T::Message(274))],
+    // 271: io.k8s.api.discovery.v1.EndpointPort
     &[one(1, "name", T::String), one(2, "protocol", T::String), one(3, "port", T::Int32), one(4, "appProtocol", T::String)],
-    // 267: io.k8s.api.discovery.v1.EndpointSlice
-    &[one(1, "metadata", T::Message(309)), one(4, "addressType", T::String), list(2, "endpoints", T::Message(263)), list(3, "ports", T::Message(266))],
-    // 268: io.k8s.api.discovery.v1.EndpointSliceList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(267))],
-    // 269: io.k8s.api.discovery.v1.ForNode
+    // 272: io.k8s.api.discovery.v1.EndpointSlice
+    &[one(1, "metadata", T::Message(315)), one(4, "addressType", T::String), list(2, "endpoints", T::Message(268)), list(3, "ports", T::Message(271))],
+    // 273: io.k8s.api.discovery.v1.EndpointSliceList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(272))],
+    // 274: io.k8s.api.discovery.v1.ForNode
     &[one(1, "name", T::String)],
-    // 270: io.k8s.api.discovery.v1.ForZone
+    // 275: io.k8s.api.discovery.v1.ForZone
     &[one(1, "name", T::String)],
-    // 271: io.k8s.api.events.v1.Event
-    &[one(1, "metadata", T::Message(309)), one(2, "eventTime", T::MicroTime), one(3, "series", T::Message(273)), one(4, "reportingController", T::String), one(5, "reportingInstance", T::String), one(6, "action", T::String), one(7, "reason", T::String), one(8, "regarding", T::Message(162)), one(9, "related", T::Message(162)), one(10, "note", T::String), one(11, "type", T::String), one(12, "deprecatedSource", T::Message(105)), one(13, "deprecatedFirstTimestamp", T::Time), one(14, "deprecatedLastTimestamp", T::Time), one(15, "deprecatedCount", T::Int32)],
-    // 272: io.k8s.api.events.v1.EventList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(271))],
-    // 273: io.k8s.api.events.v1.EventSeries
+    // 276: io.k8s.api.events.v1.Event
+    &[one(1, "metadata", T::Message(315)), one(2, "eventTime", T::MicroTime), one(3, "series", T::Message(278)), one(4, "reportingController", T::String), one(5, "reportingInstance", T::String), one(6, "action", T::String), one(7, "reason", T::String), one(8, "regarding", T::Message(167)), one(9, "related", T::Message(167)), one(10, "note", T::String), one(11, "type", T::String), one(12, "deprecatedSource", T::Message(110)), one(13, "deprecatedFirstTimestamp", T::Time), one(14, "deprecatedLastTimestamp", T::Time), one(15, "deprecatedCount", T::Int32)],
+    // 277: io.k8s.api.events.v1.EventList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(276))],
+    // 278: io.k8s.api.events.v1.EventSeries
     &[one(1, "count", T::Int32), one(2, "lastObservedTime", T::MicroTime)],
-    // 274: io.k8s.api.networking.v1.HTTPIngressPath
-    &[one(1, "path", T::String), one(3, "pathType", T::String), one(2, "backend", T::Message(278))],
-    // 275: io.k8s.api.networking.v1.HTTPIngressRuleValue
-    &[list(1, "paths", T::Message(274))],
-    // 276: io.k8s.api.networking.v1.IPBlock
+    // 279: io.k8s.api.networking.v1.HTTPIngressPath
+    &[one(1, "path", T::String), one(3, "pathType", T::String), one(2, "backend", T::Message(283))],
+    // 280: io.k8s.api.networking.v1.HTTPIngressRuleValue
+    &[list(1, "paths", T::Message(279))],
+    // 281: io.k8s.api.networking.v1.IPBlock
     &[one(1, "cidr", T::String), list(2, "except", T::String)],
-    // 277: io.k8s.api.networking.v1.Ingress
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(290)), one(3, "status", T::Message(291))],
-    // 278: io.k8s.api.networking.v1.IngressBackend
-    &[one(4, "service", T::Message(289)), one(3, "resource", T::Message(250))],
-    // 279: io.k8s.api.networking.v1.IngressClass
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(282))],
-    // 280: io.k8s.api.networking.v1.IngressClassList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(279))],
-    // 281: io.k8s.api.networking.v1.IngressClassParametersReference
+    // 282: io.k8s.api.networking.v1.Ingress
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(295)), one(3, "status", T::Message(296))],
+    // 283: io.k8s.api.networking.v1.IngressBackend
+    &[one(4, "service", T::Message(294)), one(3, "resource", T::Message(255))],
+    // 284: io.k8s.api.networking.v1.IngressClass
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(287))],
+    // 285: io.k8s.api.networking.v1.IngressClassList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(284))],
+    // 286: io.k8s.api.networking.v1.IngressClassParametersReference
     &[one(1, "apiGroup", T::String), one(2, "kind", T::String), one(3, "name", T::String), one(4, "scope", T::String), one(5, "namespace", T::String)],
-    // 282: io.k8s.api.networking.v1.IngressClassSpec
-    &[one(1, "controller", T::String), one(2, "parameters", T::Message(281))],
-    // 283: io.k8s.api.networking.v1.IngressList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(277))],
-    // 284: io.k8s.api.networking.v1.IngressLoadBalancerIngress
-    &[one(1, "ip", T::String), one(2, "hostname", T::String), list(4, "ports", T::Message(286))],
-    // 285: io.k8s.api.networking.v1.IngressLoadBalancerStatus
-    &[list(1, "ingress", T::Message(284))],
-    // 286: io.k8s.api.networking.v1.IngressPortStatus
+    // 287: io.k8s.api.networking.v1.IngressClassSpec
+    &[one(1, "controller", T::String), one(2, "parameters", T::Message(286))],
+    // 288: io.k8s.api.networking.v1.IngressList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(282))],
+    // 289: io.k8s.api.networking.v1.IngressLoadBalancerIngress
+    &[one(1, "ip", T::String), one(2, "hostname", T::String), list(4, "ports", T::Message(291))],
+    // 290: io.k8s.api.networking.v1.IngressLoadBalancerStatus
+    &[list(1, "ingress", T::Message(289))],
+    // 291: io.k8s.api.networking.v1.IngressPortStatus
     &[one(1, "port", T::Int32), one(2, "protocol", T::String), one(3, "error", T::String)],
-    // 287: io.k8s.api.networking.v1.IngressRule
-    &[one(1, "host", T::String), inline(2, T::Message(288))],
-    // 288: io.k8s.api.networking.v1.IngressRuleValue
-    &[one(1, "http", T::Message(275))],
-    // 289: io.k8s.api.networking.v1.IngressServiceBackend
-    &[one(1, "name", T::String), one(2, "port", T::Message(300))],
-    // 290: io.k8s.api.networking.v1.IngressSpec
-    &[one(4, "ingressClassName", T::String), one(1, "defaultBackend", T::Message(278)), list(2, "tls", T::Message(292)), list(3, "rules", T::Message(287))],
-    // 291: io.k8s.api.networking.v1.IngressStatus
-    &[one(1, "loadBalancer", T::Message(285))],
-    // 292: io.k8s.api.networking.v1.IngressTLS
+    // 292: io.k8s.api.networking.v1.IngressRule
+    &[one(1, "host", T::String), inline(2, T::Message(293))],
+    // 293: io.k8s.api.networking.v1.IngressRuleValue
+    &[one(1, "http", T::Message(280))],
+    // 294: io.k8s.api.networking.v1.IngressServiceBackend
+    &[one(1, "name", T::String), one(2, "port", T::Message(305))],
+    // 295: io.k8s.api.networking.v1.IngressSpec
+    &[one(4, "ingressClassName", T::String), one(1, "defaultBackend", T::Message(283)), list(2, "tls", T::Message(297)), list(3, "rules", T::Message(292))],
+    // 296: io.k8s.api.networking.v1.IngressStatus
+    &[one(1, "loadBalancer", T::Message(290))],
+    // 297: io.k8s.api.networking.v1.IngressTLS
     &[list(1, "hosts", T::String), one(2, "secretName", T::String)],
-    // 293: io.k8s.api.networking.v1.NetworkPolicy
-    &[one(1, "metadata", T::Message(309)), one(2, "spec", T::Message(299))],
-    // 294: io.k8s.api.networking.v1.NetworkPolicyEgressRule
-    &[list(1, "ports", T::Message(298)), list(2, "to", T::Message(297))],
-    // 295: io.k8s.api.networking.v1.NetworkPolicyIngressRule
-    &[list(1, "ports", T::Message(298)), list(2, "from", T::Message(297))],
-    // 296: io.k8s.api.networking.v1.NetworkPolicyList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(293))],
-    // 297: io.k8s.api.networking.v1.NetworkPolicyPeer
-    &[one(1, "podSelector", T::Message(305)), one(2, "namespaceSelector", T::Message(305)), one(3, "ipBlock", T::Message(276))],
-    // 298: io.k8s.api.networking.v1.NetworkPolicyPort
+    // 298: io.k8s.api.networking.v1.NetworkPolicy
+    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(304))],
+    // 299: io.k8s.api.networking.v1.NetworkPolicyEgressRule
+    &[list(1, "ports", T::Message(303)), list(2, "to", T::Message(302))],
+    // 300: io.k8s.api.networking.v1.NetworkPolicyIngressRule
+    &[list(1, "ports", T::Message(303)), list(2, "from", T::Message(302))],
+    // 301: io.k8s.api.networking.v1.NetworkPolicyList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(298))],
+    // 302: io.k8s.api.networking.v1.NetworkPolicyPeer
+    &[one(1, "podSelector", T::Message(311)), one(2, "namespaceSelector", T::Message(311)), one(3, "ipBlock", T::Message(281))],
+    // 303: io.k8s.api.networking.v1.NetworkPolicyPort
     &[one(1, "protocol", T::String), one(2, "port", T::IntOrString), one(3, "endPort", T::Int32)],
-    // 299: io.k8s.api.networking.v1.NetworkPolicySpec
-    &[one(1, "podSelector", T::Message(305)), list(2, "ingress", T::Message(295)), list(3, "egress", T::Message(294)), list(4, "policyTypes", T::String)],
-    // 300: io.k8s.api.networking.v1.ServiceBackendPort
+    // 304: io.k8s.api.networking.v1.NetworkPolicySpec
+    &[one(1, "podSelector", T::Message(311)), list(2, "ingress", T::Message(300)), list(3, "egress", T::Message(299)), list(4, "policyTypes", T::String)],
+    // 305: io.k8s.api.networking.v1.ServiceBackendPort
     &[one(1, "name", T::String), one(2, "number", T::Int32)],
-    // 301: io.k8s.api.storage.v1.StorageClass
-    &[one(1, "metadata", T::Message(309)), one(2, "provisioner", T::String), map(3, "parameters", T::String), one(4, "reclaimPolicy", T::String), list(5, "mountOptions", T::String), one(6, "allowVolumeExpansion", T::Bool), one(7, "volumeBindingMode", T::String), list(8, "allowedTopologies", T::Message(248))],
-    // 302: io.k8s.api.storage.v1.StorageClassList
-    &[one(1, "metadata", T::Message(307)), list(2, "items", T::Message(301))],
-    // 303: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
+    // 306: io.k8s.api.policy.v1.Eviction
+    &[one(1, "metadata", T::Message(315)), one(2, "deleteOptions", T::Message(310))],
+    // 307: io.k8s.api.storage.v1.StorageClass
+    &[one(1, "metadata", T::Message(315)), one(2, "provisioner", T::String), map(3, "parameters", T::String), one(4, "reclaimPolicy", T::String), list(5, "mountOptions", T::String), one(6, "allowVolumeExpansion", T::Bool), one(7, "volumeBindingMode", T::String), list(8, "allowedTopologies", T::Message(253))],
+    // 308: io.k8s.api.storage.v1.StorageClassList
+    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(307))],
+    // 309: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "observedGeneration", T::Int64), one(4, "lastTransitionTime", T::Time), one(5, "reason", T::String), one(6, "message", T::String)],
-    // 304: io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions
-    &[one(1, "gracePeriodSeconds", T::Int64), one(2, "preconditions", T::Message(312)), one(3, "orphanDependents", T::Bool), one(4, "propagationPolicy", T::String), list(5, "dryRun", T::String), one(6, "ignoreStoreReadErrorWithClusterBreakingPotential", T::Bool)],
-    // 305: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector
-    &[map(1, "matchLabels", T::String), list(2, "matchExpressions", T::Message(306))],
-    // 306: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement
+    // 310: io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions
+    &[one(1, "gracePeriodSeconds", T::Int64), one(2, "preconditions", T::Message(318)), one(3, "orphanDependents", T::Bool), one(4, "propagationPolicy", T::String), list(5, "dryRun", T::String), one(6, "ignoreStoreReadErrorWithClusterBreakingPotential", T::Bool)],
+    // 311: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector
+    &[map(1, "matchLabels", T::String), list(2, "matchExpressions", T::Message(312))],
+    // 312: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement
     &[one(1, "key", T::String), one(2, "operator", T::String), list(3, "values", T::String)],
-    // 307: io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta
+    // 313: io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta
     &[one(1, "selfLink", T::String), one(2, "resourceVersion", T::String), one(3, "continue", T::String), one(4, "remainingItemCount", T::Int64)],
-    // 308: io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry
+    // 314: io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry
     &[one(1, "manager", T::String), one(2, "operation", T::String), one(3, "apiVersion", T::String), one(4, "time", T::Time), one(6, "fieldsType", T::String), one(7, "fieldsV1", T::FieldsV1), one(8, "subresource", T::String)],
-    // 309: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
-    &[one(1, "name", T::String), one(2, "generateName", T::String), one(3, "namespace", T::String), one(4, "selfLink", T::String), one(5, "uid", T::String), one(6, "resourceVersion", T::String), one(7, "generation", T::Int64), one(8, "creationTimestamp", T::Time), one(9, "deletionTimestamp", T::Time), one(10, "deletionGracePeriodSeconds", T::Int64), map(11, "labels", T::String), map(12, "annotations", T::String), list(13, "ownerReferences", T::Message(310)), list(14, "finalizers", T::String), list(17, "managedFields", T::Message(308))],
-    // 310: io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference
+    // 315: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+    &[one(1, "name", T::String), one(2, "generateName", T::String), one(3, "namespace", T::String), one(4, "selfLink", T::String), one(5, "uid", T::String), one(6, "resourceVersion", T::String), one(7, "generation", T::Int64), one(8, "creationTimestamp", T::Time), one(9, "deletionTimestamp", T::Time), one(10, "deletionGracePeriodSeconds", T::Int64), map(11, "labels", T::String), map(12, "annotations", T::String), list(13, "ownerReferences", T::Message(316)), list(14, "finalizers", T::String), list(17, "managedFields", T::Message(314))],
+    // 316: io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference
     &[one(5, "apiVersion", T::String), one(1, "kind", T::String), one(3, "name", T::String), one(4, "uid", T::String), one(6, "controller", T::Bool), one(7, "blockOwnerDeletion", T::Bool)],
-    // 311: io.k8s.apimachinery.pkg.apis.meta.v1.Patch
+    // 317: io.k8s.apimachinery.pkg.apis.meta.v1.Patch
     &[],
-    // 312: io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions
+    // 318: io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions
     &[one(1, "uid", T::String), one(2, "resourceVersion", T::String)],
-    // 313: io.k8s.apimachinery.pkg.apis.meta.v1.Status
-    &[one(1, "metadata", T::Message(307)), one(2, "status", T::String), one(3, "message", T::String), one(4, "reason", T::String), one(5, "details", T::Message(315)), one(6, "code", T::Int32)],
-    // 314: io.k8s.apimachinery.pkg.apis.meta.v1.StatusCause
+    // 319: io.k8s.apimachinery.pkg.apis.meta.v1.Status
+    &[one(1, "metadata", T::Message(313)), one(2, "status", T::String), one(3, "message", T::String), one(4, "reason", T::String), one(5, "details", T::Message(321)), one(6, "code", T::Int32)],
+    // 320: io.k8s.apimachinery.pkg.apis.meta.v1.StatusCause
     &[one(1, "reason", T::String), one(2, "message", T::String), one(3, "field", T::String)],
-    // 315: io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails
-    &[one(1, "name", T::String), one(2, "group", T::String), one(3, "kind", T::String), one(6, "uid", T::String), list(4, "causes", T::Message(314)), one(5, "retryAfterSeconds", T::Int32)],
+    // 321: io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails
+    &[one(1, "name", T::String), one(2, "group", T::String), one(3, "kind", T::String), one(6, "uid", T::String), list(4, "causes", T::Message(320)), one(5, "retryAfterSeconds", T::Int32)],
 ];

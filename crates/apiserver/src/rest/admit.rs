@@ -77,6 +77,9 @@ pub fn prepare_create(kind: &Kind, obj: &mut Value, now: &str) {
         map.remove("status");
     }
     defaults::apply_defaults(kind, obj);
+    if kind.kind == "Pod" {
+        super::service_account_admission::mount_token(obj);
+    }
 }
 
 /// Kinds whose `metadata.generation` counts spec changes for their controllers.

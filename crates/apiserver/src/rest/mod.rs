@@ -11,6 +11,8 @@
 //! - `storage_admission`: new claims' default StorageClass; claims' and volumes' protection.
 //! - `kubelet_proxy`: the subresources the node's kubelet serves (log, exec,
 //!   attach, portforward, node proxy).
+//! - `service_account_admission`: service account credentials mounted into new pods.
+//! - `token_request`: `serviceaccounts/token`, service account tokens.
 
 mod admit;
 mod binding;
@@ -18,7 +20,9 @@ mod delete;
 pub mod kubelet_proxy;
 mod read;
 mod scale;
+mod service_account_admission;
 mod storage_admission;
+pub mod token_request;
 mod watch;
 mod write;
 
