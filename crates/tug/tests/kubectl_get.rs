@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{Server, arg, manifest, pod_manifest, row, shared_server, starts_with_columns, table};
+use common::{
+    Server, arg, eventually, manifest, pod_manifest, row, shared_server, starts_with_columns, table,
+};
 use serde_json::{Value, json};
 
 /// Creates pods `a`..`d` with labels that set-based selectors tell apart.
@@ -279,12 +281,32 @@ fn get_all_lists_workloads_and_services() {
         .kubectl(&["apply", "-n", &ns, "-f", arg(&manifest("pod.yaml"))])
         .ok();
 
-    let names = server.names(&["get", "all", "-n", &ns]);
-    assert_eq!(
-        names,
-        ["deployment.apps/shop", "pod/web", "service/shop"],
-        "`all` holds pods, services and deployments but not configmaps"
-    );
+    // The Deployment's ReplicaSet and its two pods come from the controllers;
+    // `all` holds workloads and services but not the namespace's configmaps.
+    eventually("the Deployment's ReplicaSet and pods", || {
+        let names = server.names(&["get", "all", "-n", &ns]);
+        let mut shape: Vec<String> = names
+            .iter()
+            .map(|n| match n.find("/shop-") {
+                Some(at) => format!("{}*", &n[..at + "/shop-".len()]),
+                None => n.clone(),
+            })
+            .collect();
+        shape.sort();
+        let wanted = [
+            "deployment.apps/shop",
+            "pod/shop-*",
+            "pod/shop-*",
+            "pod/web",
+            "replicaset.apps/shop-*",
+            "service/shop",
+        ];
+        if shape == wanted {
+            Ok(())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    });
     let printed = server.kubectl(&["get", "all", "-n", &ns]).ok();
     let rows = table(&printed);
     assert_eq!(row(&rows, "pod/web")[1..3], ["0/1", "Pending"]);
