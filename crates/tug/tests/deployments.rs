@@ -268,6 +268,19 @@ fn a_deployment_rolls_out_through_a_replicaset_named_by_its_template_hash() {
         .ok();
     let row = common::row(&common::table(&table), "web").to_vec();
     assert_eq!(row[1..4], ["3/3", "3", "3"], "{table}");
+    let described = server
+        .kubectl(&["describe", "deployment", "web", "-n", &ns])
+        .ok();
+    for wanted in [
+        "3 desired | 3 updated | 3 total | 3 available | 0 unavailable".to_owned(),
+        format!("NewReplicaSet:   {rs_name} (3/3 replicas created)"),
+        format!("Scaled up replica set {rs_name} from 0 to 3"),
+    ] {
+        assert!(
+            described.contains(&wanted),
+            "no {wanted:?} in:\n{described}"
+        );
+    }
 
     // The same template always hashes the same: deleting the ReplicaSet
     // brings back one of the same name.
@@ -787,4 +800,42 @@ fn blue_green_switches_a_services_selector_between_two_replicasets() {
         }
     });
     assert_eq!(selected("green").len(), 2);
+}
+
+#[test]
+fn a_deployment_made_again_adopts_the_replicaset_its_predecessor_orphaned() {
+    let server = cluster();
+    let ns = server.namespace("deploy-adopt");
+    apply(server, &ns, &deployment("web", 2, HTTPD, json!({})));
+    run_kubelet_until(server, &ns, HTTPD, "rolled out", || {
+        rollout_complete(server, &ns, "web")
+    });
+    let rs_name = replica_sets(server, &ns).into_keys().next().unwrap();
+    let pods_before: Vec<String> = list(server, &ns, "pods").iter().map(name).collect();
+    server
+        .kubectl(&["delete", "deployment", "web", "-n", &ns, "--cascade=orphan"])
+        .ok();
+    eventually("the ReplicaSet orphaned", || {
+        let rs = server.get_json(&ns, "rs", &rs_name);
+        match rs["metadata"].get("ownerReferences") {
+            Some(refs) if refs.as_array().is_some_and(|r| !r.is_empty()) => Err(refs.to_string()),
+            _ => Ok(()),
+        }
+    });
+
+    apply(server, &ns, &deployment("web", 2, HTTPD, json!({})));
+    let uid = server.get_json(&ns, "deployment", "web")["metadata"]["uid"].clone();
+    eventually("the ReplicaSet adopted", || {
+        let rs = server.get_json(&ns, "rs", &rs_name);
+        let owner = &rs["metadata"]["ownerReferences"][0];
+        if owner["uid"] == uid && owner["controller"] == true {
+            Ok(())
+        } else {
+            Err(rs["metadata"].to_string())
+        }
+    });
+    eventually("rolled out again", || rollout_complete(server, &ns, "web"));
+    let pods_after: Vec<String> = list(server, &ns, "pods").iter().map(name).collect();
+    assert_eq!(pods_after, pods_before, "the same pods, none made anew");
+    assert_eq!(replica_sets(server, &ns).len(), 1);
 }
