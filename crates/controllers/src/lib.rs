@@ -17,6 +17,7 @@
 //! - `garbage_collector`: deletes dependents whose owners are gone; foreground
 //!   and orphan deletion.
 //! - `namespace`: empties a namespace being deleted, then finalizes it.
+//! - `node_lifecycle`: silent nodes go NotReady and get tainted; their pods are evicted.
 //! - `replicaset`: ReplicaSets and ReplicationControllers keep their pod count.
 //! - `deployment`: Deployments roll their pods through ReplicaSets, by revision.
 //! - `job`: Jobs run pods to their completions, within back-off and deadline limits.
@@ -32,6 +33,7 @@ mod deployment;
 mod garbage_collector;
 mod job;
 mod namespace;
+mod node_lifecycle;
 mod placement;
 mod pods;
 mod replicaset;
@@ -43,6 +45,8 @@ mod serviceaccount;
 mod statefulset;
 mod volumes;
 
+use std::time::Duration;
+
 use kube::Client;
 use tokio::task::JoinSet;
 
@@ -50,6 +54,9 @@ use tokio::task::JoinSet;
 pub struct Config {
     /// The cluster CA (PEM) that pods get to check the API server with.
     pub root_ca: String,
+    /// How long a node may go unheard before it is NotReady
+    /// (`--node-monitor-grace-period`).
+    pub node_monitor_grace_period: Duration,
 }
 
 /// Runs every controller until one of them fails.
@@ -59,6 +66,10 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     controllers.spawn(serviceaccount::run(client.clone()));
     controllers.spawn(garbage_collector::run(client.clone()));
     controllers.spawn(namespace::run(client.clone()));
+    controllers.spawn(node_lifecycle::run(
+        client.clone(),
+        config.node_monitor_grace_period,
+    ));
     controllers.spawn(replicaset::run(client.clone()));
     controllers.spawn(deployment::run(client.clone()));
     controllers.spawn(job::run(client.clone()));

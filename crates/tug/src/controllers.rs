@@ -8,17 +8,30 @@ pub struct ControllersArgs {
     /// The kubeconfig the controllers reach the API server with.
     #[arg(long)]
     kubeconfig: PathBuf,
+    #[command(flatten)]
+    settings: ControllerSettings,
+}
+
+/// The controllers' settings, flags of `tug controllers` and `tug server`
+/// named as kube-controller-manager names them.
+#[derive(clap::Args, Clone)]
+pub struct ControllerSettings {
+    /// How long a node's kubelet may go unheard (Lease, status) before the
+    /// node is marked NotReady (`40s`, `1m`...).
+    #[arg(long, default_value = "40s")]
+    node_monitor_grace_period: jiff::SignedDuration,
 }
 
 pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
-    start(&args.kubeconfig).await
+    start(&args.kubeconfig, &args.settings).await
 }
 
 /// Connects with `kubeconfig` and runs the controllers until one fails.
-pub async fn start(kubeconfig: &Path) -> anyhow::Result<()> {
+pub async fn start(kubeconfig: &Path, settings: &ControllerSettings) -> anyhow::Result<()> {
     let config = crate::client::config(kubeconfig).await?;
     let settings = tugboat_controllers::Config {
         root_ca: crate::client::root_ca_pem(&config),
+        node_monitor_grace_period: settings.node_monitor_grace_period.unsigned_abs(),
     };
     tugboat_controllers::run(kube::Client::try_from(config)?, settings).await
 }

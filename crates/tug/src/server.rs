@@ -37,6 +37,8 @@ pub struct ServerArgs {
     /// `tug controllers` can run them elsewhere.
     #[arg(long)]
     disable_controllers: bool,
+    #[command(flatten)]
+    controllers: crate::controllers::ControllerSettings,
     /// Run no scheduler: pods stay unbound unless `tug scheduler` (or
     /// another scheduler) runs elsewhere.
     #[arg(long)]
@@ -69,8 +71,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let kubeconfig = api.kubeconfig().to_owned();
     if !args.disable_controllers {
         let kubeconfig = kubeconfig.clone();
+        let settings = args.controllers.clone();
         tokio::spawn(async move {
-            if let Err(e) = crate::controllers::start(&kubeconfig).await {
+            if let Err(e) = crate::controllers::start(&kubeconfig, &settings).await {
                 tracing::error!("the controllers stopped: {e:#}");
             }
         });
