@@ -29,6 +29,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::json;
 use tugboat_events::{Recorder, Type};
 
+use crate::claim::claim;
 use crate::placement::{node_selector_matches, tolerates};
 use crate::pods;
 use crate::revisions::{self, HASH_LABEL, History};
@@ -94,14 +95,16 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, kube
         .list(&ListParams::default())
         .await?
         .items;
-    let owned: Vec<Pod> = pod_api
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|p| pods::controller_of(p).is_some_and(|o| o.uid == uid))
-        .filter(|p| selector.matches(p.metadata.labels.as_ref()))
-        .collect();
+    // Its pods, orphans it selects adopted and pods it no longer selects
+    // released.
+    let candidates = pod_api.list(&ListParams::default()).await?.items;
+    let owned: Vec<Arc<Pod>> = claim(
+        &ctx.client,
+        &*ds,
+        &selector,
+        candidates.into_iter().map(Arc::new).collect(),
+    )
+    .await;
 
     let mut history = History::of(
         Api::<ControllerRevision>::namespaced(ctx.client.clone(), &namespace),

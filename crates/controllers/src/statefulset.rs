@@ -30,6 +30,7 @@ use kube::{Api, Client, Resource, ResourceExt};
 use serde_json::{Value, json};
 use tugboat_events::{Recorder, Type};
 
+use crate::claim::claim;
 use crate::pods;
 use crate::revisions::{self, HASH_LABEL, History};
 use crate::selector::Selector;
@@ -95,15 +96,20 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, k
         claims: Api::namespaced(ctx.client.clone(), &namespace),
         ctx: &ctx,
     };
-    let owned: Vec<Pod> = pass
-        .pods
-        .list(&ListParams::default())
-        .await?
-        .items
-        .into_iter()
-        .filter(|p| pods::controller_of(p).is_some_and(|o| o.uid == uid))
-        .filter(|p| selector.matches(p.metadata.labels.as_ref()))
-        .collect();
+    // Its pods, with orphans it selects adopted (only those named as its
+    // members, `<set>-<ordinal>`) and pods it no longer selects released.
+    let candidates = pass.pods.list(&ListParams::default()).await?.items;
+    let owned: Vec<Arc<Pod>> = claim(
+        &ctx.client,
+        &*set,
+        &selector,
+        candidates
+            .into_iter()
+            .filter(|p| ordinal_of(&name, &p.name_any()).is_some())
+            .map(Arc::new)
+            .collect(),
+    )
+    .await;
 
     let mut history = History::of(
         Api::<ControllerRevision>::namespaced(ctx.client.clone(), &namespace),
@@ -254,7 +260,11 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, k
         .prune(spec.revision_history_limit.unwrap_or(10), &in_use)
         .await?;
 
-    let live: Vec<&Pod> = owned.iter().filter(|p| pods::is_active(p)).collect();
+    let live: Vec<&Pod> = owned
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|p| pods::is_active(p))
+        .collect();
     let count = |f: &dyn Fn(&Pod) -> bool| live.iter().filter(|p| f(p)).count() as i32;
     let ready = count(&pods::is_ready);
     let available = count(&|p| pods::is_available(p, min_ready, now));

@@ -256,3 +256,96 @@ fn a_rolling_update_goes_from_the_highest_ordinal_down_to_the_partition() {
         "{history}"
     );
 }
+
+#[test]
+fn parallel_pods_start_and_stop_together_and_scaled_away_claims_go_when_asked() {
+    let server = cluster();
+    let ns = server.namespace("sts-parallel");
+    let mut set = stateful_set(
+        "cache",
+        3,
+        json!({
+            "podManagementPolicy": "Parallel",
+            "persistentVolumeClaimRetentionPolicy": {"whenScaled": "Delete", "whenDeleted": "Retain"},
+        }),
+    );
+    // Never ready: OrderedReady would stop at cache-0.
+    set["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] =
+        json!({"exec": {"command": ["false"]}, "periodSeconds": 1});
+    apply(server, &ns, &set);
+    eventually("three pods running, none ready", || {
+        let names = pod_names(server, &ns, "cache");
+        let set = server.get_json(&ns, "sts", "cache");
+        if names == ["pod/cache-0", "pod/cache-1", "pod/cache-2"]
+            && set["status"]["replicas"] == 3
+            && set["status"]["readyReplicas"] == 0
+        {
+            Ok(())
+        } else {
+            Err(format!("{names:?} {}", set["status"]))
+        }
+    });
+    for i in 0..3 {
+        wait_claim_bound(server, &ns, &format!("data-cache-{i}"));
+    }
+
+    server
+        .kubectl(&["scale", "sts/cache", "-n", &ns, "--replicas=1"])
+        .ok();
+    eventually("cache-1 and cache-2 gone with their claims", || {
+        let names = pod_names(server, &ns, "cache");
+        let claims = server.names(&["get", "pvc", "-n", &ns]);
+        if names == ["pod/cache-0"] && claims == ["persistentvolumeclaim/data-cache-0"] {
+            Ok(())
+        } else {
+            Err(format!("{names:?} {claims:?}"))
+        }
+    });
+}
+
+#[test]
+fn an_orphaned_member_pod_is_adopted_by_a_new_set_of_the_same_name() {
+    let server = cluster();
+    let ns = server.namespace("sts-adopt");
+    apply(server, &ns, &stateful_set("solo", 1, json!({})));
+    let first = wait_ready(server, &ns, "solo-0");
+    server
+        .kubectl(&["delete", "sts", "solo", "-n", &ns, "--cascade=orphan"])
+        .ok();
+    eventually("the set gone and its pod an orphan", || {
+        let pod = server.get_json(&ns, "pod", "solo-0");
+        if pod["metadata"]["ownerReferences"]
+            .as_array()
+            .is_none_or(Vec::is_empty)
+        {
+            Ok(())
+        } else {
+            Err(pod["metadata"]["ownerReferences"].to_string())
+        }
+    });
+
+    apply(server, &ns, &stateful_set("solo", 1, json!({})));
+    let set = server.get_json(&ns, "sts", "solo");
+    eventually("the new set adopts solo-0", || {
+        let pod = server.get_json(&ns, "pod", "solo-0");
+        if pod["metadata"]["ownerReferences"][0]["uid"] == set["metadata"]["uid"] {
+            Ok(pod)
+        } else {
+            Err(pod["metadata"].to_string())
+        }
+    });
+    let adopted = wait_ready(server, &ns, "solo-0");
+    assert_eq!(adopted["metadata"]["uid"], first["metadata"]["uid"]);
+}
+
+fn wait_claim_bound(server: &Server, namespace: &str, name: &str) {
+    eventually(&format!("claim {name} bound"), || {
+        let out = server.kubectl(&["get", "pvc", name, "-n", namespace, "-o", "json"]);
+        let claim: Value = serde_json::from_str(&out.stdout).unwrap_or(Value::Null);
+        if claim["status"]["phase"] == "Bound" {
+            Ok(())
+        } else {
+            Err(claim["status"].to_string())
+        }
+    });
+}
