@@ -1,12 +1,14 @@
-//! DaemonSets on the server's own node, driven with the real kubectl: one
-//! pod per eligible node placed through the scheduler, node selectors
-//! followed as node labels change, rolling updates that `kubectl rollout
-//! status` follows, history and undo from ControllerRevisions.
+//! DaemonSets driven with the real kubectl: one pod per eligible node
+//! (selectors, taints and tolerations, cordoned nodes) placed through the
+//! scheduler on simulated nodes, and on the server's own node: node
+//! selectors followed as node labels change, rolling updates that `kubectl
+//! rollout status` follows, history and undo from ControllerRevisions.
 
 mod common;
 
 use std::sync::OnceLock;
 
+use common::nodes::{NodeSpec, SimulatedNode};
 use common::{Server, eventually, node_name};
 use serde_json::{Value, json};
 
@@ -241,4 +243,65 @@ fn a_deleted_daemon_pod_is_replaced_and_on_delete_waits_for_the_user() {
     let name = first["metadata"]["name"].as_str().unwrap();
     server.kubectl(&["delete", "pod", name, "-n", &ns]).ok();
     wait_one_ready(server, &ns, "manual", "2");
+}
+
+/// The node each live pod of `app` is bound to, sorted; `None` while one
+/// is unbound.
+fn bound_nodes(server: &Server, namespace: &str, app: &str) -> Option<Vec<String>> {
+    let mut nodes: Vec<String> = live_pods(server, namespace, app)
+        .iter()
+        .map(|p| p["spec"]["nodeName"].as_str().map(str::to_owned))
+        .collect::<Option<_>>()?;
+    nodes.sort();
+    Some(nodes)
+}
+
+#[test]
+fn one_pod_goes_to_each_node_its_selector_and_tolerations_admit() {
+    let server = Server::start_with(&["--disable-agent"]);
+    let ns = server.namespace("ds-nodes");
+    let _nodes = [
+        SimulatedNode::start(&server, NodeSpec::new("plain")),
+        SimulatedNode::start(&server, NodeSpec::new("fast").label("disk", "ssd")),
+        SimulatedNode::start(
+            &server,
+            NodeSpec::new("reserved").taint("dedicated", "db", "NoSchedule"),
+        ),
+        SimulatedNode::start(&server, NodeSpec::new("cordoned").unschedulable()),
+    ];
+    apply(&server, &ns, &daemon_set("everywhere", "1", json!({})));
+    apply(
+        &server,
+        &ns,
+        &daemon_set("ssd", "1", json!({"nodeSelector": {"disk": "ssd"}})),
+    );
+    apply(
+        &server,
+        &ns,
+        &daemon_set(
+            "tolerant",
+            "1",
+            json!({"tolerations": [{"key": "dedicated", "operator": "Exists"}]}),
+        ),
+    );
+    // A cordoned node still gets daemon pods (they tolerate it); a taint
+    // keeps them off unless tolerated.
+    for (app, nodes) in [
+        ("everywhere", vec!["cordoned", "fast", "plain"]),
+        ("ssd", vec!["fast"]),
+        ("tolerant", vec!["cordoned", "fast", "plain", "reserved"]),
+    ] {
+        eventually(&format!("{app} pods bound to {nodes:?}"), || {
+            let bound = bound_nodes(&server, &ns, app);
+            let ds = server.get_json(&ns, "ds", app);
+            if bound.as_ref().is_some_and(|b| *b == nodes)
+                && ds["status"]["desiredNumberScheduled"] == nodes.len()
+                && ds["status"]["currentNumberScheduled"] == nodes.len()
+            {
+                Ok(())
+            } else {
+                Err(format!("{bound:?} {}", ds["status"]))
+            }
+        });
+    }
 }
