@@ -737,3 +737,38 @@ fn a_deleted_pod_counts_as_failed_and_is_replaced_and_the_jobs_pods_go_with_it()
         }
     });
 }
+
+#[test]
+fn a_pod_failure_policy_rule_fails_the_job_at_once() {
+    let server = cluster();
+    let ns = server.namespace("failure-policy");
+    let policy = json!({"rules": [
+        {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [7]}},
+        {"action": "FailJob", "onExitCodes": {"containerName": "work", "operator": "In", "values": [42]}},
+    ]});
+    apply(
+        server,
+        &ns,
+        &job(
+            "fatal",
+            "Never",
+            "exit 42",
+            json!({"backoffLimit": 6, "podFailurePolicy": policy}),
+        ),
+    );
+    wait_for(server, &ns, "fatal", "failed");
+
+    let job = server.get_json(&ns, "job", "fatal");
+    let pods = job_pods(server, &ns, "fatal");
+    assert_eq!(pods.len(), 1, "no retry after a FailJob rule: {pods:?}");
+    let pod = pods[0]["metadata"]["name"].as_str().unwrap();
+    let failed = condition(&job, "Failed");
+    assert_eq!(failed["reason"], "PodFailurePolicy", "{}", job["status"]);
+    assert_eq!(
+        failed["message"],
+        format!(
+            "Container work for pod {ns}/{pod} failed with exit code 42 matching FailJob rule at index 1"
+        )
+    );
+    assert_eq!(job["status"]["failed"], 1);
+}

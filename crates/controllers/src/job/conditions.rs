@@ -3,6 +3,8 @@
 //! `FailureTarget`) and the terminal one (`Complete` or `Failed`, with the
 //! same reason) only once none of its pods is still running or terminating.
 
+use std::borrow::Cow;
+
 use jiff::Timestamp;
 use k8s_openapi::api::batch::v1::{Job, JobCondition, JobStatus};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
@@ -14,32 +16,43 @@ pub const FAILURE_TARGET: &str = "FailureTarget";
 pub const SUSPENDED: &str = "Suspended";
 
 /// What decided a Job's end, in Kubernetes' words.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Verdict {
     pub success: bool,
     pub reason: &'static str,
-    pub message: &'static str,
+    pub message: Cow<'static, str>,
 }
+
+const POD_FAILURE_POLICY: &str = "PodFailurePolicy";
 
 pub const COMPLETIONS_REACHED: Verdict = Verdict {
     success: true,
     reason: "CompletionsReached",
-    message: "Reached expected number of succeeded pods",
+    message: Cow::Borrowed("Reached expected number of succeeded pods"),
 };
 pub const BACKOFF_LIMIT_EXCEEDED: Verdict = Verdict {
     success: false,
     reason: "BackoffLimitExceeded",
-    message: "Job has reached the specified backoff limit",
+    message: Cow::Borrowed("Job has reached the specified backoff limit"),
 };
 pub const DEADLINE_EXCEEDED: Verdict = Verdict {
     success: false,
     reason: "DeadlineExceeded",
-    message: "Job was active longer than specified deadline",
+    message: Cow::Borrowed("Job was active longer than specified deadline"),
 };
 
 impl Verdict {
+    /// A `FailJob` rule of the pod failure policy matched.
+    pub fn pod_failure_policy(message: String) -> Verdict {
+        Verdict {
+            success: false,
+            reason: POD_FAILURE_POLICY,
+            message: Cow::Owned(message),
+        }
+    }
+
     /// The interim condition type: `SuccessCriteriaMet` or `FailureTarget`.
-    pub fn interim(self) -> &'static str {
+    pub fn interim(&self) -> &'static str {
         if self.success {
             SUCCESS_CRITERIA_MET
         } else {
@@ -48,20 +61,26 @@ impl Verdict {
     }
 
     /// The terminal condition type: `Complete` or `Failed`.
-    pub fn terminal(self) -> &'static str {
+    pub fn terminal(&self) -> &'static str {
         if self.success { COMPLETE } else { FAILED }
     }
 
     /// The verdict an interim condition already written records.
     fn from_interim(condition: &JobCondition) -> Option<Verdict> {
         let success = condition.type_ == SUCCESS_CRITERIA_MET;
-        [
-            COMPLETIONS_REACHED,
-            BACKOFF_LIMIT_EXCEEDED,
-            DEADLINE_EXCEEDED,
+        let reason = [
+            COMPLETIONS_REACHED.reason,
+            BACKOFF_LIMIT_EXCEEDED.reason,
+            DEADLINE_EXCEEDED.reason,
+            POD_FAILURE_POLICY,
         ]
         .into_iter()
-        .find(|v| v.success == success && Some(v.reason) == condition.reason.as_deref())
+        .find(|r| Some(*r) == condition.reason.as_deref())?;
+        Some(Verdict {
+            success,
+            reason,
+            message: Cow::Owned(condition.message.clone().unwrap_or_default()),
+        })
     }
 }
 

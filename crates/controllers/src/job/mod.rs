@@ -12,9 +12,11 @@
 //! - `orphans`: that finalizer taken off pods whose Job is gone;
 //! - `indexed`: completion indexes on pods and in `completedIndexes`;
 //! - `conditions`: the status conditions and the verdicts behind them;
+//! - `failure_policy`: what `podFailurePolicy` makes of a failed pod;
 //! - `ttl`: deleting finished Jobs.
 
 mod conditions;
+mod failure_policy;
 mod indexed;
 mod orphans;
 mod tracking;
@@ -85,7 +87,7 @@ async fn reconcile(cached: Arc<Job>, ctx: Arc<Context>) -> kube::Result<Action> 
     }
     let pods = owned_pods(&pods_api, &job).await?;
     let before = job.status.clone();
-    tracking::account(&jobs, &pods_api, &mut job, &pods).await?;
+    let fail_job = tracking::account(&jobs, &pods_api, &mut job, &pods).await?;
     let now = Timestamp::now();
     let mut next = Action::await_change();
     if conditions::finished(&job).is_none() {
@@ -95,7 +97,7 @@ async fn reconcile(cached: Arc<Job>, ctx: Arc<Context>) -> kube::Result<Action> 
             job: &mut job,
             now,
         };
-        next = pass.run(&pods).await?;
+        next = pass.run(&pods, fail_job).await?;
     }
     if job.status != before {
         job = jobs
@@ -144,7 +146,7 @@ struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    async fn run(&mut self, pods: &[Pod]) -> kube::Result<Action> {
+    async fn run(&mut self, pods: &[Pod], fail_job: Option<String>) -> kube::Result<Action> {
         let suspended = self.job.spec.as_ref().and_then(|s| s.suspend) == Some(true);
         if !suspended {
             self.resume().await;
@@ -155,13 +157,12 @@ impl Pass<'_> {
             .filter(|p| p.metadata.deletion_timestamp.is_some() && !is_terminal(p))
             .count();
         let status = self.job.status.get_or_insert_default();
-        let verdict = match conditions::decided(status) {
-            Some(verdict) => Some(verdict),
-            None => self.judge(&active, suspended),
-        };
+        let verdict = conditions::decided(status)
+            .or_else(|| fail_job.map(Verdict::pod_failure_policy))
+            .or_else(|| self.judge(&active, suspended));
         let mut next = Action::await_change();
         if let Some(verdict) = verdict {
-            self.set_condition(verdict.interim(), verdict.reason, verdict.message);
+            self.set_condition(verdict.interim(), verdict.reason, &verdict.message);
             terminating += self.delete_pods(&active).await?;
             active.clear();
             if terminating == 0 {
@@ -234,14 +235,14 @@ impl Pass<'_> {
             (None, None) => succeeded > 0 && active.is_empty(),
         };
         let backoff_limit = spec.backoff_limit.unwrap_or(6);
-        if complete {
-            Some(conditions::COMPLETIONS_REACHED)
-        } else if status.failed.unwrap_or(0) > backoff_limit
+        if status.failed.unwrap_or(0) > backoff_limit
             || past_backoff_limit_on_failure(self.job, active, backoff_limit)
         {
             Some(conditions::BACKOFF_LIMIT_EXCEEDED)
         } else if !suspended && self.deadline_left() == Some(Duration::ZERO) {
             Some(conditions::DEADLINE_EXCEEDED)
+        } else if complete {
+            Some(conditions::COMPLETIONS_REACHED)
         } else {
             None
         }
@@ -360,14 +361,14 @@ impl Pass<'_> {
 
     /// The terminal condition, once no pod of the Job runs any more.
     async fn finish(&mut self, verdict: Verdict) {
-        self.set_condition(verdict.terminal(), verdict.reason, verdict.message);
+        self.set_condition(verdict.terminal(), verdict.reason, &verdict.message);
         if verdict.success {
             let status = self.job.status.get_or_insert_default();
             status.completion_time = Some(Time(self.now));
             self.event(Type::Normal, "Completed", "Job completed".into())
                 .await;
         } else {
-            self.event(Type::Warning, verdict.reason, verdict.message.into())
+            self.event(Type::Warning, verdict.reason, verdict.message.into_owned())
                 .await;
         }
     }
@@ -452,11 +453,16 @@ fn past_backoff_limit_on_failure(job: &Job, active: &[&Pod], backoff_limit: i32)
 }
 
 /// How long to wait before replacing failed pods: the back-off after the
-/// failures since the last success, from the last failure's end.
+/// failures since the last success (ignored ones aside), from the last
+/// failure's end.
 fn creation_delay(job: &Job, pods: &[Pod], now: Timestamp) -> Option<Duration> {
     let ended = |outcome| {
         pods.iter()
             .filter(move |p| tracking::outcome(p, job) == Some(outcome))
+            .filter(move |p| {
+                outcome == Outcome::Succeeded
+                    || failure_policy::judge(job, p) != failure_policy::Judgement::Ignore
+            })
             .filter_map(finished_at)
     };
     let last_success = ended(Outcome::Succeeded).max();

@@ -14,6 +14,7 @@ use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
+use super::failure_policy::{self, Judgement};
 use super::indexed;
 
 pub const FINALIZER: &str = "batch.kubernetes.io/job-tracking";
@@ -55,12 +56,13 @@ pub fn has_finalizer(pod: &Pod) -> bool {
 /// Counts the Job's finished pods into `job.status` (succeeded, failed,
 /// completedIndexes), releasing each from the finalizer. The status is
 /// written once before any finalizer goes; the caller writes the counts.
+/// Returns the message of a pod failure policy rule that fails the Job.
 pub async fn account(
     jobs: &Api<Job>,
     pods_api: &Api<Pod>,
     job: &mut Job,
     pods: &[Pod],
-) -> kube::Result<()> {
+) -> kube::Result<Option<String>> {
     let indexed_completions = indexed_completions(job);
     let status = job.status.get_or_insert_default();
     let uncounted = status.uncounted_terminated_pods.get_or_insert_default();
@@ -78,6 +80,8 @@ pub async fn account(
         .collect();
     let mut completed = indexed::parse(status.completed_indexes.as_deref());
     let mut recorded = false;
+    let mut ignored = Vec::new();
+    let mut fail_job = None;
     for pod in pods.iter().filter(|p| has_finalizer(p)) {
         let uid = pod.uid().unwrap_or_default();
         if succeeded.contains(&uid) || failed.contains(&uid) {
@@ -93,9 +97,19 @@ pub async fn account(
                 }
                 succeeded.insert(uid);
             }
-            Some(Outcome::Failed) => {
-                failed.insert(uid);
-            }
+            Some(Outcome::Failed) => match failure_policy::judge(job, pod) {
+                Judgement::Ignore => {
+                    ignored.push(pod);
+                    continue;
+                }
+                Judgement::FailJob(message) => {
+                    fail_job.get_or_insert(message);
+                    failed.insert(uid);
+                }
+                Judgement::Count => {
+                    failed.insert(uid);
+                }
+            },
             None => continue,
         }
         recorded = true;
@@ -119,11 +133,15 @@ pub async fn account(
             release(pods_api, pod).await?;
         }
     }
+    // An ignored failure is never counted, so it needs no record first.
+    for pod in ignored {
+        release(pods_api, pod).await?;
+    }
     let status = job.status.get_or_insert_default();
     status.succeeded = super::nonzero(status.succeeded.unwrap_or(0) + count(&succeeded));
     status.failed = super::nonzero(status.failed.unwrap_or(0) + count(&failed));
     status.uncounted_terminated_pods = Some(UncountedTerminatedPods::default());
-    Ok(())
+    Ok(fail_job)
 }
 
 /// `completions` of an Indexed Job; `None` for a NonIndexed one.
