@@ -18,6 +18,7 @@
 //!   and orphan deletion.
 //! - `namespace`: empties a namespace being deleted, then finalizes it.
 //! - `node_lifecycle`: silent nodes go NotReady and get tainted; their pods are evicted.
+//! - `resource_quota`: ResourceQuotas' `status.used` follows what their namespace uses.
 //! - `replicaset`: ReplicaSets and ReplicationControllers keep their pod count.
 //! - `deployment`: Deployments roll their pods through ReplicaSets, by revision.
 //! - `job`: Jobs run pods to their completions, within back-off and deadline limits.
@@ -37,6 +38,7 @@ mod node_lifecycle;
 mod placement;
 mod pods;
 mod replicaset;
+mod resource_quota;
 mod resources;
 mod revisions;
 mod root_ca;
@@ -66,6 +68,7 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     controllers.spawn(serviceaccount::run(client.clone()));
     controllers.spawn(garbage_collector::run(client.clone()));
     controllers.spawn(namespace::run(client.clone()));
+    controllers.spawn(resource_quota::run(client.clone()));
     controllers.spawn(node_lifecycle::run(
         client.clone(),
         config.node_monitor_grace_period,

@@ -9,6 +9,7 @@
 //! - `delete`: delete with grace periods, preconditions and finalizers; deletecollection.
 //! - `admit`: the steps every write shares (schema, defaults, validation).
 //! - `storage_admission`: new claims' default StorageClass; claims' and volumes' protection.
+//! - `quota_admission`: LimitRange defaults and bounds, ResourceQuota limits.
 //! - `kubelet_proxy`: the subresources the node's kubelet serves (log, exec,
 //!   attach, portforward, node proxy).
 //! - `service_account_admission`: service account credentials mounted into new pods.
@@ -18,6 +19,7 @@ mod admit;
 mod binding;
 mod delete;
 pub mod kubelet_proxy;
+mod quota_admission;
 mod read;
 mod scale;
 mod service_account_admission;

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tugboat_api::patch::{self, PatchType};
 use tugboat_api::{ApiError, ApiResult, Kind, apply, meta};
 
-use super::{Ctx, admit, json, storage_admission};
+use super::{Ctx, admit, json, quota_admission, storage_admission};
 use crate::body::{self, FieldValidation};
 use crate::objects::{Objects, revision_of};
 
@@ -24,7 +24,9 @@ pub async fn create(ctx: &Ctx) -> ApiResult<Response> {
     let now = admit::now();
     admit::prepare_create(kind, &mut obj, &now);
     storage_admission::admit(&ctx.objects, kind, &mut obj).await?;
+    quota_admission::limit_ranges(&ctx.objects, kind, &mut obj).await?;
     admit::validate(kind, &obj, None)?;
+    quota_admission::resource_quotas(&ctx.objects, kind, &obj).await?;
     admit::record_manager(None, &mut obj, ctx.field_manager().as_str().into(), &now);
     let created = store_new(ctx, obj).await?;
     Ok(json(StatusCode::CREATED, &created, &warnings))
@@ -172,7 +174,9 @@ async fn server_side_apply(ctx: &Ctx) -> ApiResult<Response> {
         let mut obj = apply::server_side_apply(None, &config, writer, force, &now)?;
         admit::prepare_create(kind, &mut obj, &now);
         storage_admission::admit(&ctx.objects, kind, &mut obj).await?;
+        quota_admission::limit_ranges(&ctx.objects, kind, &mut obj).await?;
         admit::validate(kind, &obj, None)?;
+        quota_admission::resource_quotas(&ctx.objects, kind, &obj).await?;
         match store_new(ctx, obj).await {
             Ok(created) => return Ok(json(StatusCode::CREATED, &created, &warnings)),
             Err(e) if e.reason != "AlreadyExists" => return Err(e),
