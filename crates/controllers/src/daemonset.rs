@@ -21,6 +21,7 @@ use k8s_openapi::api::core::v1::{
     Affinity, Node, NodeAffinity, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, Pod,
     PodSpec, Taint, Toleration,
 };
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::api::{DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::runtime::controller::{Action, Controller};
@@ -391,7 +392,7 @@ fn daemon_pod(
     spec: &PodSpec,
     hash: &str,
     node: &str,
-    owner: k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference,
+    owner: OwnerReference,
 ) -> Pod {
     let template = &ds.spec.as_ref().expect("checked by the caller").template;
     let mut pod = pods::from_template(

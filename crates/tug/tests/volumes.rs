@@ -86,7 +86,10 @@ fn gone(server: &Server, args: &[&str]) -> bool {
 fn a_claim_gets_a_local_path_volume_on_its_pods_node_whose_data_outlives_the_pod() {
     let server = cluster();
     let ns = server.namespace("vol-local");
-    let class = server.get_json("", "storageclass", "local-path");
+    let class = eventually("the default class", || {
+        let out = server.kubectl(&["get", "storageclass", "local-path", "-o", "json"]);
+        serde_json::from_str::<Value>(&out.stdout).map_err(|_| out.stderr)
+    });
     assert_eq!(
         class["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"],
         "true"

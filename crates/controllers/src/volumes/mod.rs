@@ -29,7 +29,6 @@ const STORAGE_PROVISIONER: &str = "volume.kubernetes.io/storage-provisioner";
 const RESYNC: Duration = Duration::from_secs(30);
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    provisioner::ensure_default_class(&client).await?;
     let changes = stream::select_all([
         watcher(
             Api::<PersistentVolumeClaim>::all(client.clone()),
@@ -60,7 +59,16 @@ pub async fn run(client: Client) -> anyhow::Result<()> {
         client,
         reported: HashSet::new(),
     };
+    // Made once per start (a class the user deleted stays deleted until
+    // then), retried until the API server answers.
+    let mut class_made = false;
     loop {
+        if !class_made {
+            match provisioner::ensure_default_class(&volumes.client).await {
+                Ok(()) => class_made = true,
+                Err(e) => tracing::warn!("making the default StorageClass: {e}"),
+            }
+        }
         if let Err(e) = volumes.sync().await {
             tracing::warn!("PersistentVolume controller: {e}");
         }
