@@ -1,15 +1,17 @@
 //! What the scheduler writes: a pod's Binding to its node with the
 //! Scheduled event, or, for a pod that fits nowhere, PodScheduled=False and
-//! the FailedScheduling event that says why.
+//! the FailedScheduling event that says why; and the eviction of the
+//! victims of a preemption.
 
 use k8s_openapi::api::core::v1::{Binding, ObjectReference, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Patch, PatchParams, PostParams};
+use kube::api::{DeleteParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::json;
 use tugboat_events::{Recorder, Type};
 
 use crate::pod::{PodInfo, SCHEDULER_NAME};
+use crate::preemption::Plan;
 
 pub struct Binder {
     client: Client,
@@ -106,5 +108,51 @@ impl Binder {
         self.recorder
             .record(&pod.pod, Type::Warning, "FailedScheduling", message)
             .await;
+    }
+
+    /// Evicts the plan's victims, each told why (a DisruptionTarget
+    /// condition and a Preempted event), and nominates the node for the
+    /// preemptor, which is tried again once they are gone.
+    pub async fn preempt(&self, preemptor: &PodInfo, plan: &Plan) {
+        let uid = preemptor.pod.metadata.uid.as_deref().unwrap_or_default();
+        for victim in &plan.victims {
+            let condition = json!({"status": {"conditions": [{
+                "type": "DisruptionTarget",
+                "status": "True",
+                "reason": "PreemptionByScheduler",
+                "message": format!("{SCHEDULER_NAME}: preempting to accommodate a higher priority pod"),
+                "lastTransitionTime": jiff::Timestamp::now().strftime("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            }]}});
+            let pods = self.pods(victim);
+            let marked = pods
+                .patch_status(
+                    victim.name(),
+                    &PatchParams::default(),
+                    &Patch::Strategic(condition),
+                )
+                .await;
+            if let Err(e) = marked {
+                tracing::debug!(pod = victim.key, "could not mark the victim: {e}");
+            }
+            let message = format!("Preempted by pod {uid} on node {}", plan.node);
+            self.recorder
+                .record(&victim.pod, Type::Normal, "Preempted", message)
+                .await;
+            if let Err(e) = pods.delete(victim.name(), &DeleteParams::default()).await {
+                tracing::warn!(pod = victim.key, "could not evict the victim: {e}");
+            }
+        }
+        let nominated = json!({"status": {"nominatedNodeName": plan.node}});
+        let written = self
+            .pods(preemptor)
+            .patch_status(
+                preemptor.name(),
+                &PatchParams::default(),
+                &Patch::Merge(nominated),
+            )
+            .await;
+        if let Err(e) = written {
+            tracing::debug!(pod = preemptor.key, "could not nominate a node: {e}");
+        }
     }
 }

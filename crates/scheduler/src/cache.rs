@@ -11,6 +11,7 @@ use k8s_openapi::api::core::v1::Node;
 use crate::pod::PodInfo;
 use crate::resources::{Resources, node_allocatable};
 
+#[derive(Clone)]
 pub struct NodeInfo {
     /// `None` while pods name a node the watch has not shown (or no longer shows).
     pub node: Option<Arc<Node>>,
@@ -56,7 +57,7 @@ impl NodeInfo {
         self.node.as_deref().expect("a node the watch shows")
     }
 
-    fn add_pod(&mut self, pod: Arc<PodInfo>) {
+    pub fn add_pod(&mut self, pod: Arc<PodInfo>) {
         self.requested.add(&pod.requests);
         self.scoring_requested.0 += pod.scoring_requests.0;
         self.scoring_requested.1 += pod.scoring_requests.1;
@@ -71,7 +72,7 @@ impl NodeInfo {
         }
     }
 
-    fn remove_pod(&mut self, key: &str) {
+    pub fn remove_pod(&mut self, key: &str) {
         self.pods_with_anti_affinity.remove(key);
         self.pods_with_affinity.remove(key);
         if let Some(old) = self.pods.remove(key) {
@@ -95,6 +96,9 @@ struct Placement {
 pub struct Cache {
     nodes: BTreeMap<String, NodeInfo>,
     placements: HashMap<String, Placement>,
+    /// Preemptors and the node their victims are leaving, by pod key: the
+    /// room is theirs, not a lower-priority pod's that comes first.
+    nominated: HashMap<String, (String, Arc<PodInfo>)>,
 }
 
 impl Cache {
@@ -146,6 +150,37 @@ impl Cache {
         self.place(pod, node, true);
     }
 
+    /// Holds room on `node` for a preemptor until it is placed or gone.
+    pub fn nominate(&mut self, pod: Arc<PodInfo>, node: &str) {
+        self.nominated
+            .insert(pod.key.clone(), (node.to_owned(), pod));
+    }
+
+    /// `node` as `pod` must see it: with the pods nominated to it that
+    /// outrank or equal it (other than itself) counted as there.
+    pub fn with_nominated<'a>(
+        &self,
+        pod: &PodInfo,
+        node: &'a NodeInfo,
+    ) -> std::borrow::Cow<'a, NodeInfo> {
+        let claims: Vec<&Arc<PodInfo>> = self
+            .nominated
+            .iter()
+            .filter(|(key, (on, other))| {
+                **key != pod.key && on == node.name() && other.priority >= pod.priority
+            })
+            .map(|(_, (_, other))| other)
+            .collect();
+        if claims.is_empty() {
+            return std::borrow::Cow::Borrowed(node);
+        }
+        let mut node = node.clone();
+        for claim in claims {
+            node.add_pod(claim.clone());
+        }
+        std::borrow::Cow::Owned(node)
+    }
+
     fn place(&mut self, pod: Arc<PodInfo>, node: &str, assumed: bool) {
         self.remove_pod(&pod.key);
         self.placements.insert(
@@ -174,6 +209,7 @@ impl Cache {
 
     /// Forgets a pod; true if it was on a node.
     pub fn remove_pod(&mut self, key: &str) -> bool {
+        self.nominated.remove(key);
         let Some(placement) = self.placements.remove(key) else {
             return false;
         };

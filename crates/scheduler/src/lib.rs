@@ -11,6 +11,7 @@
 //! - `cache`: every node with the pods on it and what they request,
 //!   including pods assumed on a node while their binding is in flight;
 //! - `schedule`: one attempt: filter the nodes, score the rest, pick one;
+//! - `preemption`: when none fits, the lower-priority pods to evict;
 //! - `filters`: may the pod go to this node (one file per filter family);
 //! - `scores`: how well the node suits the pod (one file per scorer family);
 //! - `messages`: "0/3 nodes are available: ..." when no node may take it;
@@ -25,6 +26,7 @@ mod filters;
 mod labels;
 mod messages;
 mod pod;
+mod preemption;
 mod queue;
 mod resources;
 mod schedule;
@@ -41,6 +43,7 @@ use tokio::task::JoinSet;
 use binding::Binder;
 use cache::Cache;
 use queue::Queue;
+use schedule::Decision;
 use volumes::Volumes;
 
 /// Bindings in flight at once: the next pods are scheduled while earlier
@@ -97,16 +100,18 @@ async fn schedule_pods(
     let bindings = Arc::new(Semaphore::new(CONCURRENT_BINDINGS));
     loop {
         let pod = queue.pop().await;
-        let chosen = {
+        let decision = {
             let mut cache = cache.lock().expect("cache lock");
-            let chosen = schedule::find_node(&pod, &cache, &volumes);
-            if let Ok(node) = &chosen {
-                cache.assume(pod.clone(), node);
+            let decision = schedule::decide(&pod, &cache, &volumes);
+            match &decision {
+                Decision::Bind(node) => cache.assume(pod.clone(), node),
+                Decision::Preempt(plan, _) => cache.nominate(pod.clone(), &plan.node),
+                Decision::Unschedulable(_) => {}
             }
-            chosen
+            decision
         };
-        match chosen {
-            Ok(node) => {
+        match decision {
+            Decision::Bind(node) => {
                 queue.scheduled(&pod.key);
                 let permit = bindings.clone().acquire_owned().await?;
                 let (binder, cache, queue) = (binder.clone(), cache.clone(), queue.clone());
@@ -117,7 +122,15 @@ async fn schedule_pods(
                     drop(permit);
                 });
             }
-            Err(fit) => {
+            Decision::Preempt(plan, fit) => {
+                queue.unschedulable(&pod.key);
+                let binder = binder.clone();
+                tokio::spawn(async move {
+                    binder.unschedulable(&pod, fit.message()).await;
+                    binder.preempt(&pod, &plan).await;
+                });
+            }
+            Decision::Unschedulable(fit) => {
                 queue.unschedulable(&pod.key);
                 let binder = binder.clone();
                 tokio::spawn(async move { binder.unschedulable(&pod, fit.message()).await });

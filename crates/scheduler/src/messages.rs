@@ -16,8 +16,9 @@ pub struct FitError {
     /// The nodes' reasons counted (`1 Insufficient cpu, 2 ...`), or the one
     /// reason that ruled out every node before any was looked at.
     reasons: String,
-    /// What preemption says after `preemption: `.
-    preemption: String,
+    /// What preemption says after `preemption: `; nothing when it found
+    /// victims to evict.
+    preemption: Option<String>,
 }
 
 impl FitError {
@@ -33,7 +34,25 @@ impl FitError {
         FitError {
             nodes,
             reasons: why,
-            preemption,
+            preemption: Some(preemption),
+        }
+    }
+
+    /// Preemption is evicting pods to make room: the message says only why
+    /// the pod did not fit.
+    pub fn preempting(unfit: Vec<Unfit>) -> FitError {
+        FitError {
+            nodes: unfit.len(),
+            reasons: histogram(unfit.into_iter().flat_map(|u| u.reasons)),
+            preemption: None,
+        }
+    }
+
+    /// The pod may not preempt, for the reason given.
+    pub fn not_preempting(unfit: Vec<Unfit>, why: &str) -> FitError {
+        FitError {
+            preemption: Some(why.to_owned()),
+            ..FitError::preempting(unfit)
         }
     }
 
@@ -50,9 +69,8 @@ impl FitError {
         });
         let preemption = format!("{}.", available(unfit.len(), histogram(reasons)));
         FitError {
-            nodes: unfit.len(),
-            reasons: histogram(unfit.into_iter().flat_map(|u| u.reasons)),
-            preemption,
+            preemption: Some(preemption),
+            ..FitError::preempting(unfit)
         }
     }
 
@@ -60,11 +78,11 @@ impl FitError {
         if self.nodes == 0 {
             return NO_NODES.to_owned();
         }
-        format!(
-            "{}. preemption: {}",
-            available(self.nodes, self.reasons.clone()),
-            self.preemption
-        )
+        let reasons = available(self.nodes, self.reasons.clone());
+        match &self.preemption {
+            Some(preemption) => format!("{reasons}. preemption: {preemption}"),
+            None => format!("{reasons}."),
+        }
     }
 }
 

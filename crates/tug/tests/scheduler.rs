@@ -1033,3 +1033,63 @@ fn a_controllers_pods_spread_across_nodes() {
     let on_small = nodes.iter().filter(|n| *n == "small").count();
     assert_eq!(on_small, 2, "{nodes:?}");
 }
+
+/// A pod at `priority` requesting `cpu`, gone at once when deleted (no
+/// agent runs simulated nodes' pods to end them gracefully).
+fn prioritized(name: &str, priority: i32, cpu: &str) -> Value {
+    let mut pod = pod_requesting(name, json!({"cpu": cpu}));
+    pod["spec"]["priority"] = priority.into();
+    pod["spec"]["terminationGracePeriodSeconds"] = 0.into();
+    pod
+}
+
+#[test]
+fn a_higher_priority_pod_preempts_the_fewest_lowest_priority_pods() {
+    let server = simulated_cluster();
+    let _node = SimulatedNode::start(&server, NodeSpec::new("only").resource("cpu", "2"));
+    let ns = server.namespace("preemption");
+    create(&server, &ns, &prioritized("low", 10, "1"));
+    assert_eq!(bound_node(&server, &ns, "low"), "only");
+    create(&server, &ns, &prioritized("medium", 20, "1"));
+    assert_eq!(bound_node(&server, &ns, "medium"), "only");
+
+    // A peer of the lowest finds nobody it may evict.
+    create(&server, &ns, &prioritized("peer", 10, "1"));
+    assert_unschedulable(
+        &server,
+        &ns,
+        "peer",
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: 0/1 nodes are available: \
+         1 No preemption victims found for incoming pod.",
+    );
+
+    // The high one needs one cpu: only the lowest-priority pod goes.
+    create(&server, &ns, &prioritized("high", 100, "1"));
+    let uid = server.get_json(&ns, "pod", "high")["metadata"]["uid"]
+        .as_str()
+        .expect("a uid")
+        .to_owned();
+    assert_eq!(bound_node(&server, &ns, "high"), "only");
+    server.assert_absent(&ns, "pod", "low");
+    assert_eq!(
+        event_message(&server, &ns, "low", "Preempted"),
+        format!("Preempted by pod {uid} on node only")
+    );
+    assert_eq!(bound_node(&server, &ns, "medium"), "only");
+    assert_eq!(
+        server.get_json(&ns, "pod", "high")["status"]["nominatedNodeName"],
+        "only"
+    );
+
+    // A pod that may not preempt says so.
+    let mut polite = prioritized("polite", 1000, "1");
+    polite["spec"]["preemptionPolicy"] = "Never".into();
+    create(&server, &ns, &polite);
+    assert_unschedulable(
+        &server,
+        &ns,
+        "polite",
+        "0/1 nodes are available: 1 Insufficient cpu. preemption: not eligible due to preemptionPolicy=Never.",
+    );
+    assert_eq!(bound_node(&server, &ns, "medium"), "only");
+}
