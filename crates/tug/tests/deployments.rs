@@ -839,3 +839,47 @@ fn a_deployment_made_again_adopts_the_replicaset_its_predecessor_orphaned() {
     assert_eq!(pods_after, pods_before, "the same pods, none made anew");
     assert_eq!(replica_sets(server, &ns).len(), 1);
 }
+
+#[test]
+fn a_replicaset_that_cannot_make_its_pods_shows_on_the_deployment() {
+    let server = cluster();
+    let ns = server.namespace("deploy-quota");
+    let quota = json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "one-pod"},
+        "spec": {"hard": {"pods": "1"}},
+    });
+    apply(server, &ns, &quota);
+    apply(server, &ns, &deployment("web", 2, HTTPD, json!({})));
+    let failure = eventually("a ReplicaFailure condition", || {
+        let web = server.get_json(&ns, "deployment", "web");
+        let failure = condition(&web, "ReplicaFailure");
+        if failure.is_null() {
+            Err(web["status"].to_string())
+        } else {
+            Ok(failure)
+        }
+    });
+    assert_eq!(failure["reason"], "FailedCreate");
+    assert!(
+        failure["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("exceeded quota: one-pod")),
+        "{failure}"
+    );
+    server
+        .kubectl(&["delete", "resourcequota", "one-pod", "-n", &ns])
+        .ok();
+    run_kubelet_until(server, &ns, HTTPD, "rolled out", || {
+        rollout_complete(server, &ns, "web")
+    });
+    eventually("the condition gone", || {
+        let web = server.get_json(&ns, "deployment", "web");
+        let failure = condition(&web, "ReplicaFailure");
+        if failure.is_null() {
+            Ok(())
+        } else {
+            Err(failure.to_string())
+        }
+    });
+}

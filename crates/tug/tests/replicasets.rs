@@ -362,3 +362,49 @@ fn a_replication_controller_keeps_its_count_too() {
     wait_pod_count(server, &ns, 0);
     wait_status(server, &ns, "rc", "legacy", "replicas", 0);
 }
+
+#[test]
+fn pods_the_api_server_refuses_show_as_a_replica_failure() {
+    let server = cluster();
+    let ns = server.namespace("rs-quota");
+    let quota = json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "two-pods"},
+        "spec": {"hard": {"pods": "2"}},
+    });
+    apply(server, &ns, &quota);
+    apply(server, &ns, &replicaset("web", 3, json!({})));
+    let condition = eventually("a ReplicaFailure condition", || {
+        let rs = server.get_json(&ns, "rs", "web");
+        let conditions = rs["status"]["conditions"].clone();
+        conditions
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["type"] == "ReplicaFailure").cloned())
+            .ok_or_else(|| rs["status"].to_string())
+    });
+    assert_eq!(condition["status"], "True");
+    assert_eq!(condition["reason"], "FailedCreate");
+    let message = condition["message"].as_str().unwrap_or_default();
+    assert!(message.contains("exceeded quota: two-pods"), "{message}");
+    assert_eq!(pods(server, &ns).len(), 2);
+    let failed = event_messages(server, &ns, "web", "FailedCreate");
+    assert!(
+        failed
+            .iter()
+            .any(|m| m.starts_with("Error creating: ") && m.contains("exceeded quota")),
+        "{failed:?}"
+    );
+
+    // Room again: the third pod is made and the condition goes.
+    server
+        .kubectl(&["delete", "resourcequota", "two-pods", "-n", &ns])
+        .ok();
+    wait_pod_count(server, &ns, 3);
+    eventually("the condition gone", || {
+        let status = server.get_json(&ns, "rs", "web")["status"].clone();
+        match status.get("conditions") {
+            Some(c) if c.as_array().is_some_and(|a| !a.is_empty()) => Err(c.to_string()),
+            _ => Ok(()),
+        }
+    });
+}

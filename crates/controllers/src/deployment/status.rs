@@ -18,6 +18,7 @@ const AVAILABLE: &str = "Available";
 const COMPLETE: &str = "NewReplicaSetAvailable";
 const TIMED_OUT: &str = "ProgressDeadlineExceeded";
 const PAUSED: &str = "DeploymentPaused";
+const REPLICA_FAILURE: &str = "ReplicaFailure";
 
 /// The status the Deployment should have now, and how long until its
 /// progress deadline should be checked again (while a rollout runs).
@@ -64,6 +65,7 @@ pub fn compute(
             )
         },
     );
+    carry_replica_failure(sets, &mut status);
     let recheck = progress(deployment, sets, &old, &mut status, created, now);
     (status, recheck)
 }
@@ -169,6 +171,38 @@ fn progress(
         return None;
     }
     Some(Duration::try_from(due.duration_since(now)).unwrap_or_default() + Duration::from_secs(1))
+}
+
+/// A ReplicaSet that cannot make or delete its pods (the new one first)
+/// shows as the Deployment's ReplicaFailure condition, which goes when
+/// none has it any more.
+fn carry_replica_failure(sets: &Sets, status: &mut DeploymentStatus) {
+    let failure = sets.all().find_map(|rs| {
+        rs.status
+            .as_ref()?
+            .conditions
+            .iter()
+            .flatten()
+            .find(|c| c.type_ == REPLICA_FAILURE && c.status == "True")
+    });
+    match failure {
+        Some(c) => set_condition(
+            status,
+            DeploymentCondition {
+                type_: REPLICA_FAILURE.to_owned(),
+                status: c.status.clone(),
+                reason: c.reason.clone(),
+                message: c.message.clone(),
+                last_update_time: c.last_transition_time.clone(),
+                last_transition_time: c.last_transition_time.clone(),
+            },
+        ),
+        None => {
+            if let Some(conditions) = status.conditions.as_mut() {
+                conditions.retain(|c| c.type_ != REPLICA_FAILURE);
+            }
+        }
+    }
 }
 
 /// New pods came up or old ones went since the last status.

@@ -70,7 +70,7 @@ pub trait Replicated:
     fn counts(&self) -> Counts;
 }
 
-/// The counts a status reports.
+/// The counts a status reports, and its ReplicaFailure condition.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub struct Counts {
     pub replicas: i32,
@@ -78,6 +78,29 @@ pub struct Counts {
     pub ready: i32,
     pub available: i32,
     pub observed_generation: i64,
+    pub failure: Option<Failure>,
+}
+
+/// Why pods could not be created or deleted: the ReplicaFailure
+/// condition's reason (FailedCreate, FailedDelete) and the API server's
+/// words.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Failure {
+    pub reason: String,
+    pub message: String,
+}
+
+/// The ReplicaFailure condition among a status's conditions, if true.
+fn failure_in<'a>(
+    conditions: impl IntoIterator<Item = (&'a str, &'a str, Option<&'a String>, Option<&'a String>)>,
+) -> Option<Failure> {
+    conditions
+        .into_iter()
+        .find(|(type_, status, _, _)| *type_ == "ReplicaFailure" && *status == "True")
+        .map(|(_, _, reason, message)| Failure {
+            reason: reason.cloned().unwrap_or_default(),
+            message: message.cloned().unwrap_or_default(),
+        })
 }
 
 impl Replicated for ReplicaSet {
@@ -112,6 +135,14 @@ impl Replicated for ReplicaSet {
             ready: s.ready_replicas.unwrap_or(0),
             available: s.available_replicas.unwrap_or(0),
             observed_generation: s.observed_generation.unwrap_or(0),
+            failure: failure_in(s.conditions.iter().flatten().map(|c| {
+                (
+                    c.type_.as_str(),
+                    c.status.as_str(),
+                    c.reason.as_ref(),
+                    c.message.as_ref(),
+                )
+            })),
         }
     }
 }
@@ -152,6 +183,14 @@ impl Replicated for ReplicationController {
             ready: s.ready_replicas.unwrap_or(0),
             available: s.available_replicas.unwrap_or(0),
             observed_generation: s.observed_generation.unwrap_or(0),
+            failure: failure_in(s.conditions.iter().flatten().map(|c| {
+                (
+                    c.type_.as_str(),
+                    c.status.as_str(),
+                    c.reason.as_ref(),
+                    c.message.as_ref(),
+                )
+            })),
         }
     }
 }
@@ -219,9 +258,21 @@ async fn reconcile<K: Replicated>(owner: Arc<K>, ctx: Arc<Context>) -> Result<Ac
         Ok(())
     };
     let now = Timestamp::now();
-    let counts = count(owner.as_ref(), &owned, now);
+    let mut counts = count(owner.as_ref(), &owned, now);
+    // A failure already reported stays as first reported while it lasts,
+    // as Kubernetes keeps it.
+    counts.failure = outcome.as_ref().err().map(|error| {
+        owner.counts().failure.unwrap_or_else(|| Failure {
+            reason: if owned.len() < usize::try_from(owner.replicas()).unwrap_or(0) {
+                "FailedCreate".into()
+            } else {
+                "FailedDelete".into()
+            },
+            message: api_message(error),
+        })
+    });
     if counts != owner.counts() {
-        write_status(owner.as_ref(), &counts, &ctx.client).await?;
+        write_status(owner.as_ref(), &counts, now, &ctx.client).await?;
     }
     outcome?;
     // A pod that is ready but not yet available becomes available with
@@ -437,21 +488,34 @@ fn count<K: Replicated>(owner: &K, owned: &[Arc<Pod>], now: Timestamp) -> Counts
         ready: tally(&is_ready),
         available: tally(&|p| is_available(p, owner.min_ready_seconds(), now)),
         observed_generation: owner.meta().generation.unwrap_or(0),
+        failure: None,
     }
 }
 
 async fn write_status<K: Replicated>(
     owner: &K,
     counts: &Counts,
+    now: Timestamp,
     client: &Client,
 ) -> Result<(), kube::Error> {
     let api: Api<K> = Api::namespaced(client.clone(), &owner.namespace().unwrap_or_default());
+    // ReplicaFailure is the only condition these kinds have: null clears it.
+    let conditions = counts.failure.as_ref().map(|f| {
+        json!([{
+            "type": "ReplicaFailure",
+            "status": "True",
+            "reason": f.reason,
+            "message": f.message,
+            "lastTransitionTime": Timestamp::from_second(now.as_second()).unwrap_or(now),
+        }])
+    });
     let status = json!({"status": {
         "replicas": counts.replicas,
         "fullyLabeledReplicas": counts.fully_labeled,
         "readyReplicas": counts.ready,
         "availableReplicas": counts.available,
         "observedGeneration": counts.observed_generation,
+        "conditions": conditions,
     }});
     api.patch_status(
         &owner.name_any(),
