@@ -165,3 +165,94 @@ pub async fn bind(
         .await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, from_value};
+
+    fn volume(name: &str, size: &str, extra: Value) -> PersistentVolume {
+        let mut spec = json!({"capacity": {"storage": size}, "accessModes": ["ReadWriteOnce"],
+            "storageClassName": "manual", "volumeMode": "Filesystem"});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        from_value(json!({"metadata": {"name": name, "labels": {"tier": "fast"}}, "spec": spec}))
+            .unwrap()
+    }
+
+    fn claim(extra: Value) -> PersistentVolumeClaim {
+        let mut spec = json!({"accessModes": ["ReadWriteOnce"], "volumeMode": "Filesystem",
+            "resources": {"requests": {"storage": "1Gi"}}});
+        spec.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        from_value(json!({"metadata": {"name": "c", "namespace": "ns", "uid": "u1"}, "spec": spec}))
+            .unwrap()
+    }
+
+    fn found(
+        claim: &PersistentVolumeClaim,
+        volumes: &[PersistentVolume],
+        node: Option<&Node>,
+    ) -> Option<String> {
+        find_volume(claim, "manual", volumes, node).map(|v| v.name_any())
+    }
+
+    #[test]
+    fn the_smallest_volume_that_fits_wins() {
+        let volumes = [
+            volume("small", "512Mi", json!({})),
+            volume("big", "10Gi", json!({})),
+            volume("right", "2Gi", json!({})),
+            volume("other-class", "1Gi", json!({"storageClassName": "fast"})),
+            volume("read-many", "1Gi", json!({"accessModes": ["ReadOnlyMany"]})),
+            volume(
+                "taken",
+                "1Gi",
+                json!({"claimRef": {"namespace": "ns", "name": "x"}}),
+            ),
+        ];
+        assert_eq!(
+            found(&claim(json!({})), &volumes, None).as_deref(),
+            Some("right")
+        );
+        let slow = claim(json!({"selector": {"matchLabels": {"tier": "slow"}}}));
+        assert_eq!(found(&slow, &volumes, None), None);
+    }
+
+    #[test]
+    fn a_volume_pre_bound_to_the_claim_wins_over_a_better_fit() {
+        let volumes = [
+            volume("fit", "1Gi", json!({})),
+            volume(
+                "reserved",
+                "5Gi",
+                json!({"claimRef": {"namespace": "ns", "name": "c"}}),
+            ),
+        ];
+        assert_eq!(
+            found(&claim(json!({})), &volumes, None).as_deref(),
+            Some("reserved")
+        );
+    }
+
+    #[test]
+    fn a_waiting_claim_takes_only_volumes_its_node_can_reach() {
+        let on = |node: &str| {
+            json!({"nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": "kubernetes.io/hostname", "operator": "In", "values": [node]}]}]}}})
+        };
+        let volumes = [
+            volume("on-a", "1Gi", on("a")),
+            volume("on-b", "2Gi", on("b")),
+        ];
+        let b: Node = from_value(json!({"metadata": {"name": "b",
+            "labels": {"kubernetes.io/hostname": "b"}}}))
+        .unwrap();
+        assert_eq!(
+            found(&claim(json!({})), &volumes, Some(&b)).as_deref(),
+            Some("on-b")
+        );
+    }
+}
