@@ -16,6 +16,7 @@ use tugboat_events::Type;
 
 use super::{Context, spec_of};
 use crate::claim::owner_reference;
+use crate::revisions;
 
 /// The label that tells a ReplicaSet's pods from its siblings'.
 pub const HASH_LABEL: &str = "pod-template-hash";
@@ -141,26 +142,11 @@ fn normalized(template: &PodTemplateSpec) -> Value {
 }
 
 /// The hash of the Deployment's pod template that names its ReplicaSet
-/// and labels its pods: FNV-1a (32 bits) of the template's JSON and the
-/// collision count, spelt in the alphabet Kubernetes uses for names, as
-/// Kubernetes' ComputeHash does it. It changes whenever the template does.
+/// and labels its pods, computed as DaemonSets and StatefulSets hash their
+/// revisions (Kubernetes' ComputeHash): it changes whenever the template
+/// does, and with the collision count.
 pub fn template_hash(template: &PodTemplateSpec, collision_count: Option<i32>) -> String {
-    let mut hash: u32 = 0x811c_9dc5;
-    let mut feed = |bytes: &[u8]| {
-        for b in bytes {
-            hash ^= u32::from(*b);
-            hash = hash.wrapping_mul(0x0100_0193);
-        }
-    };
-    feed(normalized(template).to_string().as_bytes());
-    if let Some(count) = collision_count {
-        feed(&count.to_le_bytes());
-    }
-    const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    hash.to_string()
-        .bytes()
-        .map(|d| ALPHABET[usize::from(d) % ALPHABET.len()] as char)
-        .collect()
+    revisions::hash(&normalized(template), collision_count)
 }
 
 /// The annotations a ReplicaSet of this Deployment carries: the
