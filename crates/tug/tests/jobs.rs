@@ -772,3 +772,34 @@ fn a_pod_failure_policy_rule_fails_the_job_at_once() {
     );
     assert_eq!(job["status"]["failed"], 1);
 }
+
+#[test]
+fn an_indexed_job_succeeds_when_its_success_policy_is_met() {
+    let server = cluster();
+    let ns = server.namespace("success-policy");
+    // Index 0 finishes at once; the others would run for ten minutes.
+    let script = r#"[ "$JOB_COMPLETION_INDEX" = 0 ] || sleep 600"#;
+    let spec = json!({
+        "completionMode": "Indexed", "completions": 3, "parallelism": 3,
+        "successPolicy": {"rules": [{"succeededIndexes": "0"}]},
+    });
+    apply(server, &ns, &job("leader", "Never", script, spec));
+    wait_for(server, &ns, "leader", "complete");
+
+    let job = server.get_json(&ns, "job", "leader");
+    for type_ in ["SuccessCriteriaMet", "Complete"] {
+        let c = condition(&job, type_);
+        assert_eq!(c["reason"], "SuccessPolicy", "{type_}: {}", job["status"]);
+        assert_eq!(c["message"], "Matched rules at index 0");
+    }
+    assert_eq!(job["status"]["completedIndexes"], "0");
+    assert!(job["status"]["active"].is_null(), "{}", job["status"]);
+    let running: Vec<Value> = job_pods(server, &ns, "leader")
+        .into_iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && phase(p) == "Running")
+        .collect();
+    assert!(
+        running.is_empty(),
+        "the other indexes were stopped: {running:?}"
+    );
+}

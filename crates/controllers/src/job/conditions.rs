@@ -24,6 +24,7 @@ pub struct Verdict {
 }
 
 const POD_FAILURE_POLICY: &str = "PodFailurePolicy";
+const SUCCESS_POLICY: &str = "SuccessPolicy";
 
 pub const COMPLETIONS_REACHED: Verdict = Verdict {
     success: true,
@@ -51,6 +52,15 @@ impl Verdict {
         }
     }
 
+    /// A rule of an Indexed Job's success policy was met.
+    pub fn success_policy(message: String) -> Verdict {
+        Verdict {
+            success: true,
+            reason: SUCCESS_POLICY,
+            message: Cow::Owned(message),
+        }
+    }
+
     /// The interim condition type: `SuccessCriteriaMet` or `FailureTarget`.
     pub fn interim(&self) -> &'static str {
         if self.success {
@@ -73,6 +83,7 @@ impl Verdict {
             BACKOFF_LIMIT_EXCEEDED.reason,
             DEADLINE_EXCEEDED.reason,
             POD_FAILURE_POLICY,
+            SUCCESS_POLICY,
         ]
         .into_iter()
         .find(|r| Some(*r) == condition.reason.as_deref())?;

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 
+use k8s_openapi::api::batch::v1::SuccessPolicy;
 use k8s_openapi::api::core::v1::{Container, EnvVar, EnvVarSource, ObjectFieldSelector, Pod};
 
 pub const INDEX_KEY: &str = "batch.kubernetes.io/job-completion-index";
@@ -101,6 +102,29 @@ pub fn format(indexes: &BTreeSet<i32>) -> String {
     parts.join(",")
 }
 
+/// The first `successPolicy` rule the completed indexes meet, as
+/// Kubernetes words it ("Matched rules at index 0"). A rule with indexes
+/// wants `succeededCount` of them done, or all of them without a count; a
+/// rule with only a count wants that many indexes done.
+pub fn success_rule_met(policy: &SuccessPolicy, completed: &BTreeSet<i32>) -> Option<String> {
+    let met = |count: Option<i32>, done: usize, all: usize| match count {
+        Some(count) => usize::try_from(count).is_ok_and(|c| done >= c),
+        None => done == all,
+    };
+    let index = policy
+        .rules
+        .iter()
+        .position(|rule| match &rule.succeeded_indexes {
+            Some(indexes) => {
+                let wanted = parse(Some(indexes));
+                let done = wanted.intersection(completed).count();
+                met(rule.succeeded_count, done, wanted.len())
+            }
+            None => met(rule.succeeded_count, completed.len(), usize::MAX),
+        })?;
+    Some(format!("Matched rules at index {index}"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -112,5 +136,23 @@ mod tests {
         assert_eq!(parse(Some("1,3-5,7,9,10")), indexes);
         assert_eq!(format(&BTreeSet::new()), "");
         assert!(parse(None).is_empty());
+    }
+
+    #[test]
+    fn a_success_policy_rule_is_met_by_its_indexes_or_its_count() {
+        let policy: SuccessPolicy = serde_json::from_value(serde_json::json!({"rules": [
+            {"succeededIndexes": "0,2-3"},
+            {"succeededIndexes": "4-9", "succeededCount": 2},
+            {"succeededCount": 5},
+        ]}))
+        .unwrap();
+        let met = |done: &[i32]| success_rule_met(&policy, &done.iter().copied().collect());
+        assert_eq!(met(&[0, 2]), None);
+        assert_eq!(met(&[0, 2, 3]), Some("Matched rules at index 0".into()));
+        assert_eq!(met(&[5, 9]), Some("Matched rules at index 1".into()));
+        assert_eq!(
+            met(&[0, 1, 2, 4, 10]),
+            Some("Matched rules at index 2".into())
+        );
     }
 }

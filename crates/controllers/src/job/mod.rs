@@ -226,16 +226,21 @@ impl Pass<'_> {
         let spec = self.job.spec.as_ref()?;
         let status = self.job.status.as_ref()?;
         let succeeded = status.succeeded.unwrap_or(0);
+        let completed = indexed::parse(status.completed_indexes.as_deref());
         let complete = match (tracking::indexed_completions(self.job), spec.completions) {
-            (Some(completions), _) => {
-                count(indexed::parse(status.completed_indexes.as_deref()).len()) >= completions
-            }
+            (Some(completions), _) => count(completed.len()) >= completions,
             (None, Some(completions)) => succeeded >= completions,
             // A work queue is done once a pod succeeded and none is left.
             (None, None) => succeeded > 0 && active.is_empty(),
         };
         let backoff_limit = spec.backoff_limit.unwrap_or(6);
-        if status.failed.unwrap_or(0) > backoff_limit
+        let success_rule = spec
+            .success_policy
+            .as_ref()
+            .and_then(|policy| indexed::success_rule_met(policy, &completed));
+        if let Some(message) = success_rule {
+            Some(Verdict::success_policy(message))
+        } else if status.failed.unwrap_or(0) > backoff_limit
             || past_backoff_limit_on_failure(self.job, active, backoff_limit)
         {
             Some(conditions::BACKOFF_LIMIT_EXCEEDED)
