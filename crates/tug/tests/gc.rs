@@ -372,3 +372,49 @@ fn orphaning_a_deployment_leaves_its_replicaset_and_pods_running() {
     assert!(owner_uids(&freed).is_empty(), "{freed}");
     assert_eq!(server.names(&["get", "pods", "-n", &ns]).len(), 2);
 }
+
+#[test]
+fn a_terminating_pod_outlives_its_last_finalizer_until_its_grace_is_cut() {
+    let server = cluster();
+    let ns = server.namespace("gc-graceful");
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "held", "namespace": ns, "finalizers": ["example.com/hold"]},
+        "spec": {
+            "nodeName": "a-node-without-kubelet",
+            "containers": [{"name": "main", "image": "tugboat.test/busybox:latest"}],
+        },
+    });
+    create(server, &pod);
+    server
+        .kubectl(&["delete", "pod", "held", "-n", &ns, "--wait=false"])
+        .ok();
+    server
+        .kubectl(&[
+            "patch",
+            "pod",
+            "held",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"metadata":{"finalizers":null}}"#,
+        ])
+        .ok();
+    // Its node has not said the containers stopped: the pod stays Terminating.
+    let held = get(server, &ns, "pod", "held").expect("the pod waits for its node");
+    assert_eq!(held["metadata"]["deletionGracePeriodSeconds"], 30, "{held}");
+
+    server
+        .kubectl(&[
+            "delete",
+            "pod",
+            "held",
+            "-n",
+            &ns,
+            "--grace-period=0",
+            "--force",
+        ])
+        .ok();
+    wait_gone(server, &ns, "pod", "held");
+}

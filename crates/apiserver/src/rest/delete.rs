@@ -160,14 +160,15 @@ async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Va
             }
         }
         if meta::is_being_deleted(&old) {
+            // A deletion already under way may only be hurried.
+            if grace < deletion_grace(&old) {
+                set_deletion(&mut marked, grace);
+            }
             if marked == old {
                 return Ok(old);
             }
         } else {
-            let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
-            let when = when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
-            meta::set(&mut marked, "deletionTimestamp", when.into());
-            meta::set(&mut marked, "deletionGracePeriodSeconds", grace.into());
+            set_deletion(&mut marked, grace);
             if kind.kind == "Namespace" {
                 marked["status"]["phase"] = "Terminating".into();
             }
@@ -185,13 +186,24 @@ async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Va
     }
 }
 
+/// Marks the object deleted, to go once `grace` seconds have passed.
+fn set_deletion(obj: &mut Value, grace: i64) {
+    let when = jiff::Timestamp::now() + jiff::SignedDuration::from_secs(grace);
+    let when = when.strftime("%Y-%m-%dT%H:%M:%SZ").to_string();
+    meta::set(obj, "deletionTimestamp", when.into());
+    meta::set(obj, "deletionGracePeriodSeconds", grace.into());
+}
+
+/// The grace period a deletion under way was given.
+fn deletion_grace(obj: &Value) -> i64 {
+    obj.pointer("/metadata/deletionGracePeriodSeconds")
+        .and_then(Value::as_i64)
+        .unwrap_or(0)
+}
+
 /// Being deleted with a grace period still running (a pod on its node).
-fn is_pending_graceful(obj: &Value) -> bool {
-    meta::is_being_deleted(obj)
-        && obj
-            .pointer("/metadata/deletionGracePeriodSeconds")
-            .and_then(Value::as_i64)
-            .is_some_and(|grace| grace > 0)
+pub fn is_pending_graceful(obj: &Value) -> bool {
+    meta::is_being_deleted(obj) && deletion_grace(obj) > 0
 }
 
 /// Gives the object the garbage collector's finalizer for `policy`:

@@ -255,7 +255,13 @@ async fn guaranteed_write(
         if ctx.params.is_dry_run() {
             return Ok(new);
         }
-        let written = if meta::is_being_deleted(&new) && is_finalized(&new) {
+        // A pod whose grace period runs goes when its kubelet deletes it,
+        // not when its last finalizer does (kube-apiserver's
+        // ShouldDeleteDuringUpdate).
+        let written = if meta::is_being_deleted(&new)
+            && is_finalized(&new)
+            && !super::delete::is_pending_graceful(&old)
+        {
             ctx.objects.remove(kind, &new, revision_of(&old)).await?
         } else {
             ctx.objects.replace(kind, &new, revision_of(&old)).await?
