@@ -255,6 +255,29 @@ fn a_rolling_update_goes_from_the_highest_ordinal_down_to_the_partition() {
         history.contains("\n1 ") && history.contains("\n2 "),
         "{history}"
     );
+
+    // Undo brings the first template back to every pod, top down again.
+    server
+        .kubectl(&["rollout", "undo", "sts/db", "-n", &ns])
+        .ok();
+    eventually("every pod back at v1", || {
+        let logs: Vec<String> = ["db-0", "db-1", "db-2"]
+            .iter()
+            .map(|name| {
+                let out = server.kubectl(&["exec", name, "-n", &ns, "--", "cat", "/data/log"]);
+                out.stdout
+            })
+            .collect();
+        // Each pod has run v1, v2 and v1 again on its claim.
+        if logs
+            .iter()
+            .all(|l| l.ends_with(" v1\n") && l.lines().count() == 3)
+        {
+            Ok(())
+        } else {
+            Err(format!("{logs:?}"))
+        }
+    });
 }
 
 #[test]
