@@ -304,6 +304,99 @@ fn containers_of_a_pod_share_an_empty_dir() {
 }
 
 #[test]
+fn config_map_secret_and_projected_volumes_show_their_objects_and_follow_changes() {
+    let server = cluster();
+    let ns = server.namespace("volumes");
+    server
+        .kubectl(&[
+            "create",
+            "configmap",
+            "settings",
+            "-n",
+            &ns,
+            "--from-literal=mode=fast",
+            "--from-literal=level=3",
+        ])
+        .ok();
+    server
+        .kubectl(&[
+            "create",
+            "secret",
+            "generic",
+            "creds",
+            "-n",
+            &ns,
+            "--from-literal=password=s3cret",
+        ])
+        .ok();
+    let mut manifest = pod(
+        "reader",
+        "Always",
+        &[("c", "sleep 3600")],
+        json!({"volumes": [
+            {"name": "settings", "configMap": {"name": "settings", "items": [{"key": "mode", "path": "conf/mode"}]}},
+            {"name": "creds", "secret": {"secretName": "creds", "defaultMode": 0o400}},
+            {"name": "all", "projected": {"sources": [
+                {"configMap": {"name": "settings"}},
+                {"secret": {"name": "creds"}},
+                {"downwardAPI": {"items": [{"path": "name", "fieldRef": {"fieldPath": "metadata.name"}}]}},
+            ]}},
+        ]}),
+    );
+    manifest["spec"]["containers"][0]["volumeMounts"] = json!([
+        {"name": "settings", "mountPath": "/settings"},
+        {"name": "creds", "mountPath": "/creds"},
+        {"name": "all", "mountPath": "/all"},
+    ]);
+    create(server, &ns, &manifest);
+    wait_ready(server, &ns, "reader");
+    let sh = |script: &str| {
+        server
+            .kubectl(&["exec", "-n", &ns, "reader", "--", "sh", "-c", script])
+            .ok()
+    };
+    assert_eq!(sh("cat /settings/conf/mode"), "fast");
+    assert_eq!(sh("ls /settings"), "conf\n", "only the listed key");
+    assert_eq!(sh("cat /creds/password"), "s3cret");
+    assert_eq!(sh("stat -L -c %a /creds/password"), "400\n");
+    assert_eq!(
+        sh("cat /all/mode /all/level /all/password /all/name"),
+        "fast3s3cretreader"
+    );
+    let err = server
+        .kubectl(&[
+            "exec",
+            "-n",
+            &ns,
+            "reader",
+            "--",
+            "sh",
+            "-c",
+            "echo x > /settings/new",
+        ])
+        .fails();
+    assert!(err.contains("Read-only file system"), "{err}");
+
+    server
+        .kubectl(&[
+            "patch",
+            "configmap",
+            "settings",
+            "-n",
+            &ns,
+            "-p",
+            r#"{"data":{"mode":"slow"}}"#,
+        ])
+        .ok();
+    eventually("the volumes to show the changed ConfigMap", || {
+        match sh("cat /settings/conf/mode; echo; cat /all/mode").as_str() {
+            "slow\nslow" => Ok(()),
+            other => Err(other.to_owned()),
+        }
+    });
+}
+
+#[test]
 fn a_container_over_its_memory_limit_is_oom_killed() {
     let server = cluster();
     let ns = server.namespace("oom");

@@ -110,23 +110,25 @@ impl PodDir {
         } else if volume.persistent_volume_claim.is_some() {
             // Linked to its volume's directory by `link_claim` once bound.
         } else if let Some(cm) = &volume.config_map {
-            let files = config_map_files(
+            let files = object_files(
+                "configmap",
+                refs.config_maps,
                 &cm.name,
                 cm.items.as_deref(),
                 cm.optional,
                 cm.default_mode,
-                refs,
             )?;
             write_volume(&self.volume("configmap", name), &files)?;
         } else if let Some(secret) = &volume.secret {
             let secret_name = secret.secret_name.as_deref().unwrap_or_default();
             let mode = secret.default_mode.or(Some(0o644));
-            let files = secret_files(
+            let files = object_files(
+                "secret",
+                refs.secrets,
                 secret_name,
                 secret.items.as_deref(),
                 secret.optional,
                 mode,
-                refs,
             )?;
             write_volume(&self.volume("secret", name), &files)?;
         } else if let Some(downward) = &volume.downward_api {
@@ -248,30 +250,19 @@ impl PodDir {
 /// A file of a volume: its path in the volume, content and mode.
 type File = (String, Vec<u8>, i32);
 
-fn config_map_files(
+/// The files of a ConfigMap or Secret (`kind`, looked up in `objects`) as a
+/// volume or a projected volume source shows them.
+fn object_files(
+    kind: &str,
+    objects: &BTreeMap<String, BTreeMap<String, String>>,
     name: &str,
     items: Option<&[KeyToPath]>,
     optional: Option<bool>,
     mode: Option<i32>,
-    refs: &References,
 ) -> Result<Vec<File>, ConfigError> {
-    let data = refs.config_maps.get(name);
+    let data = objects.get(name);
     if data.is_none() && optional != Some(true) {
-        return Err(ConfigError(format!("configmap {name:?} not found")));
-    }
-    key_files(data, items, mode)
-}
-
-fn secret_files(
-    name: &str,
-    items: Option<&[KeyToPath]>,
-    optional: Option<bool>,
-    mode: Option<i32>,
-    refs: &References,
-) -> Result<Vec<File>, ConfigError> {
-    let data = refs.secrets.get(name);
-    if data.is_none() && optional != Some(true) {
-        return Err(ConfigError(format!("secret {name:?} not found")));
+        return Err(ConfigError(format!("{kind} {name:?} not found")));
     }
     key_files(data, items, mode)
 }
@@ -303,20 +294,22 @@ fn projected_files(
     let mut files = Vec::new();
     for source in projected.sources.iter().flatten() {
         if let Some(cm) = &source.config_map {
-            files.extend(config_map_files(
+            files.extend(object_files(
+                "configmap",
+                refs.config_maps,
                 &cm.name,
                 cm.items.as_deref(),
                 cm.optional,
                 mode,
-                refs,
             )?);
         } else if let Some(secret) = &source.secret {
-            files.extend(secret_files(
+            files.extend(object_files(
+                "secret",
+                refs.secrets,
                 &secret.name,
                 secret.items.as_deref(),
                 secret.optional,
                 mode,
-                refs,
             )?);
         } else if let Some(downward) = &source.downward_api {
             files.extend(downward_files(downward.items.as_deref(), mode, refs)?);
@@ -372,23 +365,53 @@ fn key_files(
     }
 }
 
-/// Replaces a volume's files at once: written into a fresh directory that is
-/// then renamed over the old one, so a reader never sees half an update.
+/// Replaces a volume's files at once, as the kubelet's atomic writer does:
+/// the files go into a fresh `..<time>` directory inside the volume, then the
+/// `..data` link is switched to it with one rename, and each top-level name
+/// is a link through `..data`. The volume directory itself never changes, so
+/// containers that bind-mounted it see every update, never half of one.
 fn write_volume(dir: &Path, files: &[File]) -> Result<(), ConfigError> {
-    let staging = dir.with_extension("new");
-    let _ = fs::remove_dir_all(&staging);
-    fs::create_dir_all(&staging).map_err(io_error)?;
+    fs::create_dir_all(dir).map_err(io_error)?;
+    let payload = format!(
+        "..{}",
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos()
+    );
+    let mut top_level = std::collections::BTreeSet::new();
     for (path, content, mode) in files {
-        write_file(&staging.join(relative(path)?), content, *mode as u32)?;
+        let path = relative(path)?;
+        write_file(&dir.join(&payload).join(path), content, *mode as u32)?;
+        top_level.extend(path.components().next().map(|c| c.as_os_str().to_owned()));
     }
-    let old = dir.with_extension("old");
-    let _ = fs::remove_dir_all(&old);
-    if dir.exists() {
-        fs::rename(dir, &old).map_err(io_error)?;
+    fs::create_dir_all(dir.join(&payload)).map_err(io_error)?;
+    let staged_link = dir.join("..data_tmp");
+    let _ = fs::remove_file(&staged_link);
+    std::os::unix::fs::symlink(&payload, &staged_link).map_err(io_error)?;
+    fs::rename(&staged_link, dir.join("..data")).map_err(io_error)?;
+    for entry in fs::read_dir(dir).map_err(io_error)?.flatten() {
+        let name = entry.file_name();
+        let hidden = name.as_encoded_bytes().starts_with(b"..");
+        if hidden && name != "..data" && name != payload.as_str() {
+            let _ = fs::remove_dir_all(entry.path());
+        } else if !(hidden || top_level.contains(&name) && is_link(&entry)) {
+            // Gone from the payload, or a plain file a volume written before
+            // this layout left: the links below replace it.
+            let _ = fs::remove_dir_all(entry.path()).or_else(|_| fs::remove_file(entry.path()));
+        }
     }
-    fs::rename(&staging, dir).map_err(io_error)?;
-    let _ = fs::remove_dir_all(&old);
+    for name in &top_level {
+        let link = dir.join(name);
+        if fs::symlink_metadata(&link).is_err() {
+            std::os::unix::fs::symlink(Path::new("..data").join(name), &link).map_err(io_error)?;
+        }
+    }
     Ok(())
+}
+
+fn is_link(entry: &fs::DirEntry) -> bool {
+    entry.file_type().is_ok_and(|t| t.is_symlink())
 }
 
 fn write_file(path: &Path, content: &[u8], mode: u32) -> Result<(), ConfigError> {
