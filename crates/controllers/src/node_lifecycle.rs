@@ -1,10 +1,11 @@
 //! The node lifecycle controller, as kube-controller-manager's: a node
 //! whose kubelet stops renewing its Lease (and posting its status) for the
 //! grace period (`--node-monitor-grace-period`, 40 s) has its conditions
-//! set to Unknown; nodes not Ready get the `node.kubernetes.io/not-ready`
-//! or `unreachable` NoExecute taint; and pods on a node with NoExecute
-//! taints are evicted (deleted) once their tolerations run out, so that
-//! their controllers replace them elsewhere (the taint eviction controller).
+//! set to Unknown and its pods marked not Ready; nodes not Ready get the
+//! `node.kubernetes.io/not-ready` or `unreachable` taints (NoSchedule and
+//! NoExecute); and pods on a node with NoExecute taints are evicted
+//! (deleted) once their tolerations run out, so that their controllers
+//! replace them elsewhere (the taint eviction controller).
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -156,7 +157,44 @@ impl Monitor {
                 format!("Node {name} status is now: NodeNotReady"),
             )
             .await;
+        self.mark_pods_not_ready(&name).await?;
         Ok(node)
+    }
+
+    /// Nobody can vouch for the pods of a silent node: their Ready
+    /// condition turns False, so Services stop sending them traffic.
+    async fn mark_pods_not_ready(&self, node: &str) -> kube::Result<()> {
+        let on_node = ListParams::default().fields(&format!("spec.nodeName={node}"));
+        for pod in self.pods.list(&on_node).await?.items {
+            let ready = pod
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|c| c.iter().find(|c| c.type_ == "Ready"));
+            if ready.is_none_or(|c| c.status != "True") {
+                continue;
+            }
+            let patch = json!({"status": {"conditions": [{
+                "type": "Ready",
+                "status": "False",
+                "lastTransitionTime": Time(Timestamp::now()),
+            }]}});
+            let api: Api<Pod> =
+                Api::namespaced(self.client.clone(), &pod.namespace().unwrap_or_default());
+            match api
+                .patch_status(
+                    &pod.name_any(),
+                    &PatchParams::default(),
+                    &Patch::Strategic(patch),
+                )
+                .await
+            {
+                Ok(_) => {}
+                Err(kube::Error::Api(e)) if e.code == 404 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     /// Gives the node the taints its Ready condition calls for (not-ready

@@ -2,7 +2,7 @@
 //! renewed goes NotReady (Ready=Unknown) after the grace period, gets the
 //! unreachable taints, and its pods are evicted once their tolerations run
 //! out, so that their ReplicaSet replaces them on a live node; pods that
-//! tolerate longer stay. A node reporting Ready=False gets the not-ready
+//! tolerate longer stay, marked not Ready. A node reporting Ready=False gets the not-ready
 //! taints, and loses them when it is Ready again.
 //!
 //! The grace period is shortened with kube-controller-manager's own flag,
@@ -113,6 +113,24 @@ fn a_lost_node_goes_not_ready_and_its_pods_move_once_their_tolerations_run_out()
             .ok_or(format!("{} pods, none bound yet?", pods.len()))
     });
     let _spare = SimulatedNode::start(&server, NodeSpec::new("spare"));
+    // As a kubelet would report it, the patient pod is Ready.
+    let ready = json!({"status": {"conditions": [
+        {"type": "Ready", "status": "True"},
+        {"type": "PodScheduled", "status": "True"},
+    ]}});
+    server
+        .kubectl(&[
+            "patch",
+            "pod",
+            "patient",
+            "-n",
+            &ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &ready.to_string(),
+        ])
+        .ok();
 
     lost.stop_lease();
     let ready = eventually("the silent node NotReady", || {
@@ -149,6 +167,21 @@ fn a_lost_node_goes_not_ready_and_its_pods_move_once_their_tolerations_run_out()
     });
     let patient = server.get_json(&ns, "pod", "patient");
     assert!(!is_deleting(&patient), "{patient}");
+    let conditions = patient["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let ready = conditions
+        .iter()
+        .find(|c| c["type"] == "Ready")
+        .expect("Ready");
+    assert_eq!(ready["status"], "False", "{patient}");
+    assert!(
+        conditions
+            .iter()
+            .any(|c| c["type"] == "PodScheduled" && c["status"] == "True"),
+        "the other conditions are kept: {patient}"
+    );
     assert!(taints(&node(&server, "spare")).is_empty());
     assert_eq!(
         condition(&node(&server, "spare"), "Ready")["status"],
