@@ -6,22 +6,11 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
 use common::nodes::{NodeSpec, SimulatedNode};
-use common::{Server, eventually, node_name};
+use common::{Server, eventually, node_name, node_server};
 use serde_json::{Value, json};
 
 const BUSYBOX: &str = "tugboat.test/busybox:latest";
-
-fn cluster() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let server = Server::start();
-        server.import_image("busybox.oci.tar");
-        server
-    })
-}
 
 /// A DaemonSet of busybox sleeping, with `VERSION` in its environment and
 /// `extra` merged into the pod spec.
@@ -105,7 +94,7 @@ fn wait_one_ready(server: &Server, namespace: &str, app: &str, version: &str) ->
 
 #[test]
 fn a_daemon_set_runs_one_pod_on_the_node_and_rolls_to_a_new_template() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("ds-roll");
     apply(server, &ns, &daemon_set("agent", "1", json!({})));
 
@@ -175,7 +164,7 @@ fn a_daemon_set_runs_one_pod_on_the_node_and_rolls_to_a_new_template() {
 
 #[test]
 fn a_node_selector_is_followed_as_the_node_is_labelled() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("ds-selector");
     let label = "ds-test.tugboat.io/logging";
     apply(
@@ -213,7 +202,7 @@ fn a_node_selector_is_followed_as_the_node_is_labelled() {
 
 #[test]
 fn a_deleted_daemon_pod_is_replaced_and_on_delete_waits_for_the_user() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("ds-ondelete");
     let mut ds = daemon_set("manual", "1", json!({}));
     ds["spec"]["updateStrategy"] = json!({"type": "OnDelete"});

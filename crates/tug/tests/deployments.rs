@@ -11,18 +11,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
-use common::{Server, eventually};
+use common::{Server, eventually, nodeless_server};
 use serde_json::{Value, json};
 
 const HTTPD: &str = "tugboat.test/httpd:latest";
 const BUSYBOX: &str = "tugboat.test/busybox:latest";
-
-fn cluster() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| Server::start_with(&["--disable-agent"]))
-}
 
 /// A Deployment `name` of `replicas` pods of `image`; `extra` is merged
 /// into its spec.
@@ -198,7 +192,7 @@ fn event_messages(server: &Server, namespace: &str, object: &str, reason: &str) 
 
 #[test]
 fn a_deployment_rolls_out_through_a_replicaset_named_by_its_template_hash() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("deploy-basic");
     apply(server, &ns, &deployment("web", 3, HTTPD, json!({})));
     run_kubelet_until(server, &ns, HTTPD, "web rolled out", || {
@@ -297,7 +291,7 @@ fn a_deployment_rolls_out_through_a_replicaset_named_by_its_template_hash() {
 
 #[test]
 fn kubectl_scale_changes_the_replicaset_and_the_pods() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("deploy-scale");
     apply(server, &ns, &deployment("web", 2, HTTPD, json!({})));
     run_kubelet_until(server, &ns, HTTPD, "web rolled out", || {
@@ -333,7 +327,7 @@ fn kubectl_scale_changes_the_replicaset_and_the_pods() {
 
 #[test]
 fn set_image_rolls_out_a_new_revision_and_undo_brings_the_old_template_back() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("deploy-rollout");
     apply(server, &ns, &deployment("web", 3, HTTPD, json!({})));
     annotate_cause(server, &ns, "web", "first version");
@@ -428,7 +422,7 @@ fn set_image_rolls_out_a_new_revision_and_undo_brings_the_old_template_back() {
 
 #[test]
 fn a_rolling_update_keeps_within_max_surge_and_max_unavailable() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("deploy-fenceposts");
     let strategy = json!({"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}});
     apply(server, &ns, &deployment("web", 10, HTTPD, strategy));
@@ -494,7 +488,7 @@ fn a_rolling_update_keeps_within_max_surge_and_max_unavailable() {
 
 #[test]
 fn scaling_in_the_middle_of_a_rollout_scales_each_replicaset_in_proportion() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("deploy-proportional");
     apply(server, &ns, &deployment("web", 10, HTTPD, json!({})));
     run_kubelet_until(server, &ns, HTTPD, "rolled out", || {
@@ -532,7 +526,7 @@ fn scaling_in_the_middle_of_a_rollout_scales_each_replicaset_in_proportion() {
 
 #[test]
 fn recreate_removes_the_old_pods_before_making_new_ones() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("deploy-recreate");
     apply(
         server,
@@ -565,7 +559,7 @@ fn recreate_removes_the_old_pods_before_making_new_ones() {
 
 #[test]
 fn a_paused_deployment_waits_and_resumes() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("deploy-pause");
     apply(server, &ns, &deployment("web", 2, HTTPD, json!({})));
     run_kubelet_until(server, &ns, HTTPD, "rolled out", || {
@@ -613,7 +607,7 @@ fn a_paused_deployment_waits_and_resumes() {
 
 #[test]
 fn rollout_restart_makes_new_pods_from_the_same_template() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("deploy-restart");
     apply(server, &ns, &deployment("web", 2, HTTPD, json!({})));
     run_kubelet_until(server, &ns, HTTPD, "rolled out", || {
@@ -637,7 +631,7 @@ fn rollout_restart_makes_new_pods_from_the_same_template() {
 
 #[test]
 fn old_revisions_beyond_the_history_limit_are_deleted() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("deploy-history");
     apply(
         server,
@@ -668,7 +662,7 @@ fn old_revisions_beyond_the_history_limit_are_deleted() {
 
 #[test]
 fn a_stalled_rollout_exceeds_its_deadline_and_undo_recovers() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("deploy-deadline");
     apply(
         server,
@@ -726,7 +720,7 @@ fn a_stalled_rollout_exceeds_its_deadline_and_undo_recovers() {
 
 #[test]
 fn blue_green_switches_a_services_selector_between_two_replicasets() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("blue-green");
     for (colour, image) in [("blue", HTTPD), ("green", BUSYBOX)] {
         let rs = json!({
@@ -804,7 +798,7 @@ fn blue_green_switches_a_services_selector_between_two_replicasets() {
 
 #[test]
 fn a_deployment_made_again_adopts_the_replicaset_its_predecessor_orphaned() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("deploy-adopt");
     apply(server, &ns, &deployment("web", 2, HTTPD, json!({})));
     run_kubelet_until(server, &ns, HTTPD, "rolled out", || {
@@ -842,7 +836,7 @@ fn a_deployment_made_again_adopts_the_replicaset_its_predecessor_orphaned() {
 
 #[test]
 fn a_replicaset_that_cannot_make_its_pods_shows_on_the_deployment() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("deploy-quota");
     let quota = json!({
         "apiVersion": "v1", "kind": "ResourceQuota",

@@ -8,24 +8,13 @@
 mod common;
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
-use common::{Server, eventually};
+use common::{Server, eventually, node_server};
 use serde_json::{Value, json};
 
 const HTTPD: &str = "tugboat.test/httpd:latest";
 const BUSYBOX: &str = "tugboat.test/busybox:latest";
-
-/// A server with its node, the scheduler and the test images.
-fn cluster() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let server = Server::start();
-        server.import_image("httpd.oci.tar");
-        server.import_image("busybox.oci.tar");
-        server
-    })
-}
 
 /// A Deployment of `replicas` busybox httpd servers (either test image
 /// runs the same command), ready when they answer on port 8080.
@@ -111,7 +100,7 @@ fn serving_names(server: &Server, namespace: &str) -> Vec<String> {
 
 #[test]
 fn a_web_deployment_becomes_available_scales_and_heals() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("web-heal");
     apply(server, &ns, &web(3, json!({})));
     rolled_out(server, &ns);
@@ -157,7 +146,7 @@ fn a_web_deployment_becomes_available_scales_and_heals() {
 
 #[test]
 fn set_image_never_drops_below_replicas_minus_max_unavailable() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("web-rollout");
     let strategy = json!({"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}}});
     apply(server, &ns, &web(4, strategy));
@@ -171,7 +160,10 @@ fn set_image_never_drops_below_replicas_minus_max_unavailable() {
         let (stop, fewest, ns) = (stop.clone(), fewest.clone(), ns.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                let count = pods(cluster(), &ns).iter().filter(|p| serving(p)).count();
+                let count = pods(node_server(), &ns)
+                    .iter()
+                    .filter(|p| serving(p))
+                    .count();
                 let mut low = fewest.lock().unwrap();
                 *low = (*low).min(count);
             }
@@ -223,7 +215,7 @@ fn set_image_never_drops_below_replicas_minus_max_unavailable() {
 
 #[test]
 fn a_rollout_to_a_missing_image_stalls_and_undo_recovers() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("web-broken");
     apply(server, &ns, &web(2, json!({"progressDeadlineSeconds": 10})));
     rolled_out(server, &ns);
@@ -285,7 +277,7 @@ fn a_rollout_to_a_missing_image_stalls_and_undo_recovers() {
 
 #[test]
 fn recreate_starts_new_pods_only_once_the_old_ones_are_gone() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("web-recreate");
     let mut deployment = web(2, json!({"strategy": {"type": "Recreate"}}));
     // Old pods take two seconds to stop, so starting new ones early shows.
@@ -304,7 +296,7 @@ fn recreate_starts_new_pods_only_once_the_old_ones_are_gone() {
         let (stop, overlap, ns) = (stop.clone(), overlap.clone(), ns.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                let images: Vec<Value> = pods(cluster(), &ns)
+                let images: Vec<Value> = pods(node_server(), &ns)
                     .iter()
                     .map(|p| p["spec"]["containers"][0]["image"].clone())
                     .collect();

@@ -6,16 +6,8 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
-use common::{Server, eventually};
+use common::{Server, eventually, nodeless_server};
 use serde_json::{Value, json};
-
-/// The server shared by this file's tests; they need no node.
-fn cluster() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| Server::start_with(&["--disable-agent"]))
-}
 
 /// Creates `obj` (JSON) with kubectl and returns it as the server made it.
 fn create(server: &Server, obj: &Value) -> Value {
@@ -96,7 +88,7 @@ fn finalizers(obj: &Value) -> Vec<String> {
 
 #[test]
 fn background_deletion_takes_dependents_of_any_kind_and_leaves_others() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("gc-background");
     let owner = create(server, &config_map(&ns, "owner", &[]));
     let reference = owned_by(&owner, false);
@@ -118,7 +110,7 @@ fn background_deletion_takes_dependents_of_any_kind_and_leaves_others() {
 
 #[test]
 fn cluster_scoped_owners_take_cluster_scoped_and_namespaced_dependents() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("gc-cluster");
     let class = json!({
         "apiVersion": "storage.k8s.io/v1",
@@ -147,7 +139,7 @@ fn cluster_scoped_owners_take_cluster_scoped_and_namespaced_dependents() {
 
 #[test]
 fn a_dependent_lives_while_one_of_its_owners_does() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("gc-two-owners");
     let first = create(server, &config_map(&ns, "first", &[]));
     let second = create(server, &config_map(&ns, "second", &[]));
@@ -176,7 +168,7 @@ fn a_dependent_lives_while_one_of_its_owners_does() {
 
 #[test]
 fn an_owner_reference_whose_uid_no_longer_matches_counts_as_gone() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("gc-stale-uid");
     let mut owner = create(server, &config_map(&ns, "reborn", &[]));
     // The owner's name now belongs to another object.
@@ -193,7 +185,7 @@ fn an_owner_reference_whose_uid_no_longer_matches_counts_as_gone() {
 
 #[test]
 fn foreground_deletion_waits_for_blocking_dependents() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("gc-foreground");
     let owner = create(server, &config_map(&ns, "owner", &[]));
     // A blocking dependent that a finalizer of its own keeps around.
@@ -253,7 +245,7 @@ fn foreground_deletion_waits_for_blocking_dependents() {
 
 #[test]
 fn kubectl_waits_for_a_foreground_deletion_to_finish() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("gc-foreground-wait");
     let owner = create(server, &config_map(&ns, "owner", &[]));
     let middle = create(
@@ -279,7 +271,7 @@ fn kubectl_waits_for_a_foreground_deletion_to_finish() {
 
 #[test]
 fn orphan_deletion_frees_dependents() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("gc-orphan");
     let owner = create(server, &config_map(&ns, "owner", &[]));
     let other = create(server, &config_map(&ns, "other", &[]));
@@ -323,7 +315,7 @@ fn wait_count(server: &Server, namespace: &str, kind: &str, count: usize) -> Vec
 
 #[test]
 fn deleting_a_deployment_deletes_its_replicasets_and_their_pods() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("gc-deployment");
     server
         .kubectl(&[
@@ -348,7 +340,7 @@ fn deleting_a_deployment_deletes_its_replicasets_and_their_pods() {
 
 #[test]
 fn orphaning_a_deployment_leaves_its_replicaset_and_pods_running() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("gc-deployment-orphan");
     server
         .kubectl(&[
@@ -375,7 +367,7 @@ fn orphaning_a_deployment_leaves_its_replicaset_and_pods_running() {
 
 #[test]
 fn a_terminating_pod_outlives_its_last_finalizer_until_its_grace_is_cut() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("gc-graceful");
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod",

@@ -6,23 +6,12 @@
 
 mod common;
 
-use std::sync::OnceLock;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use common::{Server, eventually, manifest};
+use common::{Server, eventually, manifest, node_server};
 use serde_json::{Value, json};
 
 const BUSYBOX: &str = "tugboat.test/busybox:latest";
-
-/// The server shared by this file's tests, with the busybox image on its node.
-fn cluster() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let server = Server::start();
-        server.import_image("busybox.oci.tar");
-        server
-    })
-}
 
 /// A Job whose pods run `script` in busybox's sh; `spec` adds to its spec.
 fn job(name: &str, restart_policy: &str, script: &str, spec: Value) -> Value {
@@ -119,7 +108,7 @@ fn timestamp(value: &Value) -> String {
 
 #[test]
 fn a_job_runs_three_completions_two_at_a_time_and_keeps_its_pods() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("parallel");
     apply_manifest(server, &ns, "jobs/parallel.yaml");
     wait_for(server, &ns, "parallel", "complete");
@@ -197,7 +186,7 @@ fn a_job_runs_three_completions_two_at_a_time_and_keeps_its_pods() {
 
 #[test]
 fn a_failing_job_stops_at_its_backoff_limit() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("backoff");
     apply(
         server,
@@ -229,7 +218,7 @@ fn a_failing_job_stops_at_its_backoff_limit() {
 
 #[test]
 fn restarts_in_place_count_against_the_backoff_limit() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("onfailure");
     apply(
         server,
@@ -266,7 +255,7 @@ fn restarts_in_place_count_against_the_backoff_limit() {
 
 #[test]
 fn an_indexed_job_gives_each_pod_its_index() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("indexed");
     apply_manifest(server, &ns, "jobs/indexed.yaml");
     wait_for(server, &ns, "indexed", "complete");
@@ -300,7 +289,7 @@ fn an_indexed_job_gives_each_pod_its_index() {
 
 #[test]
 fn a_job_past_its_active_deadline_fails_and_stops_its_pods() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("deadline");
     apply(
         server,
@@ -338,7 +327,7 @@ fn a_job_past_its_active_deadline_fails_and_stops_its_pods() {
 
 #[test]
 fn a_finished_job_is_deleted_after_its_ttl() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("ttl");
     apply(
         server,
@@ -371,7 +360,7 @@ fn a_finished_job_is_deleted_after_its_ttl() {
 
 #[test]
 fn a_suspended_job_makes_no_pods_until_resumed() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("suspend");
     apply(
         server,
@@ -465,7 +454,7 @@ fn job_names(server: &Server, namespace: &str) -> Vec<String> {
 
 #[test]
 fn a_cronjob_runs_a_job_at_the_next_minute() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("every-minute");
     late_enough_in_the_minute();
     apply_manifest(server, &ns, "jobs/every-minute.yaml");
@@ -544,7 +533,7 @@ fn a_cronjob_runs_a_job_at_the_next_minute() {
 
 #[test]
 fn a_cronjob_keeps_finished_jobs_to_its_history_limits() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("history");
     apply(server, &ns, &cron_job("good", "true"));
     apply(server, &ns, &cron_job("bad", "exit 1"));
@@ -586,7 +575,7 @@ fn a_cronjob_keeps_finished_jobs_to_its_history_limits() {
 
 #[test]
 fn cronjob_concurrency_policies_and_a_missed_run_after_suspension() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("concurrency");
     let every_minute = |name: &str, script: &str, spec: Value| {
         let mut cron_job = cron_job(name, script);
@@ -695,7 +684,7 @@ fn cronjob_concurrency_policies_and_a_missed_run_after_suspension() {
 
 #[test]
 fn a_deleted_pod_counts_as_failed_and_is_replaced_and_the_jobs_pods_go_with_it() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("replaced");
     apply(server, &ns, &job("steady", "Never", "sleep 600", json!({})));
     let first = eventually("the pod to run", || {
@@ -740,7 +729,7 @@ fn a_deleted_pod_counts_as_failed_and_is_replaced_and_the_jobs_pods_go_with_it()
 
 #[test]
 fn a_pod_failure_policy_rule_fails_the_job_at_once() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("failure-policy");
     let policy = json!({"rules": [
         {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [7]}},
@@ -775,7 +764,7 @@ fn a_pod_failure_policy_rule_fails_the_job_at_once() {
 
 #[test]
 fn an_indexed_job_succeeds_when_its_success_policy_is_met() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("success-policy");
     // Index 0 finishes at once; the others would run for ten minutes.
     let script = r#"[ "$JOB_COMPLETION_INDEX" = 0 ] || sleep 600"#;

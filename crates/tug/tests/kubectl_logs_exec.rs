@@ -9,26 +9,13 @@ mod common;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
-use std::sync::OnceLock;
 
-use common::{KUBECTL, KUBECTL_1_27, Server, eventually, node_name};
+use common::{KUBECTL, KUBECTL_1_27, Server, eventually, node_name, node_server};
 use serde_json::{Value, json};
 
 const BUSYBOX: &str = "tugboat.test/busybox:latest";
 /// busybox's httpd serving a page on port 8080.
 const HTTPD: &str = "tugboat.test/httpd:latest";
-
-/// The server shared by this file's tests, with the busybox image on its
-/// node and its kubelet API on a free port.
-fn cluster() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let server = Server::start_with(&["--kubelet-port", "0"]);
-        server.import_image("busybox.oci.tar");
-        server.import_image("httpd.oci.tar");
-        server
-    })
-}
 
 /// A container running `script` in busybox's sh.
 fn sh(name: &str, script: &str) -> Value {
@@ -94,7 +81,7 @@ fn logs_once(server: &Server, args: &[&str], wanted: &str) -> String {
 
 #[test]
 fn logs_show_what_the_container_printed_with_tail_and_timestamps() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("logs");
     run_pod(
         server,
@@ -147,7 +134,7 @@ fn logs_show_what_the_container_printed_with_tail_and_timestamps() {
 
 #[test]
 fn logs_of_one_container_among_several() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("logs-containers");
     run_pod(
         server,
@@ -195,7 +182,7 @@ fn logs_of_one_container_among_several() {
 
 #[test]
 fn logs_previous_show_the_run_before_a_restart() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("logs-previous");
     run_pod(
         server,
@@ -222,7 +209,7 @@ fn logs_previous_show_the_run_before_a_restart() {
 
 #[test]
 fn logs_follow_streams_new_lines() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("logs-follow");
     run_pod(
         server,
@@ -245,7 +232,7 @@ fn logs_follow_streams_new_lines() {
 
 #[test]
 fn attach_shows_what_the_container_prints_from_then_on() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("attach");
     run_pod(
         server,
@@ -268,7 +255,7 @@ fn attach_shows_what_the_container_prints_from_then_on() {
 
 #[test]
 fn exec_runs_commands_in_the_container_with_their_exit_code() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("exec");
     run_pod(server, &ns, "shell", vec![sh("main", "sleep 3600")]);
     let hostname = server
@@ -314,7 +301,7 @@ fn exec_runs_commands_in_the_container_with_their_exit_code() {
 
 #[test]
 fn exec_with_an_older_kubectl_over_spdy() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("exec-spdy");
     run_pod(server, &ns, "old", vec![sh("main", "sleep 3600")]);
     // kubectl 1.27 to 1.29 exec over SPDY, not WebSocket.
@@ -354,7 +341,7 @@ fn exec_with_an_older_kubectl_over_spdy() {
 
 #[test]
 fn exec_with_a_terminal() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("exec-tty");
     run_pod(server, &ns, "term", vec![sh("main", "sleep 3600")]);
     // kubectl asks for a terminal only when its own stdin is one: `script`
@@ -379,7 +366,7 @@ fn exec_with_a_terminal() {
 
 #[test]
 fn node_stats_through_the_api_server() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("stats");
     run_pod(server, &ns, "busy", vec![sh("main", "sleep 3600")]);
     let discovery = server.kubectl(&["get", "--raw", "/api/v1"]).ok();
@@ -420,7 +407,7 @@ fn node_stats_through_the_api_server() {
 
 #[test]
 fn port_forward_reaches_a_server_in_the_pod() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("port-forward");
     let web = json!({"name": "web", "image": HTTPD, "imagePullPolicy": "IfNotPresent"});
     run_pod(server, &ns, "web", vec![web]);

@@ -5,22 +5,10 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
-use common::{Server, eventually, node_name};
+use common::{Server, eventually, node_name, node_server};
 use serde_json::{Value, json};
 
 const BUSYBOX: &str = "tugboat.test/busybox:latest";
-
-/// The server shared by this file's tests, with busybox on its node.
-fn cluster() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let server = Server::start();
-        server.import_image("busybox.oci.tar");
-        server
-    })
-}
 
 fn apply(server: &Server, obj: &Value) {
     server
@@ -63,7 +51,7 @@ fn condition(server: &Server, namespace: &str, type_: &str) -> Result<Value, Str
 
 #[test]
 fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("doomed");
     let keeper = server.namespace("keeper");
     let mut pod_spec = sleeper_spec();
@@ -122,7 +110,7 @@ fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
 
 #[test]
 fn content_held_by_a_finalizer_holds_the_namespace_and_says_so() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("held");
     let mut held = config_map(&ns, "held");
     held["metadata"]["finalizers"] = json!(["example.com/hold"]);

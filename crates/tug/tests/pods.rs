@@ -7,23 +7,12 @@
 
 mod common;
 
-use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{Server, eventually, node_name};
+use common::{Server, eventually, node_name, node_server};
 use serde_json::{Value, json};
 
 const BUSYBOX: &str = "tugboat.test/busybox:latest";
-
-/// The server shared by this file's tests, with the busybox image on its node.
-fn cluster() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let server = Server::start();
-        server.import_image("busybox.oci.tar");
-        server
-    })
-}
 
 /// A pod on this node running `script` in busybox's sh in each container
 /// (`name` -> `script`), under `restart_policy`; `extra` is merged into the spec.
@@ -125,7 +114,7 @@ fn processes_matching(marker: &str) -> usize {
 
 #[test]
 fn a_pod_runs_and_is_reported_running_and_ready() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("running");
     create(
         server,
@@ -168,7 +157,7 @@ fn a_pod_runs_and_is_reported_running_and_ready() {
 
 #[test]
 fn each_restart_policy_treats_a_failing_container_as_kubernetes_does() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("restarts");
     for (name, policy) in [
         ("always", "Always"),
@@ -226,7 +215,7 @@ fn each_restart_policy_treats_a_failing_container_as_kubernetes_does() {
 
 #[test]
 fn init_containers_finish_in_order_before_the_app_starts() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("init");
     let volume = json!([{"name": "work", "mountPath": "/work"}]);
     let init = |name: &str, script: &str| {
@@ -267,7 +256,7 @@ fn init_containers_finish_in_order_before_the_app_starts() {
 
 #[test]
 fn containers_of_a_pod_share_an_empty_dir() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("shared");
     let mount = json!([{"name": "html", "mountPath": "/html"}]);
     let mut manifest = pod(
@@ -305,7 +294,7 @@ fn containers_of_a_pod_share_an_empty_dir() {
 
 #[test]
 fn config_map_secret_and_projected_volumes_show_their_objects_and_follow_changes() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("volumes");
     server
         .kubectl(&[
@@ -398,7 +387,7 @@ fn config_map_secret_and_projected_volumes_show_their_objects_and_follow_changes
 
 #[test]
 fn a_container_over_its_memory_limit_is_oom_killed() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("oom");
     // tail keeps a line in memory until the next newline; /dev/zero has none.
     let mut manifest = pod(
@@ -419,7 +408,7 @@ fn a_container_over_its_memory_limit_is_oom_killed() {
 
 #[test]
 fn an_image_that_does_not_exist_backs_off() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("pull");
     let mut manifest = pod("ghost", "Always", &[("main", "true")], json!({}));
     // Port 1 on loopback: nothing listens, so the pull fails at once.
@@ -446,7 +435,7 @@ fn an_image_that_does_not_exist_backs_off() {
 
 #[test]
 fn a_deleted_pod_is_stopped_gracefully_and_its_processes_are_gone() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("graceful");
     let marker = "graceful-marker-5b1e";
     let script = format!("trap 'exit 0' TERM; while true; do sleep 0.2; done # {marker}");
@@ -591,7 +580,7 @@ fn nothing_is_left_on_the_node_once_its_pods_are_deleted() {
 
 #[test]
 fn a_failing_liveness_probe_restarts_the_container() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("liveness");
     // Healthy for a few seconds, then /healthz is gone and httpd answers 404.
     let script = "mkdir -p /www; echo ok > /www/healthz; (sleep 4; rm /www/healthz) & \
@@ -623,7 +612,7 @@ fn a_failing_liveness_probe_restarts_the_container() {
 
 #[test]
 fn readiness_and_startup_probes_gate_ready_and_started() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("readiness");
     let mut manifest = pod(
         "gated",
@@ -675,7 +664,7 @@ fn readiness_and_startup_probes_gate_ready_and_started() {
 
 #[test]
 fn pods_reach_each_other_and_the_host_reaches_a_host_port() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("network");
     let serve = "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www";
     let mut web = pod("web", "Always", &[("main", serve)], json!({}));
@@ -719,7 +708,7 @@ fn pods_reach_each_other_and_the_host_reaches_a_host_port() {
 
 #[test]
 fn post_start_and_pre_stop_hooks_run_in_the_container() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("hooks");
     let out = tempfile::tempdir().expect("temp dir");
     let script = "until [ -f /tmp/post-start ]; do sleep 0.2; done; \

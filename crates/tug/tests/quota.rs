@@ -6,16 +6,8 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
-use common::{Server, eventually};
+use common::{Server, eventually, nodeless_server};
 use serde_json::{Value, json};
-
-/// The server shared by this file's tests; their pods need not run.
-fn cluster() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| Server::start_with(&["--disable-agent"]))
-}
 
 fn pod(namespace: &str, name: &str, resources: Value) -> String {
     json!({
@@ -52,7 +44,7 @@ fn wait_used(server: &Server, namespace: &str, quota: &str, resource: &str, amou
 
 #[test]
 fn a_quota_refuses_objects_past_its_limit_and_tracks_use() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("quota-counts");
     server
         .kubectl(&["create", "quota", "q", "--hard=pods=2,secrets=1", "-n", &ns])
@@ -90,7 +82,7 @@ fn a_quota_refuses_objects_past_its_limit_and_tracks_use() {
 
 #[test]
 fn compute_quotas_count_requests_and_limits() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("quota-compute");
     server
         .kubectl(&[
@@ -121,7 +113,7 @@ fn compute_quotas_count_requests_and_limits() {
 
 #[test]
 fn a_limit_range_defaults_container_resources_and_bounds_them() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("limits");
     let range = json!({
         "apiVersion": "v1", "kind": "LimitRange",

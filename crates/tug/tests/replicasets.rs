@@ -6,16 +6,8 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
-use common::{Server, eventually};
+use common::{Server, eventually, nodeless_server};
 use serde_json::{Value, json};
-
-/// The server shared by this file's tests: controllers, no node.
-fn cluster() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| Server::start_with(&["--disable-agent"]))
-}
 
 fn template(app: &str) -> Value {
     json!({
@@ -158,7 +150,7 @@ fn event_messages(server: &Server, namespace: &str, name: &str, reason: &str) ->
 
 #[test]
 fn a_replicaset_makes_its_pods_and_replaces_a_deleted_one() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("rs-count");
     apply(server, &ns, &replicaset("web", 3, json!({})));
     let made = wait_pod_count(server, &ns, 3);
@@ -218,7 +210,7 @@ fn a_replicaset_makes_its_pods_and_replaces_a_deleted_one() {
 
 #[test]
 fn many_replicas_are_created_once_each() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("rs-burst");
     apply(server, &ns, &replicaset("many", 60, json!({})));
     wait_pod_count(server, &ns, 60);
@@ -235,7 +227,7 @@ fn many_replicas_are_created_once_each() {
 
 #[test]
 fn scaling_down_deletes_unready_pods_first_then_the_most_recently_ready() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("rs-scale-down");
     apply(server, &ns, &replicaset("web", 3, json!({})));
     let names = names_of(&wait_pod_count(server, &ns, 3));
@@ -261,7 +253,7 @@ fn scaling_down_deletes_unready_pods_first_then_the_most_recently_ready() {
 
 #[test]
 fn available_replicas_wait_for_min_ready_seconds() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("rs-min-ready");
     apply(
         server,
@@ -285,7 +277,7 @@ fn available_replicas_wait_for_min_ready_seconds() {
 
 #[test]
 fn orphans_are_adopted_and_pods_that_stop_matching_are_released() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("rs-adopt");
     let orphan = json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -339,7 +331,7 @@ fn orphans_are_adopted_and_pods_that_stop_matching_are_released() {
 
 #[test]
 fn a_replication_controller_keeps_its_count_too() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("rc-count");
     let rc = json!({
         "apiVersion": "v1", "kind": "ReplicationController",
@@ -365,7 +357,7 @@ fn a_replication_controller_keeps_its_count_too() {
 
 #[test]
 fn pods_the_api_server_refuses_show_as_a_replica_failure() {
-    let server = cluster();
+    let server = nodeless_server();
     let ns = server.namespace("rs-quota");
     let quota = json!({
         "apiVersion": "v1", "kind": "ResourceQuota",

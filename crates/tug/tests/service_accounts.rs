@@ -6,22 +6,12 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
-use common::{KUBECTL, Server, eventually, node_name};
+use common::{KUBECTL, Server, eventually, node_name, node_server};
 use serde_json::json;
 
 const BUSYBOX: &str = "tugboat.test/busybox:latest";
 const CREDENTIALS: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
-
-fn cluster() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let server = Server::start();
-        server.import_image("busybox.oci.tar");
-        server
-    })
-}
 
 /// A kubeconfig with the cluster's address and CA but no client
 /// certificate: `token` is all it shows the API server.
@@ -63,7 +53,7 @@ fn kubectl_as(kubeconfig: &PathBuf, args: &[&str]) -> (bool, String) {
 
 #[test]
 fn created_tokens_authenticate_until_their_account_is_deleted() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("tokens");
     server
         .kubectl(&["create", "serviceaccount", "robot", "-n", &ns])
@@ -109,7 +99,7 @@ fn created_tokens_authenticate_until_their_account_is_deleted() {
 
 #[test]
 fn pods_get_their_account_credentials_which_die_with_them() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("mounted");
     let pod = |name: &str, automount: bool| {
         json!({

@@ -6,21 +6,10 @@
 
 mod common;
 
-use std::sync::OnceLock;
-
-use common::{Server, eventually};
+use common::{Server, eventually, node_server};
 use serde_json::{Value, json};
 
 const BUSYBOX: &str = "tugboat.test/busybox:latest";
-
-fn cluster() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let server = Server::start();
-        server.import_image("busybox.oci.tar");
-        server
-    })
-}
 
 /// A StatefulSet of `replicas` busybox pods; each appends its hostname and
 /// `VERSION` to `/data/log` on its claim at every start, then sleeps.
@@ -102,7 +91,7 @@ fn data_log(server: &Server, namespace: &str, pod: &str) -> String {
 
 #[test]
 fn a_stateful_set_starts_in_order_keeps_names_and_data_and_scales_down_from_the_top() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("sts-web");
     apply(server, &ns, &stateful_set("web", 2, json!({})));
 
@@ -176,7 +165,7 @@ fn a_stateful_set_starts_in_order_keeps_names_and_data_and_scales_down_from_the_
 
 #[test]
 fn a_rolling_update_goes_from_the_highest_ordinal_down_to_the_partition() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("sts-roll");
     let partitioned =
         json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}}});
@@ -282,7 +271,7 @@ fn a_rolling_update_goes_from_the_highest_ordinal_down_to_the_partition() {
 
 #[test]
 fn parallel_pods_start_and_stop_together_and_scaled_away_claims_go_when_asked() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("sts-parallel");
     let mut set = stateful_set(
         "cache",
@@ -328,7 +317,7 @@ fn parallel_pods_start_and_stop_together_and_scaled_away_claims_go_when_asked() 
 
 #[test]
 fn an_orphaned_member_pod_is_adopted_by_a_new_set_of_the_same_name() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("sts-adopt");
     apply(server, &ns, &stateful_set("solo", 1, json!({})));
     let first = wait_ready(server, &ns, "solo-0");

@@ -7,21 +7,11 @@
 mod common;
 
 use std::path::PathBuf;
-use std::sync::OnceLock;
 
-use common::{Server, eventually, node_name};
+use common::{Server, eventually, node_name, node_server};
 use serde_json::{Value, json};
 
 const BUSYBOX: &str = "tugboat.test/busybox:latest";
-
-fn cluster() -> &'static Server {
-    static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| {
-        let server = Server::start();
-        server.import_image("busybox.oci.tar");
-        server
-    })
-}
 
 fn apply(server: &Server, namespace: &str, object: &Value) {
     server
@@ -84,7 +74,7 @@ fn gone(server: &Server, args: &[&str]) -> bool {
 
 #[test]
 fn a_claim_gets_a_local_path_volume_on_its_pods_node_whose_data_outlives_the_pod() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("vol-local");
     let class = eventually("the default class", || {
         let out = server.kubectl(&["get", "storageclass", "local-path", "-o", "json"]);
@@ -164,7 +154,7 @@ fn a_claim_gets_a_local_path_volume_on_its_pods_node_whose_data_outlives_the_pod
 
 #[test]
 fn a_pre_made_volume_is_bound_by_class_size_and_selector_and_retained() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("vol-manual");
     let root = server.data_dir().join("manual-volumes");
     let volume = |name: &str, size: &str, tier: &str| {
@@ -219,7 +209,7 @@ fn a_pre_made_volume_is_bound_by_class_size_and_selector_and_retained() {
 
 #[test]
 fn a_pod_waits_in_container_creating_until_its_claim_is_bound() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("vol-wait");
     apply(
         server,
@@ -290,7 +280,7 @@ fn a_pod_waits_in_container_creating_until_its_claim_is_bound() {
 
 #[test]
 fn a_claim_in_use_is_deleted_only_once_its_pod_is_gone() {
-    let server = cluster();
+    let server = node_server();
     let ns = server.namespace("vol-protect");
     let list = json!({"apiVersion": "v1", "kind": "List", "items": [
         claim("busy", "10Mi", json!({})),

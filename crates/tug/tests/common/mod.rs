@@ -439,6 +439,25 @@ pub fn shared_server() -> &'static Server {
     SERVER.get_or_init(|| Server::start_with(&["--disable-scheduler"]))
 }
 
+/// One server per test binary that is also a node, with the test images
+/// (busybox and httpd) on it: its pods really run.
+pub fn node_server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| {
+        let server = Server::start();
+        server.import_image("busybox.oci.tar");
+        server.import_image("httpd.oci.tar");
+        server
+    })
+}
+
+/// One server per test binary with scheduler and controllers but no node
+/// (`--disable-agent`): pods are placed and counted but never run.
+pub fn nodeless_server() -> &'static Server {
+    static SERVER: OnceLock<Server> = OnceLock::new();
+    SERVER.get_or_init(|| Server::start_with(&["--disable-agent"]))
+}
+
 /// A Pod manifest with one nginx container and the given labels.
 pub fn pod_manifest(name: &str, labels: &[(&str, &str)]) -> String {
     let mut yaml = format!("apiVersion: v1\nkind: Pod\nmetadata:\n  name: {name}\n");
