@@ -25,6 +25,9 @@ pub struct NodeInfo {
     /// The keys of those with any pod affinity or anti-affinity, which
     /// scores read even for an incoming pod with no terms of its own.
     pub pods_with_affinity: BTreeSet<String>,
+    /// How many of `pods` each controller (by uid) has here, for spreading
+    /// a controller's pods without looking at every pod.
+    pub by_controller: HashMap<String, i64>,
     /// The sum of the requests of `pods`.
     pub requested: Resources,
     /// The sum of their requests as scores count them (cpu, memory).
@@ -40,6 +43,7 @@ impl NodeInfo {
             pods: BTreeMap::new(),
             pods_with_anti_affinity: BTreeSet::new(),
             pods_with_affinity: BTreeSet::new(),
+            by_controller: HashMap::new(),
             requested: Resources::default(),
             scoring_requested: (0, 0),
         }
@@ -67,6 +71,9 @@ impl NodeInfo {
         if pod.has_pod_affinity() {
             self.pods_with_affinity.insert(pod.key.clone());
         }
+        if let Some(uid) = pod.controller_uid() {
+            *self.by_controller.entry(uid.to_owned()).or_default() += 1;
+        }
         if let Some(old) = self.pods.insert(pod.key.clone(), pod) {
             self.forget_requests(&old);
         }
@@ -81,6 +88,14 @@ impl NodeInfo {
     }
 
     fn forget_requests(&mut self, pod: &PodInfo) {
+        if let Some(uid) = pod.controller_uid()
+            && let Some(count) = self.by_controller.get_mut(uid)
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.by_controller.remove(uid);
+            }
+        }
         self.requested.subtract(&pod.requests);
         self.scoring_requested.0 -= pod.scoring_requests.0;
         self.scoring_requested.1 -= pod.scoring_requests.1;

@@ -59,6 +59,17 @@ impl PodInfo {
         self.pod.metadata.labels.as_ref().unwrap_or(&NO_LABELS)
     }
 
+    /// The uid of the pod's controller (its ReplicaSet, StatefulSet...).
+    pub fn controller_uid(&self) -> Option<&str> {
+        self.pod
+            .metadata
+            .owner_references
+            .iter()
+            .flatten()
+            .find(|r| r.controller == Some(true))
+            .map(|r| r.uid.as_str())
+    }
+
     /// Any pod affinity or anti-affinity, required or preferred.
     pub fn has_pod_affinity(&self) -> bool {
         self.spec()

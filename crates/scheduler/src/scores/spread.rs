@@ -6,7 +6,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use k8s_openapi::api::core::v1::{Pod, TopologySpreadConstraint};
+use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 
 use super::MAX_SCORE;
 use crate::cache::{Cache, NodeInfo};
@@ -44,7 +44,7 @@ impl Spreading {
             .as_deref()
             .unwrap_or_default();
         let (constraints, require_all_keys) = if own.is_empty() {
-            (default_constraints(&pod.pod), false)
+            (default_constraints(pod), false)
         } else {
             let soft = own
                 .iter()
@@ -81,15 +81,18 @@ impl Spreading {
                 if !eligible(pod, node, &c.spec) {
                     continue;
                 }
-                let matching = node
-                    .pods
-                    .values()
-                    .filter(|p| {
-                        p.namespace() == pod.namespace()
-                            && p.pod.metadata.deletion_timestamp.is_none()
-                            && c.matcher.matches(p)
-                    })
-                    .count() as i64;
+                let matching = match &c.matcher {
+                    Matcher::Controller(uid) => node.by_controller.get(uid).copied().unwrap_or(0),
+                    Matcher::Selector(selector) => node
+                        .pods
+                        .values()
+                        .filter(|p| {
+                            p.namespace() == pod.namespace()
+                                && p.pod.metadata.deletion_timestamp.is_none()
+                                && selector_matches(selector, p.labels())
+                        })
+                        .count() as i64,
+                };
                 *c.counts.entry(value.clone()).or_default() += matching;
             }
         }
@@ -145,27 +148,9 @@ impl Spreading {
     }
 }
 
-impl Matcher {
-    fn matches(&self, pod: &PodInfo) -> bool {
-        match self {
-            Matcher::Selector(selector) => selector_matches(selector, pod.labels()),
-            Matcher::Controller(uid) => controller_uid(&pod.pod) == Some(uid.as_str()),
-        }
-    }
-}
-
-fn controller_uid(pod: &Pod) -> Option<&str> {
-    pod.metadata
-        .owner_references
-        .iter()
-        .flatten()
-        .find(|r| r.controller == Some(true))
-        .map(|r| r.uid.as_str())
-}
-
 /// Kubernetes' default constraints, over the pod's controller's pods.
-fn default_constraints(pod: &Pod) -> Vec<Constraint> {
-    let Some(uid) = controller_uid(pod) else {
+fn default_constraints(pod: &PodInfo) -> Vec<Constraint> {
+    let Some(uid) = pod.controller_uid() else {
         return Vec::new();
     };
     [(HOSTNAME, 3), (ZONE, 5)]
