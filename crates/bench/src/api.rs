@@ -33,9 +33,14 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 impl TugServer {
-    /// Starts `tug server` and returns it with the time it took from the
-    /// spawn to the first `/readyz` answered 200 over TLS.
-    pub async fn start(tug: &Path, data_dir: &Path, port: u16) -> anyhow::Result<(Self, Duration)> {
+    /// Starts `tug server` with `flags` and returns it with the time it
+    /// took from the spawn to the first `/readyz` answered 200 over TLS.
+    pub async fn start(
+        tug: &Path,
+        data_dir: &Path,
+        port: u16,
+        flags: &[&str],
+    ) -> anyhow::Result<(Self, Duration)> {
         let log = data_dir.with_extension("log");
         let out = File::options().create(true).append(true).open(&log)?;
         let started = Instant::now();
@@ -47,6 +52,7 @@ impl TugServer {
             .arg(port.to_string())
             .arg("--bind-address")
             .arg("127.0.0.1")
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)

@@ -11,6 +11,7 @@
 mod api;
 mod client;
 mod report;
+mod scheduler;
 mod store;
 
 use std::path::PathBuf;
@@ -67,6 +68,12 @@ struct Args {
     /// Only the store part.
     #[arg(long, conflicts_with = "api_only")]
     store_only: bool,
+    /// The scheduler workloads, NODESxPODS, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000x10000,5000x50000")]
+    scheduler_cases: Vec<scheduler::Case>,
+    /// Only the scheduler part.
+    #[arg(long, conflicts_with_all = ["api_only", "store_only"])]
+    scheduler_only: bool,
 }
 
 impl Args {
@@ -104,12 +111,40 @@ async fn main() -> anyhow::Result<()> {
             .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .unwrap_or_else(|_| "unknown".into()),
     );
-    if !args.store_only {
+    if !args.store_only && !args.scheduler_only {
         api_part(&args, run.path()).await?;
     }
-    if !args.api_only {
+    if !args.api_only && !args.scheduler_only {
         store_part(&args, run.path()).await?;
     }
+    if !args.api_only && !args.store_only {
+        scheduler_part(&args, run.path()).await?;
+    }
+    Ok(())
+}
+
+async fn scheduler_part(args: &Args, run: &std::path::Path) -> anyhow::Result<()> {
+    let mut table = Table::new(
+        "Scheduler: tug scheduler binding unbound pods to simulated nodes",
+        &[
+            "nodes x pods",
+            "throughput",
+            "wall (with initial lists)",
+            "setup (creates)",
+            "Kubernetes floor",
+        ],
+    );
+    for case in &args.scheduler_cases {
+        let outcome = scheduler::measure(&args.tug, run, *case).await?;
+        table.row(vec![
+            format!("{} x {}", count(case.nodes as f64), count(case.pods as f64)),
+            scheduler::rate(&outcome),
+            ms(outcome.wall),
+            ms(outcome.setup),
+            "680-810 pods/s".into(),
+        ]);
+    }
+    table.print();
     Ok(())
 }
 
@@ -134,6 +169,10 @@ fn clients(n: usize) -> String {
     }
 }
 
+/// The API part measures the API server: no scheduler places its pods on
+/// the server's node (where the agent would try to run them).
+const API_ONLY: &[&str] = &["--disable-scheduler"];
+
 async fn api_part(args: &Args, run: &std::path::Path) -> anyhow::Result<()> {
     anyhow::ensure!(
         args.tug.exists(),
@@ -150,13 +189,13 @@ async fn api_part(args: &Args, run: &std::path::Path) -> anyhow::Result<()> {
         &["measure", "result", "goal"],
     );
 
-    let (server, first) = api::TugServer::start(&args.tug, &data, port).await?;
+    let (server, first) = api::TugServer::start(&args.tug, &data, port, API_ONLY).await?;
     drop(server);
     let mut restarts = Samples::default();
     let mut server = None;
     for _ in 0..args.restarts.max(1) {
         drop(server.take());
-        let (s, ready) = api::TugServer::start(&args.tug, &data, port).await?;
+        let (s, ready) = api::TugServer::start(&args.tug, &data, port, API_ONLY).await?;
         restarts.push(ready);
         server = Some(s);
     }
