@@ -54,12 +54,19 @@ fn get_deployments_and_services_print_their_columns() {
         .kubectl(&["apply", "-n", &ns, "-f", arg(&manifest("app"))])
         .ok();
 
-    let deployments = table(&server.kubectl(&["get", "deployments", "-n", &ns]).ok());
+    // Settled once the controllers made the two (never scheduled) pods.
+    let deployments = eventually("the Deployment's pods to be made", || {
+        let deployments = table(&server.kubectl(&["get", "deployments", "-n", &ns]).ok());
+        if row(&deployments, "shop")[..4] == ["shop", "0/2", "2", "0"] {
+            Ok(deployments)
+        } else {
+            Err(format!("{deployments:?}"))
+        }
+    });
     assert_eq!(
         deployments[0],
         ["NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
     );
-    assert_eq!(row(&deployments, "shop")[..4], ["shop", "0/2", "0", "0"]);
 
     let wide = table(
         &server

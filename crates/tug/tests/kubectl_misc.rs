@@ -2,7 +2,9 @@
 
 mod common;
 
-use common::{KUBECTL_1_27, Server, arg, manifest, pod_manifest, row, shared_server, table};
+use common::{
+    KUBECTL_1_27, Server, arg, eventually, manifest, pod_manifest, row, shared_server, table,
+};
 use serde_json::{Value, json};
 
 /// The `Key: value` lines of `kubectl describe` at the top level.
@@ -63,16 +65,22 @@ fn describe_deployment() {
         ])
         .ok();
 
-    let out = server
-        .kubectl(&["describe", "deployment", "shop", "-n", &ns])
-        .ok();
+    // Settled once the controllers made the two pods, which no scheduler
+    // places here: none is available.
+    let out = eventually("the Deployment's pods to be counted", || {
+        let out = server
+            .kubectl(&["describe", "deployment", "shop", "-n", &ns])
+            .ok();
+        let replicas = field(&describe_fields(&out), "Replicas").to_owned();
+        if replicas == "2 desired | 2 updated | 2 total | 0 available | 2 unavailable" {
+            Ok(out)
+        } else {
+            Err(replicas)
+        }
+    });
     let fields = describe_fields(&out);
     assert_eq!(field(&fields, "Name"), "shop");
     assert_eq!(field(&fields, "Selector"), "app=shop");
-    assert_eq!(
-        field(&fields, "Replicas"),
-        "2 desired | 0 updated | 0 total | 0 available | 0 unavailable"
-    );
     assert_eq!(field(&fields, "StrategyType"), "RollingUpdate");
     assert!(out.contains("nginx:1.25"), "{out}");
 }
