@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{Server, arg, manifest, pod_manifest, row, shared_server, table};
+use common::{Server, arg, eventually, manifest, pod_manifest, row, shared_server, table};
 use serde_json::{Value, json};
 
 fn shop_deployment(server: &Server, ns: &str) {
@@ -155,18 +155,27 @@ fn strategic_merge_patch_merges_containers_by_name() {
         "fields the patch does not name are kept"
     );
 
-    let again = server
-        .kubectl(&[
-            "patch",
-            "deployment",
-            "shop",
-            "-n",
-            &ns,
-            "-p",
-            r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.36"}]}}}}"#,
-        ])
-        .ok();
-    assert_eq!(again.trim(), "deployment.apps/shop patched (no change)");
+    // kubectl says "(no change)" when the object it gets back is the one it
+    // read: true once the Deployment controller has stopped updating the
+    // status after the rollout the first patch started. Patching again
+    // changes nothing, so it may be tried until then.
+    eventually("a patch that changes nothing to say so", || {
+        let again = server
+            .kubectl(&[
+                "patch",
+                "deployment",
+                "shop",
+                "-n",
+                &ns,
+                "-p",
+                r#"{"spec":{"template":{"spec":{"containers":[{"name":"sidecar","image":"busybox:1.36"}]}}}}"#,
+            ])
+            .ok();
+        match again.trim() {
+            "deployment.apps/shop patched (no change)" => Ok(()),
+            other => Err(other.to_owned()),
+        }
+    });
 }
 
 #[test]
