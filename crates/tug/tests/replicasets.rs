@@ -361,10 +361,20 @@ fn pods_the_api_server_refuses_show_as_a_replica_failure() {
     let ns = server.namespace("rs-quota");
     let quota = json!({
         "apiVersion": "v1", "kind": "ResourceQuota",
-        "metadata": {"name": "two-pods"},
-        "spec": {"hard": {"pods": "2"}},
+        "metadata": {"name": "no-pods"},
+        "spec": {"hard": {"pods": "0"}},
     });
     apply(server, &ns, &quota);
+    // Enforced once the quota controller has recorded what the quota holds
+    // and uses, as in Kubernetes.
+    eventually("the quota's status", || {
+        let status = server.get_json(&ns, "resourcequota", "no-pods")["status"].clone();
+        if status["hard"]["pods"] == "0" && status["used"]["pods"] == "0" {
+            Ok(())
+        } else {
+            Err(status.to_string())
+        }
+    });
     apply(server, &ns, &replicaset("web", 3, json!({})));
     let condition = eventually("a ReplicaFailure condition", || {
         let rs = server.get_json(&ns, "rs", "web");
@@ -377,8 +387,8 @@ fn pods_the_api_server_refuses_show_as_a_replica_failure() {
     assert_eq!(condition["status"], "True");
     assert_eq!(condition["reason"], "FailedCreate");
     let message = condition["message"].as_str().unwrap_or_default();
-    assert!(message.contains("exceeded quota: two-pods"), "{message}");
-    assert_eq!(pods(server, &ns).len(), 2);
+    assert!(message.contains("exceeded quota: no-pods"), "{message}");
+    assert_eq!(pods(server, &ns).len(), 0);
     let failed = event_messages(server, &ns, "web", "FailedCreate");
     assert!(
         failed
@@ -387,9 +397,9 @@ fn pods_the_api_server_refuses_show_as_a_replica_failure() {
         "{failed:?}"
     );
 
-    // Room again: the third pod is made and the condition goes.
+    // Room again: the pods are made and the condition goes.
     server
-        .kubectl(&["delete", "resourcequota", "two-pods", "-n", &ns])
+        .kubectl(&["delete", "resourcequota", "no-pods", "-n", &ns])
         .ok();
     wait_pod_count(server, &ns, 3);
     eventually("the condition gone", || {
