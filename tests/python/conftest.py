@@ -38,8 +38,11 @@ class Server:
         self.port = free_port()
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(
+                # No node: these tests are about the API, and pods a node ran
+                # would leave mounts behind in the temporary data dir.
                 [TUG_BIN, "server", "--data-dir", self.data_dir,
-                 "--port", str(self.port), "--bind-address", "127.0.0.1"],
+                 "--port", str(self.port), "--bind-address", "127.0.0.1",
+                 "--disable-agent"],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
     def log(self):
