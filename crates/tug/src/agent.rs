@@ -11,6 +11,8 @@ pub struct AgentArgs {
     kubeconfig: PathBuf,
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    ingress: crate::ingress::IngressArgs,
 }
 
 /// What names and shapes this node: shared by `tug agent` and `tug server`.
@@ -73,6 +75,7 @@ impl NodeArgs {
 
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let config = args.node.config(Path::new("/var/lib/tugboat/agent"), &[]);
+    crate::ingress::spawn(&args.kubeconfig, &args.ingress);
     start(&args.kubeconfig, config).await
 }
 

@@ -5,6 +5,7 @@ mod agent;
 mod client;
 mod controllers;
 mod images;
+mod ingress;
 mod scheduler;
 mod server;
 mod shim;

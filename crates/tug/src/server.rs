@@ -45,6 +45,8 @@ pub struct ServerArgs {
     disable_scheduler: bool,
     #[command(flatten)]
     node: NodeArgs,
+    #[command(flatten)]
+    ingress: crate::ingress::IngressArgs,
 }
 
 /// The roles `kubectl get nodes` shows for a server's own node, as k3s sets them.
@@ -85,6 +87,9 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
                 tracing::error!("the scheduler stopped: {e:#}");
             }
         });
+    }
+    if !args.disable_agent {
+        crate::ingress::spawn(&kubeconfig, &args.ingress);
     }
     if let Some(agent) = agent {
         tokio::spawn(async move {

@@ -10,6 +10,7 @@
 //! - `admit`: the steps every write shares (schema, defaults, validation).
 //! - `storage_admission`: new claims' default StorageClass; claims' and volumes' protection.
 //! - `quota_admission`: LimitRange defaults and bounds, ResourceQuota limits.
+//! - `ingress_admission`: new Ingresses' default IngressClass.
 //! - `kubelet_proxy`: the subresources the node's kubelet serves (log, exec,
 //!   attach, portforward, node proxy).
 //! - `service_account_admission`: service account credentials mounted into new pods.
@@ -18,6 +19,7 @@
 mod admit;
 mod binding;
 mod delete;
+mod ingress_admission;
 pub mod kubelet_proxy;
 mod quota_admission;
 mod read;

@@ -7,7 +7,7 @@ use serde_json::Value;
 use tugboat_api::patch::{self, PatchType};
 use tugboat_api::{ApiError, ApiResult, Kind, apply, meta};
 
-use super::{Ctx, admit, json, quota_admission, storage_admission};
+use super::{Ctx, admit, ingress_admission, json, quota_admission, storage_admission};
 use crate::body::{self, FieldValidation};
 use crate::objects::{Objects, revision_of};
 
@@ -24,6 +24,7 @@ pub async fn create(ctx: &Ctx) -> ApiResult<Response> {
     let now = admit::now();
     admit::prepare_create(kind, &mut obj, &now);
     storage_admission::admit(&ctx.objects, kind, &mut obj).await?;
+    ingress_admission::admit(&ctx.objects, kind, &mut obj).await?;
     quota_admission::limit_ranges(&ctx.objects, kind, &mut obj).await?;
     admit::validate(kind, &obj, None)?;
     quota_admission::resource_quotas(&ctx.objects, kind, &obj).await?;
@@ -174,6 +175,7 @@ async fn server_side_apply(ctx: &Ctx) -> ApiResult<Response> {
         let mut obj = apply::server_side_apply(None, &config, writer, force, &now)?;
         admit::prepare_create(kind, &mut obj, &now);
         storage_admission::admit(&ctx.objects, kind, &mut obj).await?;
+        ingress_admission::admit(&ctx.objects, kind, &mut obj).await?;
         quota_admission::limit_ranges(&ctx.objects, kind, &mut obj).await?;
         admit::validate(kind, &obj, None)?;
         quota_admission::resource_quotas(&ctx.objects, kind, &obj).await?;

@@ -1,0 +1,107 @@
+//! The ingress's two listeners on every address of the node: HTTP, and
+//! HTTPS with the certificates of `tls`. HTTP/1.1 and HTTP/2 (h2 by ALPN
+//! over TLS, prior knowledge over plain HTTP) are both served.
+//!
+//! Their ports are the node's, not a pod's: when another program (or
+//! another `tug server` on the same machine) holds one, that listener logs
+//! which flag to change and stays off, and the rest of the node runs on.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use rustls::ServerConfig;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
+
+use crate::proxy::Proxy;
+
+/// How long a client has to finish its TLS handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves plain HTTP on `port` until the process ends.
+pub async fn http(port: u16, proxy: Arc<Proxy>) {
+    let Some(listener) = bind(port, "HTTP", "--ingress-http-port").await else {
+        return;
+    };
+    loop {
+        let (stream, client) = accept(&listener).await;
+        let proxy = proxy.clone();
+        tokio::spawn(serve(stream, client, proxy, "http"));
+    }
+}
+
+/// Serves HTTPS on `port` until the process ends.
+pub async fn https(port: u16, proxy: Arc<Proxy>, tls: Arc<ServerConfig>) {
+    let Some(listener) = bind(port, "HTTPS", "--ingress-https-port").await else {
+        return;
+    };
+    let acceptor = TlsAcceptor::from(tls);
+    loop {
+        let (stream, client) = accept(&listener).await;
+        let (proxy, acceptor) = (proxy.clone(), acceptor.clone());
+        tokio::spawn(async move {
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
+                Ok(Ok(stream)) => serve(stream, client, proxy, "https").await,
+                Ok(Err(e)) => tracing::debug!("TLS handshake with {client} failed: {e}"),
+                Err(_) => tracing::debug!("TLS handshake with {client} timed out"),
+            }
+        });
+    }
+}
+
+async fn bind(port: u16, what: &str, flag: &str) -> Option<TcpListener> {
+    let address = SocketAddr::from((Ipv4Addr::UNSPECIFIED, port));
+    match TcpListener::bind(address).await {
+        Ok(listener) => {
+            tracing::info!("the ingress serves {what} on {address}");
+            Some(listener)
+        }
+        Err(e) => {
+            tracing::error!(
+                "the ingress cannot serve {what} on {address}: {e}; another program (or \
+                 another tug server on this machine) may hold the port: choose another with \
+                 {flag}, or run no ingress here with --disable-ingress. Ingresses are not \
+                 served over {what} on this node; everything else runs on."
+            );
+            None
+        }
+    }
+}
+
+/// The next connection; failures to accept one (out of file descriptors)
+/// are waited out rather than ending the listener.
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, client)) => {
+                let _ = stream.set_nodelay(true);
+                return (stream, client);
+            }
+            Err(e) => {
+                tracing::warn!("the ingress cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+async fn serve<S>(stream: S, client: SocketAddr, proxy: Arc<Proxy>, scheme: &'static str)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |request| {
+        let proxy = proxy.clone();
+        async move { proxy.handle(request, client, scheme).await }
+    });
+    if let Err(e) = auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), service)
+        .await
+    {
+        tracing::debug!("connection from {client}: {e}");
+    }
+}
