@@ -1,10 +1,13 @@
 //! Objects every cluster has from its first start.
 
+use std::net::IpAddr;
+
 use serde_json::json;
 use tugboat_api::registry;
 
 use crate::objects::Objects;
 use crate::rest;
+use crate::system_services::{self, SystemPort, SystemService};
 
 /// The namespaces Kubernetes creates: `default` for users, `kube-system` for
 /// the cluster's own workloads, `kube-public` readable by all, and
@@ -20,5 +23,34 @@ pub async fn create_system_namespaces(objects: &Objects) -> anyhow::Result<()> {
             rest::create_internal(objects, kind, ns).await?;
         }
     }
+    Ok(())
+}
+
+/// The `kubernetes` Service in `default`: the first address of the service
+/// CIDR, port `https` 443 to the API server at `address`:`port`, labelled
+/// as kube-apiserver labels it.
+pub async fn keep_kubernetes_service(
+    objects: &Objects,
+    address: IpAddr,
+    port: u16,
+) -> anyhow::Result<()> {
+    let service = SystemService {
+        namespace: "default".into(),
+        name: "kubernetes".into(),
+        labels: [
+            ("component".into(), "apiserver".into()),
+            ("provider".into(), "kubernetes".into()),
+        ]
+        .into(),
+        cluster_ip: objects.service_ranges.ips.first(),
+        ports: vec![SystemPort {
+            name: "https".into(),
+            protocol: "TCP".into(),
+            port: 443,
+            target_port: port,
+        }],
+        address,
+    };
+    system_services::keep(objects, &service).await?;
     Ok(())
 }

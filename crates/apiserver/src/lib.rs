@@ -8,6 +8,10 @@
 //!   update, patch, delete, watch, and the status and scale subresources).
 //! - `objects`: how objects are kept in the store (JSON, resourceVersion = revision).
 //! - `watch_cache`: one store watch fanned out to every API watcher.
+//! - `service_allocation`: Services' cluster IPs and node ports, held in the
+//!   store beside the Services.
+//! - [`system_services`]: Services the cluster keeps for itself (`kubernetes`,
+//!   `kube-dns`) with their EndpointSlices and Endpoints.
 //! - `compactor`: drops store history older than five minutes.
 //! - [`pki`]: the cluster CA and certificates; the admin kubeconfig.
 //! - `tokens`: service account tokens (JWTs) issued and checked.
@@ -22,7 +26,10 @@ mod request;
 mod rest;
 mod routes;
 pub mod server;
+mod service_allocation;
+pub mod system_services;
 mod tokens;
 mod watch_cache;
 
 pub use server::{Config, Listening, listen};
+pub use service_allocation::PortRange;

@@ -4,7 +4,9 @@
 //! holding its JSON without `metadata.resourceVersion`: the resourceVersion a
 //! client sees is the key's mod revision, filled in on every read. Writes are
 //! compare-and-swap on that revision, which is what optimistic concurrency
-//! (409 Conflict on a stale resourceVersion) rests on.
+//! (409 Conflict on a stale resourceVersion) rests on. Services are written
+//! through `service_allocation`, which takes and releases the addresses and
+//! ports they hold in the same transactions.
 
 use std::sync::Arc;
 
@@ -12,6 +14,7 @@ use serde_json::Value;
 use tugboat_api::{ApiError, ApiResult, Kind, meta};
 use tugboat_store::{Compare, KeyValue, Op, OpResponse, Revision, Store, StoreError, Txn};
 
+use crate::service_allocation::{self, ServiceRanges};
 use crate::watch_cache::WatchCache;
 
 /// Kubernetes refuses objects larger than etcd's default request limit.
@@ -21,12 +24,37 @@ const MAX_OBJECT_BYTES: usize = 3 * 1024 * 1024 / 2;
 pub struct Objects {
     pub store: Arc<dyn Store>,
     pub cache: WatchCache,
+    /// Where Services' cluster IPs and node ports come from.
+    pub service_ranges: ServiceRanges,
+}
+
+/// Keys a write takes (each must be free) and releases in the same
+/// transaction as the object: what a Service holds of the service ranges.
+#[derive(Debug, Default)]
+pub struct Holds {
+    /// Keys with the value they get.
+    pub take: Vec<(String, Vec<u8>)>,
+    pub release: Vec<String>,
+}
+
+/// How [`Objects::write_holding`] went.
+pub enum Holding {
+    /// The object as written (or deleted), with its new resourceVersion.
+    Written(Value),
+    /// The object was not at the expected revision.
+    Raced,
+    /// This key was taken already.
+    Taken(String),
 }
 
 impl Objects {
-    pub fn new(store: Arc<dyn Store>) -> Arc<Objects> {
+    pub fn new(store: Arc<dyn Store>, service_ranges: ServiceRanges) -> Arc<Objects> {
         let cache = WatchCache::start(store.clone());
-        Arc::new(Objects { store, cache })
+        Arc::new(Objects {
+            store,
+            cache,
+            service_ranges,
+        })
     }
 
     /// The object, or 404 naming it as Kubernetes does.
@@ -43,6 +71,9 @@ impl Objects {
 
     /// Writes a new object; 409 AlreadyExists if its key is taken.
     pub async fn create(&self, kind: &Kind, obj: &Value) -> ApiResult<Value> {
+        if service_allocation::allocates(kind) {
+            return service_allocation::create(self, kind, obj).await;
+        }
         let key = kind.key(meta::namespace(obj), meta::name(obj));
         let value = encode(obj)?;
         match self.write(&key, value, 0).await? {
@@ -63,6 +94,9 @@ impl Objects {
         obj: &Value,
         expected: Revision,
     ) -> ApiResult<Option<Value>> {
+        if service_allocation::allocates(kind) {
+            return service_allocation::replace(self, kind, obj, expected).await;
+        }
         let key = kind.key(meta::namespace(obj), meta::name(obj));
         let value = encode(obj)?;
         Ok(self
@@ -80,6 +114,9 @@ impl Objects {
         obj: &Value,
         expected: Revision,
     ) -> ApiResult<Option<Value>> {
+        if service_allocation::allocates(kind) {
+            return service_allocation::remove(self, kind, obj, expected).await;
+        }
         let key = kind.key(meta::namespace(obj), meta::name(obj));
         let txn = Txn {
             compares: vec![Compare::mod_revision_is(key.clone(), expected)],
@@ -90,6 +127,69 @@ impl Objects {
         Ok(resp
             .succeeded
             .then(|| with_revision(obj.clone(), resp.revision)))
+    }
+
+    /// Writes (or deletes) an object last written at `expected` (0: new) in
+    /// one transaction with the keys it takes and releases.
+    pub async fn write_holding(
+        &self,
+        kind: &Kind,
+        obj: &Value,
+        delete: bool,
+        expected: Revision,
+        holds: &Holds,
+    ) -> ApiResult<Holding> {
+        let key = kind.key(meta::namespace(obj), meta::name(obj));
+        let mut compares = vec![Compare::mod_revision_is(key.clone(), expected)];
+        let mut success = vec![if delete {
+            Op::Delete { key: key.clone() }
+        } else {
+            Op::Put {
+                key: key.clone(),
+                value: encode(obj)?,
+                lease: 0,
+            }
+        }];
+        // On failure, what the object and each taken key are tell why.
+        let mut failure = vec![Op::Get { key }];
+        for (key, value) in &holds.take {
+            compares.push(Compare::mod_revision_is(key.clone(), 0));
+            success.push(Op::Put {
+                key: key.clone(),
+                value: value.clone(),
+                lease: 0,
+            });
+            failure.push(Op::Get { key: key.clone() });
+        }
+        success.extend(
+            holds
+                .release
+                .iter()
+                .map(|key| Op::Delete { key: key.clone() }),
+        );
+        let txn = Txn {
+            compares,
+            success,
+            failure,
+        };
+        let resp = self.store.txn(txn).await.map_err(store_error)?;
+        if resp.succeeded {
+            return Ok(Holding::Written(with_revision(obj.clone(), resp.revision)));
+        }
+        let found = |response: &OpResponse| match response {
+            OpResponse::Get { kv } => kv.as_ref().map_or(0, |kv| kv.mod_revision),
+            _ => 0,
+        };
+        let mut responses = resp.responses.iter();
+        if responses.next().map(found) != Some(expected) {
+            return Ok(Holding::Raced);
+        }
+        Ok(holds
+            .take
+            .iter()
+            .zip(responses)
+            .find(|(_, response)| found(response) != 0)
+            .map_or(Holding::Raced, |((key, _), _)| Holding::Taken(key.clone())))
     }
 
     async fn write(

@@ -11,6 +11,7 @@ use anyhow::Context;
 use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use ipnet::IpNet;
 use rustls::RootCertStore;
 use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls_pki_types::pem::PemObject;
@@ -24,6 +25,8 @@ use crate::objects::Objects;
 use crate::pki::Pki;
 use crate::rest::kubelet_proxy::Kubelets;
 use crate::routes::{self, Authenticated};
+use crate::service_allocation::{self, IpRange, PortRange, ServiceRanges};
+use crate::system_services::SystemServices;
 use crate::tokens::Tokens;
 use crate::{bootstrap, compactor};
 
@@ -38,6 +41,11 @@ pub struct Config {
     pub tls_san: Vec<String>,
     /// How much store history is kept for watches and paginated lists.
     pub compaction_interval: Duration,
+    /// Where Services' cluster IPs come from; the first is the `kubernetes` Service's.
+    pub service_cidr: IpNet,
+    pub service_node_port_range: PortRange,
+    /// The address the `kubernetes` Service's endpoints point at.
+    pub advertise_address: IpAddr,
 }
 
 /// The API server bound to its port with its certificates made, not yet
@@ -45,13 +53,15 @@ pub struct Config {
 /// in-process clients (the node agent) before [`Listening::serve`].
 pub struct Listening {
     kubeconfig: PathBuf,
+    objects: Arc<Objects>,
     listener: TcpListener,
     acceptor: TlsAcceptor,
     app: Router,
 }
 
 /// Makes the certificates, binds the port, creates the system namespaces and
-/// writes the admin kubeconfig.
+/// the `kubernetes` Service (repairing what Services hold first), and writes
+/// the admin kubeconfig.
 pub async fn listen(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Listening> {
     let pki = Pki::load_or_create(&config.data_dir, &certificate_hosts(&config))
         .context("making the cluster certificates")?;
@@ -65,9 +75,19 @@ pub async fn listen(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Lis
                 config.bind_address, config.port
             )
         })?;
-    let objects = Objects::new(store);
+    let ranges = ServiceRanges {
+        ips: IpRange::new(config.service_cidr),
+        node_ports: config.service_node_port_range,
+    };
+    let objects = Objects::new(store, ranges);
     compactor::start(objects.clone(), config.compaction_interval);
     bootstrap::create_system_namespaces(&objects).await?;
+    service_allocation::repair(&objects)
+        .await
+        .context("repairing the Services' cluster IPs and node ports")?;
+    bootstrap::keep_kubernetes_service(&objects, config.advertise_address, config.port)
+        .await
+        .context("keeping the kubernetes Service")?;
     let url = format!(
         "https://{}:{}",
         client_address(config.bind_address),
@@ -78,6 +98,7 @@ pub async fn listen(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Lis
     tracing::info!("serving the Kubernetes API at {url}");
     Ok(Listening {
         kubeconfig,
+        objects: objects.clone(),
         listener,
         acceptor: TlsAcceptor::from(Arc::new(tls_config(&pki)?)),
         app: routes::router(objects, Arc::new(Kubelets::new(&pki)?), Arc::new(tokens)),
@@ -88,6 +109,11 @@ impl Listening {
     /// The admin kubeconfig, for clients in this process.
     pub fn kubeconfig(&self) -> &Path {
         &self.kubeconfig
+    }
+
+    /// For keeping the Services the server runs (the cluster DNS).
+    pub fn system_services(&self) -> SystemServices {
+        SystemServices::new(self.objects.clone())
     }
 
     /// Serves the Kubernetes API until the process ends.

@@ -30,6 +30,17 @@ pub struct ServerArgs {
     /// resourceVersions get 410 Expired.
     #[arg(long, default_value_t = 300)]
     compaction_interval: u64,
+    /// Where Services' cluster IPs come from; the first address is the
+    /// `kubernetes` Service's.
+    #[arg(long, default_value = "10.43.0.0/16")]
+    service_cidr: tugboat_net::IpNet,
+    /// The ports NodePort and LoadBalancer Services get, as first-last.
+    #[arg(long, default_value = "30000-32767")]
+    service_node_port_range: tugboat_apiserver::PortRange,
+    /// The address this server is reached at, published as the `kubernetes`
+    /// Service's endpoint (default: this host's primary address).
+    #[arg(long)]
+    advertise_address: Option<IpAddr>,
     /// Serve the API only: run no node agent, so this machine is no node.
     #[arg(long)]
     disable_agent: bool,
@@ -62,12 +73,18 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         args.node
             .config(&args.data_dir.join("agent"), SERVER_NODE_ROLES)
     });
+    let advertise_address = args
+        .advertise_address
+        .unwrap_or_else(tugboat_agent::machine::internal_ip);
     let config = Config {
         data_dir: args.data_dir,
         bind_address: args.bind_address,
         port: args.port,
         tls_san: args.tls_san,
         compaction_interval: Duration::from_secs(args.compaction_interval.max(1)),
+        service_cidr: args.service_cidr,
+        service_node_port_range: args.service_node_port_range,
+        advertise_address,
     };
     let api = tugboat_apiserver::listen(config, store).await?;
     let kubeconfig = api.kubeconfig().to_owned();

@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use tugboat_api::{ApiError, ApiResult, Kind, apply, defaults, meta, validation};
 
 use crate::body::{FieldValidation, unknown_fields};
+use crate::service_allocation;
 
 /// Metadata only the server sets; what a client sends for these is ignored.
 const SERVER_OWNED: [&str; 6] = [
@@ -129,6 +130,9 @@ pub fn prepare_update(
         meta::set(&mut new, field, value);
     }
     defaults::apply_defaults(kind, &mut new);
+    if service_allocation::allocates(kind) {
+        service_allocation::carry_over(old, &mut new);
+    }
     if tracks_generation(kind) && meta::spec_part(&new) != meta::spec_part(old) {
         let generation = old
             .pointer("/metadata/generation")

@@ -30,7 +30,7 @@ pub mod token_request;
 mod watch;
 mod write;
 
-pub use write::create_internal;
+pub use write::{create_internal, put_internal};
 
 use std::sync::Arc;
 

@@ -282,3 +282,26 @@ pub async fn create_internal(objects: &Objects, kind: &Kind, mut obj: Value) -> 
     admit::record_manager(None, &mut obj, "tug".into(), &now);
     objects.create(kind, &obj).await
 }
+
+/// Makes an object the server keeps (a system Service and its endpoints)
+/// what `desired` says: created if missing, else updated where it differs.
+pub async fn put_internal(objects: &Objects, kind: &Kind, desired: Value) -> ApiResult<Value> {
+    let key = kind.key(meta::namespace(&desired), meta::name(&desired));
+    loop {
+        let Some(old) = objects.try_get(&key).await? else {
+            match create_internal(objects, kind, desired.clone()).await {
+                Err(e) if e.reason == "AlreadyExists" => continue,
+                created => return created,
+            }
+        };
+        let mut new = admit::prepare_update(kind, false, &old, desired.clone())?;
+        if admit::same_object(&new, &old) {
+            return Ok(old);
+        }
+        admit::validate(kind, &new, Some(&old))?;
+        admit::record_manager(Some(&old), &mut new, "tug".into(), &admit::now());
+        if let Some(written) = objects.replace(kind, &new, revision_of(&old)).await? {
+            return Ok(written);
+        }
+    }
+}
