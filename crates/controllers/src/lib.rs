@@ -26,11 +26,14 @@
 //! - `daemonset`: DaemonSets keep one pod on each eligible node and roll them.
 //! - `statefulset`: StatefulSets' ordered pods with stable names, hostnames and claims.
 //! - `volumes`: claims bound to volumes; the local-path provisioner and default class.
+//! - `endpointslice`: Services' EndpointSlices and Endpoints from the pods they select.
+//! - `servicelb`: LoadBalancer Services get the Ready nodes' addresses.
 
 mod claim;
 mod cronjob;
 mod daemonset;
 mod deployment;
+mod endpointslice;
 mod garbage_collector;
 mod job;
 mod namespace;
@@ -44,6 +47,7 @@ mod revisions;
 mod root_ca;
 mod selector;
 mod serviceaccount;
+mod servicelb;
 mod statefulset;
 mod volumes;
 
@@ -80,6 +84,8 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     controllers.spawn(daemonset::run(client.clone()));
     controllers.spawn(statefulset::run(client.clone()));
     controllers.spawn(volumes::run(client.clone()));
+    controllers.spawn(endpointslice::run(client.clone()));
+    controllers.spawn(servicelb::run(client.clone()));
     while let Some(stopped) = controllers.join_next().await {
         stopped??;
     }
