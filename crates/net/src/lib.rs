@@ -20,9 +20,14 @@
 //! (host-local and iptables take their own locks).
 //!
 //! `hostNetwork` pods have no netns of their own and are not attached at all.
+//!
+//! [`proxy`] is the service proxy beside each node agent: Services and
+//! EndpointSlices become DNAT rules in an nftables table of the node's own
+//! (`proxy::run(client, proxy::Config { node_name, pod_cidr, agent_dir })`).
 
 pub mod cni;
 mod error;
+pub mod proxy;
 
 pub use cni::{Cni, CniConfig, PodAddress, PodNetwork, PortMapping, Protocol};
 pub use error::{Error, Result};

@@ -41,9 +41,18 @@ pub struct NodeArgs {
     /// already taken, picks a free one, which the Node publishes.
     #[arg(long, default_value_t = 10250)]
     kubelet_port: u16,
+    /// Run no service proxy beside the agent: this node's traffic to
+    /// Services is left to another proxy.
+    #[arg(long)]
+    disable_proxy: bool,
 }
 
 impl NodeArgs {
+    /// Whether the service proxy runs beside the agent.
+    pub fn proxy(&self) -> bool {
+        !self.disable_proxy
+    }
+
     /// The agent's configuration: its state in `default_dir` unless told
     /// otherwise, and `extra_labels` (the roles `tug server` gives its own
     /// node) under the user's labels.
@@ -76,14 +85,27 @@ impl NodeArgs {
 pub async fn run(args: AgentArgs) -> anyhow::Result<()> {
     let config = args.node.config(Path::new("/var/lib/tugboat/agent"), &[]);
     crate::ingress::spawn(&args.kubeconfig, &args.ingress);
-    start(&args.kubeconfig, config).await
+    start(&args.kubeconfig, config, args.node.proxy()).await
 }
 
-/// Connects with `kubeconfig` and runs the agent until it fails.
-pub async fn start(kubeconfig: &Path, mut config: tugboat_agent::Config) -> anyhow::Result<()> {
+/// Connects with `kubeconfig` and runs the agent until it fails, with the
+/// service proxy beside it when `proxy`.
+pub async fn start(
+    kubeconfig: &Path,
+    mut config: tugboat_agent::Config,
+    proxy: bool,
+) -> anyhow::Result<()> {
     let client_config = crate::client::config(kubeconfig).await?;
     config.cluster_ca = client_config.root_cert.clone().unwrap_or_default();
     let client = kube::Client::try_from(client_config)?;
+    if proxy {
+        let proxy = tugboat_net::proxy::Config {
+            node_name: config.node_name.clone(),
+            pod_cidr: config.pod_cidr,
+            agent_dir: config.data_dir.clone(),
+        };
+        tokio::spawn(tugboat_net::proxy::run(client.clone(), proxy));
+    }
     tugboat_agent::run(client, config).await
 }
 
@@ -101,10 +123,19 @@ pub struct KillallArgs {
 }
 
 /// `tug killall`: stops every container of this node and removes what its
-/// pods had (mounts, namespaces, cgroups, volumes), as `k3s-killall.sh` does.
-/// The cluster's state is untouched: a restarted agent starts the pods again.
+/// pods had (mounts, namespaces, cgroups, volumes) and the service proxy's
+/// nftables table, as `k3s-killall.sh` does. The cluster's state is
+/// untouched: a restarted agent starts the pods again.
 pub fn killall(args: KillallArgs) -> anyhow::Result<()> {
     let removed = tugboat_agent::remove_all_pods(&args.dir)?;
     println!("removed {removed} pod(s) from {}", args.dir.display());
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(tugboat_net::proxy::delete_table(&args.dir))?;
+    println!(
+        "removed the service proxy's table ip {}",
+        tugboat_net::proxy::table_name(&args.dir)
+    );
     Ok(())
 }

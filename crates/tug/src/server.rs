@@ -69,6 +69,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     let state = args.data_dir.join("state.redb");
     let store: Arc<dyn Store> = EmbeddedStore::open(&state)
         .with_context(|| format!("opening the store {}", state.display()))?;
+    let proxy = args.node.proxy();
     let agent = (!args.disable_agent).then(|| {
         args.node
             .config(&args.data_dir.join("agent"), SERVER_NODE_ROLES)
@@ -110,7 +111,7 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     }
     if let Some(agent) = agent {
         tokio::spawn(async move {
-            if let Err(e) = crate::agent::start(&kubeconfig, agent).await {
+            if let Err(e) = crate::agent::start(&kubeconfig, agent, proxy).await {
                 tracing::error!("the node agent stopped: {e:#}");
             }
         });
