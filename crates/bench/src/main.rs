@@ -10,6 +10,7 @@
 
 mod api;
 mod client;
+mod ingress;
 mod report;
 mod scheduler;
 mod store;
@@ -74,6 +75,13 @@ struct Args {
     /// Only the scheduler part.
     #[arg(long, conflicts_with_all = ["api_only", "store_only"])]
     scheduler_only: bool,
+    /// Only the ingress part.
+    #[arg(long, conflicts_with_all = ["api_only", "store_only", "scheduler_only"])]
+    ingress_only: bool,
+    /// Where the test images are (`scripts/build-test-images`): the ingress
+    /// part runs the httpd one.
+    #[arg(long, default_value = "target/test-images")]
+    test_images: PathBuf,
 }
 
 impl Args {
@@ -111,6 +119,9 @@ async fn main() -> anyhow::Result<()> {
             .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .unwrap_or_else(|_| "unknown".into()),
     );
+    if args.ingress_only {
+        return ingress::run(&args.tug, run.path(), &args.test_images).await;
+    }
     if !args.store_only && !args.scheduler_only {
         api_part(&args, run.path()).await?;
     }
@@ -119,6 +130,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if !args.api_only && !args.store_only {
         scheduler_part(&args, run.path()).await?;
+    }
+    if !args.api_only && !args.store_only && !args.scheduler_only {
+        ingress::run(&args.tug, run.path(), &args.test_images).await?;
     }
     Ok(())
 }
