@@ -21,11 +21,16 @@
 //!
 //! `hostNetwork` pods have no netns of their own and are not attached at all.
 //!
+//! [`dns`] is the cluster DNS `tug server` runs (`dns::start(client,
+//! DnsConfig { address, port, domain, upstreams })`): the Kubernetes DNS
+//! names answered from watched Services and EndpointSlices, others forwarded.
+//!
 //! [`proxy`] is the service proxy beside each node agent: Services and
 //! EndpointSlices become DNAT rules in an nftables table of the node's own
 //! (`proxy::run(client, proxy::Config { node_name, pod_cidr, agent_dir })`).
 
 pub mod cni;
+pub mod dns;
 mod error;
 pub mod proxy;
 
