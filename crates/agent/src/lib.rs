@@ -60,6 +60,11 @@ pub struct Config {
     /// The cluster CA's certificates (DER), as the kubeconfig holds them:
     /// the kubelet API serves only clients whose certificate they signed.
     pub cluster_ca: Vec<Vec<u8>>,
+    /// The cluster DNS server(s) `ClusterFirst` pods get in their
+    /// resolv.conf (the kubelet's `--cluster-dns`); none: the host's.
+    pub cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster domain pods search under (`--cluster-domain`).
+    pub cluster_domain: String,
 }
 
 /// Registers the node and keeps it and its lease current until the future is
@@ -86,6 +91,10 @@ pub async fn run(client: Client, mut config: Config) -> anyhow::Result<()> {
         logs_dir: config.data_dir.join("logs"),
         events: tugboat_events::Recorder::new(client.clone(), "kubelet", Some(&config.node_name)),
         insecure_registries: config.insecure_registries.clone(),
+        dns: pods::ClusterDns {
+            servers: config.cluster_dns.clone(),
+            domain: config.cluster_domain.clone(),
+        },
     };
     let kubelet_api = kubelet::listen(
         kubelet::Kubelet {

@@ -45,6 +45,14 @@ pub struct NodeArgs {
     /// Services is left to another proxy.
     #[arg(long)]
     disable_proxy: bool,
+    /// The cluster DNS server pods resolve names with (dnsPolicy
+    /// ClusterFirst): the kube-dns Service's address.
+    #[arg(long, default_value = "10.43.0.10")]
+    cluster_dns: Vec<std::net::IpAddr>,
+    /// The cluster's DNS domain: pods search `<ns>.svc.<domain>`,
+    /// `svc.<domain>` and `<domain>`.
+    #[arg(long, default_value = "cluster.local")]
+    pub cluster_domain: String,
 }
 
 impl NodeArgs {
@@ -78,6 +86,8 @@ impl NodeArgs {
             pod_cidr: self.pod_cidr,
             kubelet_port: self.kubelet_port,
             cluster_ca: Vec::new(),
+            cluster_dns: self.cluster_dns.clone(),
+            cluster_domain: self.cluster_domain.clone(),
         }
     }
 }

@@ -3,6 +3,7 @@
 //! - `worker`: one pod's loop from sandbox to deletion.
 //! - `spec`: a container's runtime spec from the pod and the image.
 //! - `volumes`: the pod's directory, volumes and mounts.
+//! - `dns`: the pod's resolv.conf (by `dnsPolicy`) and its `/etc/hosts` line.
 //! - `claims`: the PersistentVolumeClaims a pod mounts, once bound.
 //! - `tokens`: the service account tokens projected volumes carry.
 //! - `status`: the pod's status as the kubelet reports it.
@@ -14,6 +15,7 @@
 //! Workers of pods that still exist adopt their running containers.
 
 mod claims;
+mod dns;
 mod probes;
 mod spec;
 mod status;
@@ -38,6 +40,8 @@ use tugboat_runtime::Runtime;
 
 use tugboat_events::Recorder;
 
+pub use dns::ClusterDns;
+
 /// What every pod worker of this node shares.
 pub struct Node {
     pub client: Client,
@@ -53,6 +57,8 @@ pub struct Node {
     pub logs_dir: PathBuf,
     pub events: Recorder,
     pub insecure_registries: Vec<String>,
+    /// The cluster DNS `ClusterFirst` pods resolve names with.
+    pub dns: ClusterDns,
 }
 
 impl Node {

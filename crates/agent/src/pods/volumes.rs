@@ -19,6 +19,7 @@ use k8s_openapi::api::core::v1::{
 use tugboat_api::quantity;
 use tugboat_runtime::Mount;
 
+use super::dns::{ClusterDns, ResolvConf, hosts_line, resolv_conf};
 use super::spec::{ConfigError, References, field_value};
 use super::tokens::TokenKey;
 
@@ -41,7 +42,12 @@ impl PodDir {
     /// Makes every volume of the pod and the files all its containers share.
     /// Safe to call again: existing emptyDirs keep their content, ConfigMap
     /// and Secret files are rewritten with current data.
-    pub fn prepare(&self, refs: &References, pod_ip: Option<IpAddr>) -> Result<(), ConfigError> {
+    pub fn prepare(
+        &self,
+        refs: &References,
+        pod_ip: Option<IpAddr>,
+        dns: &ClusterDns,
+    ) -> Result<(), ConfigError> {
         let pod = refs.pod;
         fs::create_dir_all(&self.root).map_err(io_error)?;
         for volume in pod.spec.iter().flat_map(|s| s.volumes.iter().flatten()) {
@@ -58,7 +64,8 @@ impl PodDir {
         } else {
             let ip = pod_ip.map_or_else(|| "127.0.1.1".to_owned(), |ip| ip.to_string());
             format!(
-                "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{ip}\t{hostname}\n"
+                "# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n{}",
+                hosts_line(pod, &ip, &hostname, dns)
             )
         };
         write_file(&self.root.join("etc-hosts"), hosts.as_bytes(), 0o644)?;
@@ -67,8 +74,9 @@ impl PodDir {
             format!("{hostname}\n").as_bytes(),
             0o644,
         )?;
-        let resolv = fs::read("/etc/resolv.conf").unwrap_or_default();
-        write_file(&self.root.join("resolv.conf"), &resolv, 0o644)
+        let host = ResolvConf::parse(&fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
+        let resolv = resolv_conf(pod, host, dns).render();
+        write_file(&self.root.join("resolv.conf"), resolv.as_bytes(), 0o644)
     }
 
     fn prepare_volume(&self, volume: &Volume, refs: &References) -> Result<(), ConfigError> {

@@ -214,7 +214,7 @@ impl Worker {
         );
         let prepared = match &sandbox {
             Some(_) if self.prepared.as_ref() != Some(&inputs) => pod_dir
-                .prepare(&refs, self.pod_ip)
+                .prepare(&refs, self.pod_ip, &self.node.dns)
                 .map(|()| self.prepared = Some(inputs)),
             _ => Ok(()),
         };
