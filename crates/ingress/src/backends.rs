@@ -27,7 +27,7 @@ pub struct Backend {
 }
 
 impl Backend {
-    fn new(name: String, endpoints: Result<Vec<SocketAddr>, String>) -> Backend {
+    pub fn new(name: String, endpoints: Result<Vec<SocketAddr>, String>) -> Backend {
         Backend {
             name,
             endpoints,

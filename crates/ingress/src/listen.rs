@@ -99,9 +99,75 @@ where
         async move { proxy.handle(request, client, scheme).await }
     });
     if let Err(e) = auto::Builder::new(TokioExecutor::new())
-        .serve_connection(TokioIo::new(stream), service)
+        .serve_connection_with_upgrades(TokioIo::new(stream), service)
         .await
     {
         tracing::debug!("connection from {client}: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backends::Backend;
+    use crate::current::Current;
+    use crate::routes::{PathType, Table};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// Reads from `stream` up to the blank line ending an HTTP head.
+    async fn read_head(stream: &mut TcpStream) -> String {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0];
+            stream.read_exact(&mut byte).await.unwrap();
+            head.push(byte[0]);
+        }
+        String::from_utf8(head).unwrap()
+    }
+
+    #[tokio::test]
+    async fn switched_connections_are_carried_both_ways() {
+        // A backend that switches to an echo protocol.
+        let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend_address = backend.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = backend.accept().await.unwrap();
+            let head = read_head(&mut stream).await;
+            assert!(head.contains("upgrade: echo"), "{head}");
+            stream
+                .write_all(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+                .await
+                .unwrap();
+            let (mut from, mut to) = stream.split();
+            tokio::io::copy(&mut from, &mut to).await.unwrap();
+        });
+        let mut table = Table::default();
+        let echo = Backend::new("t/echo:80".into(), Ok(vec![backend_address]));
+        table.add("", "/", PathType::Prefix, Arc::new(echo));
+        let proxy = Arc::new(Proxy::new(Arc::new(Current::new(table))));
+        let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let front_address = front.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (stream, client) = front.accept().await.unwrap();
+            serve(stream, client, proxy, "http").await;
+        });
+
+        let mut client = TcpStream::connect(front_address).await.unwrap();
+        client
+            .write_all(
+                b"GET /chat HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n",
+            )
+            .await
+            .unwrap();
+        let head = read_head(&mut client).await;
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        assert!(
+            head.to_ascii_lowercase().contains("upgrade: echo"),
+            "{head}"
+        );
+        client.write_all(b"ping").await.unwrap();
+        let mut echoed = [0; 4];
+        client.read_exact(&mut echoed).await.unwrap();
+        assert_eq!(&echoed, b"ping");
     }
 }

@@ -1,5 +1,6 @@
 //! One request through the ingress: the route its host and path take, the
-//! headers a reverse proxy adds, and the answer when no backend can give one
+//! headers a reverse proxy adds, connections switched to another protocol
+//! (WebSocket) carried through, and the answer when no backend can give one
 //! (404 for no route, 503 for no endpoint, 502 for endpoints that do not
 //! answer), each with a body saying why.
 
@@ -12,7 +13,9 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
+use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
 
 use crate::backends::Backend;
 use crate::current::Current;
@@ -70,12 +73,25 @@ impl Proxy {
                 format!("no Ingress rule matches host {host:?} and path {path:?}"),
             ));
         };
+        let upgrade = upgrade_asked(request.headers());
+        let client_side = upgrade.is_some().then(|| hyper::upgrade::on(&mut request));
         set_forwarded_headers(request.headers_mut(), &host, client, scheme);
+        if let Some(protocol) = upgrade {
+            let headers = request.headers_mut();
+            headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+            headers.insert(header::UPGRADE, protocol);
+        }
         let answer = match self.forwarder.send(&backend, request).await {
-            Ok(response) => {
-                let (mut parts, body) = response.into_parts();
-                remove_hop_by_hop(&mut parts.headers);
-                Response::from_parts(parts, body.boxed())
+            Ok(mut response) => {
+                match client_side {
+                    Some(client_side) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
+                        // The 101 keeps its Connection and Upgrade: they are the answer.
+                        let backend_side = hyper::upgrade::on(&mut response);
+                        tokio::spawn(tunnel(client_side, backend_side));
+                    }
+                    _ => remove_hop_by_hop(response.headers_mut()),
+                }
+                response.map(BodyExt::boxed)
             }
             Err(Failure::NoEndpoints(why)) => text(StatusCode::SERVICE_UNAVAILABLE, why),
             Err(Failure::Unreachable(tried)) => text(
@@ -114,6 +130,33 @@ fn set_forwarded_headers(headers: &mut HeaderMap, host: &str, client: SocketAddr
     set("x-forwarded-for", &client.ip().to_string());
     set("x-forwarded-proto", scheme);
     set("x-forwarded-host", host);
+}
+
+/// The protocol a request asks to switch to (WebSocket, mostly), when it
+/// asks with both `Connection: upgrade` and `Upgrade`.
+fn upgrade_asked(headers: &HeaderMap) -> Option<HeaderValue> {
+    let connection_upgrade = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    headers
+        .get(header::UPGRADE)
+        .filter(|_| connection_upgrade)
+        .cloned()
+}
+
+/// Carries the bytes of a switched connection both ways until either side
+/// closes it.
+async fn tunnel(client_side: OnUpgrade, backend_side: OnUpgrade) {
+    match futures::future::try_join(client_side, backend_side).await {
+        Ok((client, backend)) => {
+            let (mut client, mut backend) = (TokioIo::new(client), TokioIo::new(backend));
+            let _ = tokio::io::copy_bidirectional(&mut client, &mut backend).await;
+        }
+        Err(e) => tracing::debug!("an upgraded connection failed to switch: {e}"),
+    }
 }
 
 fn remove_hop_by_hop(headers: &mut HeaderMap) {

@@ -50,9 +50,8 @@ fn apply(server: &Server, namespace: &str, object: &Value) {
 }
 
 /// A busybox httpd pod whose every file in `files` (paths under its web
-/// root) says `name`, so an answer tells which backend gave it. Returns its
-/// pod IP once it serves.
-fn backend(server: &Server, namespace: &str, name: &str, files: &[&str]) -> String {
+/// root) says `name`, so an answer tells which backend gave it.
+fn backend_pod(name: &str, files: &[&str]) -> Value {
     let mut script = String::new();
     for file in files {
         script.push_str(&format!(
@@ -60,7 +59,7 @@ fn backend(server: &Server, namespace: &str, name: &str, files: &[&str]) -> Stri
         ));
     }
     script.push_str("exec httpd -f -p 8080 -h /www");
-    let pod = json!({
+    json!({
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": name, "labels": {"app": name}},
@@ -74,8 +73,13 @@ fn backend(server: &Server, namespace: &str, name: &str, files: &[&str]) -> Stri
                 "readinessProbe": {"tcpSocket": {"port": 8080}, "periodSeconds": 1},
             }],
         },
-    });
-    apply(server, namespace, &pod);
+    })
+}
+
+/// Creates `pod` and returns its pod IP once it is ready.
+fn run_pod(server: &Server, namespace: &str, pod: &Value) -> String {
+    apply(server, namespace, pod);
+    let name = pod["metadata"]["name"].as_str().expect("a named pod");
     eventually(&format!("pod {name} is ready"), || {
         let pod = server.get_json(namespace, "pod", name);
         let ready = pod["status"]["conditions"]
@@ -88,6 +92,11 @@ fn backend(server: &Server, namespace: &str, name: &str, files: &[&str]) -> Stri
             _ => Err(pod["status"].to_string()),
         }
     })
+}
+
+/// A running [`backend_pod`]; returns its pod IP.
+fn backend(server: &Server, namespace: &str, name: &str, files: &[&str]) -> String {
+    run_pod(server, namespace, &backend_pod(name, files))
 }
 
 /// A Service without a selector, port 80 (named `http`) to 8080, whose
@@ -493,4 +502,90 @@ fn a_refusing_endpoint_is_passed_over_and_failures_say_why() {
         body.contains("no ready endpoints for service ingress-retry/empty:80"),
         "{body}"
     );
+}
+
+/// A CGI program for busybox httpd: prints the request's headers as the
+/// server hands them over (`HTTP_*`), and its body.
+const ECHO_CGI: &str = "#!/bin/sh
+printf 'Content-Type: text/plain\\r\\n\\r\\n'
+env | grep '^HTTP_' | sort
+if [ -n \"$CONTENT_LENGTH\" ]; then echo \"BODY=$(head -c \"$CONTENT_LENGTH\")\"; fi
+";
+
+#[test]
+fn backends_see_who_asked_for_which_host_over_what_and_the_body() {
+    let node = node();
+    let server = &node.server;
+    let ns = server.namespace("ingress-headers");
+    apply(
+        server,
+        &ns,
+        &json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": "cgi"},
+            "data": {"echo": ECHO_CGI},
+        }),
+    );
+    let mut pod = backend_pod("echo", &["index.html"]);
+    pod["spec"]["volumes"] =
+        json!([{"name": "cgi", "configMap": {"name": "cgi", "defaultMode": 0o755}}]);
+    pod["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "cgi", "mountPath": "/www/cgi-bin"}]);
+    let ip = run_pod(server, &ns, &pod);
+    // One endpoint refuses: requests that try it first go on to the other,
+    // their bodies with them.
+    service(server, &ns, "echo", &[(&ip, 8080), (&ip, 8081)]);
+    apply(
+        server,
+        &ns,
+        &ingress(
+            "echo",
+            json!({"rules": [{"host": "who.headers.test", "http": {"paths": [path("/", "Prefix", "echo")]}}]}),
+        ),
+    );
+    answers("who.headers.test", "/index.html", 200, "echo");
+
+    let claimed = ["-H", "X-Forwarded-For: 192.0.2.66"];
+    let (code, seen) = curl(
+        "http",
+        "who.headers.test",
+        node.http,
+        "/cgi-bin/echo",
+        &claimed,
+    );
+    assert_eq!(code, 200, "{seen}");
+    let host = format!("who.headers.test:{}", node.http);
+    for line in [
+        format!("HTTP_HOST={host}"),
+        format!("HTTP_X_FORWARDED_HOST={host}"),
+        "HTTP_X_FORWARDED_FOR=127.0.0.1".to_owned(),
+        "HTTP_X_FORWARDED_PROTO=http".to_owned(),
+    ] {
+        assert!(seen.lines().any(|l| l == line), "{line} in:\n{seen}");
+    }
+    let (_, seen) = curl(
+        "https",
+        "who.headers.test",
+        node.https,
+        "/cgi-bin/echo",
+        &["-k"],
+    );
+    assert!(
+        seen.lines().any(|l| l == "HTTP_X_FORWARDED_PROTO=https"),
+        "{seen}"
+    );
+
+    for n in 0..4 {
+        let body = format!("payload-{n}");
+        let (code, seen) = curl(
+            "http",
+            "who.headers.test",
+            node.http,
+            "/cgi-bin/echo",
+            &["--data-binary", &body],
+        );
+        assert_eq!(code, 200, "{seen}");
+        assert!(seen.lines().any(|l| l == format!("BODY={body}")), "{seen}");
+    }
 }
