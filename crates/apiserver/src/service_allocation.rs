@@ -586,6 +586,19 @@ pub async fn create(objects: &Objects, kind: &Kind, obj: &Value) -> ApiResult<Va
     }
 }
 
+/// What creating `svc` would give it, without taking anything: a dry run.
+pub async fn dry_run(objects: &Objects, svc: &mut Value) -> ApiResult<()> {
+    let taken: HashSet<String> = held_in_store(objects).await?.into_keys().collect();
+    let picked = assign(&objects.service_ranges, svc, None, &taken)?;
+    match held_keys(svc)
+        .into_iter()
+        .find(|key| !picked.contains(key) && taken.contains(key))
+    {
+        Some(key) => Err(already_allocated(svc, &key)),
+        None => Ok(()),
+    }
+}
+
 /// Replaces a Service last written at `expected`, taking what its new type
 /// or ports need and releasing what they no longer do; `None` when someone
 /// else wrote it in between.
@@ -792,6 +805,10 @@ pub async fn repair(objects: &Objects) -> ApiResult<()> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
+    use tugboat_store::embedded::EmbeddedStore;
+
     use super::*;
 
     fn ranges() -> ServiceRanges {
@@ -937,5 +954,107 @@ mod tests {
         let health = int_at(&svc, "/spec/healthCheckNodePort");
         assert!(PortRange::default().contains(health));
         assert_ne!(health, int_at(&ports(&svc)[0], "/nodePort"));
+    }
+
+    async fn objects_with(cidr: &str) -> (tempfile::TempDir, Arc<Objects>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("state.redb")).unwrap();
+        let ranges = ServiceRanges {
+            ips: IpRange::new(cidr.parse().unwrap()),
+            node_ports: PortRange::default(),
+        };
+        (dir, Objects::new(store, ranges))
+    }
+
+    fn service_kind() -> &'static Kind {
+        registry::by_kind("v1", "Service").unwrap()
+    }
+
+    #[tokio::test]
+    async fn repair_records_what_services_hold_and_releases_the_rest() {
+        let (_dir, objects) = objects_with("10.43.0.0/16").await;
+        // A Service written without its keys (by an older server) and a
+        // key no Service holds (left by a crash).
+        let mut svc = service(json!({"type": "NodePort", "clusterIP": "10.43.0.7",
+            "clusterIPs": ["10.43.0.7"], "ports": [{"port": 80, "nodePort": 30007}]}));
+        svc["metadata"]["name"] = json!("web");
+        let stray = ip_key("10.43.0.8".parse().unwrap());
+        let txn = Txn {
+            compares: vec![],
+            success: vec![
+                Op::Put {
+                    key: service_kind().key("default", "web"),
+                    value: serde_json::to_vec(&svc).unwrap(),
+                    lease: 0,
+                },
+                Op::Put {
+                    key: stray,
+                    value: b"default/gone".to_vec(),
+                    lease: 0,
+                },
+            ],
+            failure: vec![],
+        };
+        objects.store.txn(txn).await.unwrap();
+        repair(&objects).await.unwrap();
+        let held = held_in_store(&objects).await.unwrap();
+        let expected: BTreeMap<String, Vec<u8>> = [
+            (
+                ip_key("10.43.0.7".parse().unwrap()),
+                b"default/web".to_vec(),
+            ),
+            (port_key(30007), b"default/web".to_vec()),
+        ]
+        .into();
+        assert_eq!(held, expected);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn racing_creates_share_out_a_small_range_exactly_once() {
+        let (_dir, objects) = objects_with("10.43.0.0/27").await;
+        let creates: Vec<_> = (0..40)
+            .map(|i| {
+                let objects = objects.clone();
+                tokio::spawn(async move {
+                    let mut svc = service(json!({"ports": [{"port": 80}]}));
+                    svc["metadata"]["name"] = json!(format!("svc-{i}"));
+                    create(&objects, service_kind(), &svc).await
+                })
+            })
+            .collect();
+        let mut ips = HashSet::new();
+        let mut full = 0;
+        for create in creates {
+            match create.await.unwrap() {
+                Ok(svc) => assert!(ips.insert(str_at(&svc, "/spec/clusterIP").to_owned())),
+                Err(e) => {
+                    assert_eq!(
+                        e.message,
+                        "Internal error occurred: failed to allocate a serviceIP: range is full"
+                    );
+                    full += 1;
+                }
+            }
+        }
+        assert_eq!((ips.len(), full), (30, 10), "{ips:?}");
+        assert_eq!(held_in_store(&objects).await.unwrap().len(), 30);
+    }
+
+    #[tokio::test]
+    async fn deleting_a_service_releases_what_it_held() {
+        let (_dir, objects) = objects_with("10.43.0.0/16").await;
+        let svc = service(
+            json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
+            "ports": [{"port": 80}, {"port": 443}]}),
+        );
+        let created = create(&objects, service_kind(), &svc).await.unwrap();
+        assert_eq!(held_in_store(&objects).await.unwrap().len(), 4);
+        let expected = objects::revision_of(&created);
+        let gone = objects
+            .remove(service_kind(), &created, expected)
+            .await
+            .unwrap();
+        assert!(gone.is_some());
+        assert!(held_in_store(&objects).await.unwrap().is_empty());
     }
 }

@@ -138,6 +138,40 @@ fn an_address_asked_for_is_honoured_once_and_free_again_after_delete() {
 }
 
 #[test]
+fn a_dry_run_shows_the_address_and_takes_nothing() {
+    let server = nodeless_server();
+    let ns = server.namespace("svc-dry-run");
+    let create = |name: &str, extra: &[&str]| {
+        let mut args = vec![
+            "create",
+            "service",
+            "clusterip",
+            name,
+            "-n",
+            &ns,
+            "--tcp=80",
+            "-o",
+            "jsonpath={.spec.clusterIP}",
+        ];
+        args.extend(extra);
+        server.kubectl(&args)
+    };
+    let shown = create("web", &["--dry-run=server"]).ok();
+    assert!(in_service_cidr(&shown), "{shown:?}");
+    assert_eq!(
+        create("web", &["--dry-run=server", "--clusterip=10.43.0.52"]).ok(),
+        "10.43.0.52"
+    );
+    server.assert_absent(&ns, "service", "web");
+    assert_eq!(
+        create("web", &["--clusterip=10.43.0.52"]).ok(),
+        "10.43.0.52"
+    );
+    let err = create("other", &["--dry-run=server", "--clusterip=10.43.0.52"]).fails();
+    assert!(err.contains("provided IP is already allocated"), "{err}");
+}
+
+#[test]
 fn the_cluster_ip_stays_through_updates_and_cannot_change() {
     let server = nodeless_server();
     let ns = server.namespace("svc-immutable");
@@ -219,6 +253,45 @@ fn headless_and_external_name_services_get_no_address() {
         row(&rows, "alias")[1..5],
         ["ExternalName", "<none>", "example.com", "<none>"]
     );
+
+    // A Service that becomes an ExternalName gives its address back.
+    server
+        .kubectl(&[
+            "create",
+            "service",
+            "clusterip",
+            "was-ip",
+            "-n",
+            &ns,
+            "--tcp=80",
+            "--clusterip=10.43.0.53",
+        ])
+        .ok();
+    server
+        .kubectl(&[
+            "patch",
+            "service",
+            "was-ip",
+            "-n",
+            &ns,
+            "-p",
+            r#"{"spec":{"type":"ExternalName","externalName":"example.org"}}"#,
+        ])
+        .ok();
+    let was_ip = server.get_json(&ns, "service", "was-ip");
+    assert!(was_ip["spec"].get("clusterIPs").is_none(), "{was_ip}");
+    server
+        .kubectl(&[
+            "create",
+            "service",
+            "clusterip",
+            "now-ip",
+            "-n",
+            &ns,
+            "--tcp=80",
+            "--clusterip=10.43.0.53",
+        ])
+        .ok();
 }
 
 #[test]

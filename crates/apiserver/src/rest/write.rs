@@ -10,6 +10,7 @@ use tugboat_api::{ApiError, ApiResult, Kind, apply, meta};
 use super::{Ctx, admit, ingress_admission, json, quota_admission, storage_admission};
 use crate::body::{self, FieldValidation};
 use crate::objects::{Objects, revision_of};
+use crate::service_allocation;
 
 /// The alphabet of `generateName` suffixes: no vowels, no look-alikes.
 const SUFFIX_ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -34,7 +35,7 @@ pub async fn create(ctx: &Ctx) -> ApiResult<Response> {
 }
 
 /// Checks the namespace exists and takes new objects, then writes (unless dry run).
-async fn store_new(ctx: &Ctx, obj: Value) -> ApiResult<Value> {
+async fn store_new(ctx: &Ctx, mut obj: Value) -> ApiResult<Value> {
     let kind = ctx.target.kind;
     if kind.namespaced {
         let namespace = meta::namespace(&obj);
@@ -62,6 +63,9 @@ async fn store_new(ctx: &Ctx, obj: Value) -> ApiResult<Value> {
                 kind.plural,
                 meta::name(&obj),
             ));
+        }
+        if service_allocation::allocates(kind) {
+            service_allocation::dry_run(&ctx.objects, &mut obj).await?;
         }
         return Ok(obj);
     }
