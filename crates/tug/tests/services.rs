@@ -10,6 +10,8 @@ mod common;
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use common::{Server, eventually, node_server};
@@ -206,6 +208,31 @@ fn manual_service(
     [service, slice]
 }
 
+/// The name of the table the proxy of `server` programs, from its log.
+fn proxy_table(server: &Server) -> String {
+    let log = server.log();
+    let (_, rest) = log
+        .split_once("service proxy: table ip ")
+        .expect("the proxy logged its table");
+    rest.split_whitespace().next().unwrap().to_owned()
+}
+
+/// Runs an nft batch.
+fn nft(batch: &str) {
+    let mut child = std::process::Command::new("nft")
+        .args(["-f", "-"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("run nft");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(batch.as_bytes())
+        .unwrap();
+    assert!(child.wait().unwrap().success(), "nft -f of {batch}");
+}
+
 /// The host's nftables ruleset.
 fn ruleset() -> String {
     let out = std::process::Command::new("nft")
@@ -356,4 +383,367 @@ fn a_service_without_endpoints_refuses_connections() {
         other => Err(format!("{other:?}")),
     });
     assert!(ruleset().contains(&format!("{ip} . tcp . 80 : goto reject-chain")));
+}
+
+/// A Service `name` selecting `app: name` pods, port 80 to the named
+/// container port `web`, with `extra` merged into its spec.
+fn selecting_service(name: &str, extra: Value) -> Value {
+    let mut spec = json!({
+        "selector": {"app": name},
+        "ports": [{"name": "http", "port": 80, "targetPort": "web"}],
+    });
+    if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
+        spec.extend(extra);
+    }
+    json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec})
+}
+
+/// The cluster IP the API server gave Service `name`.
+fn allocated_ip(server: &Server, namespace: &str, name: &str) -> String {
+    let service = server.get_json(namespace, "service", name);
+    service["spec"]["clusterIP"]
+        .as_str()
+        .expect("a cluster IP")
+        .to_owned()
+}
+
+#[test]
+fn requests_spread_over_ready_replicas_and_skip_a_pod_failing_readiness() {
+    let server = node_server();
+    let ns = server.namespace("svc-spread");
+    apply(server, &ns, &web("web", 3));
+    apply(server, &ns, &selecting_service("web", json!({})));
+    let pods = wait_ready(server, &ns, "web", 3);
+    let ip = allocated_ip(server, &ns, "web");
+    let address: SocketAddr = format!("{ip}:80").parse().unwrap();
+    wait_answering(address);
+    let names: BTreeSet<String> = pods.iter().map(|(name, _)| name.clone()).collect();
+    eventually("every ready replica answering", || {
+        let seen = answers(address, 30);
+        if seen == names {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    });
+
+    // One pod fails its readiness probe: it still runs, but gets nothing.
+    let (unready, _) = &pods[1];
+    server
+        .kubectl(&["exec", "-n", &ns, unready, "--", "rm", "/tmp/ready"])
+        .ok();
+    wait_ready(server, &ns, "web", 2);
+    let rest: BTreeSet<String> = names.iter().filter(|n| *n != unready).cloned().collect();
+    eventually("the unready pod left out", || {
+        let seen = answers(address, 30);
+        if seen == rest {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    });
+    for _ in 0..3 {
+        assert_eq!(answers(address, 20), rest);
+    }
+
+    // Scaled to zero, the Service refuses connections.
+    server
+        .kubectl(&["scale", "deployment/web", "-n", &ns, "--replicas=0"])
+        .ok();
+    eventually("connection refused with no replica", || {
+        match get(address) {
+            Err(e) if e.kind() == ErrorKind::ConnectionRefused => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+}
+
+#[test]
+fn node_ports_and_load_balancer_addresses_reach_the_service_from_the_host() {
+    let server = node_server();
+    let ns = server.namespace("svc-external");
+    apply(server, &ns, &web("front", 2));
+    apply(
+        server,
+        &ns,
+        &selecting_service(
+            "front",
+            json!({"type": "NodePort", "ports": [{"name": "http", "port": 80, "targetPort": "web", "nodePort": 30001}]}),
+        ),
+    );
+    let pods = wait_ready(server, &ns, "front", 2);
+    let names: BTreeSet<String> = pods.into_iter().map(|(name, _)| name).collect();
+    let node = node_address(server);
+    let node_port: SocketAddr = format!("{node}:30001").parse().unwrap();
+    wait_answering(node_port);
+    eventually("every replica behind the NodePort", || {
+        let seen = answers(node_port, 30);
+        if seen == names {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    });
+    // As in kube-proxy's nftables mode, NodePorts do not answer on
+    // localhost.
+    let localhost: SocketAddr = "127.0.0.1:30001".parse().unwrap();
+    assert!(get(localhost).is_err());
+
+    // A LoadBalancer Service is reached at its ingress address on its own
+    // port (the servicelb gives the node's address).
+    apply(
+        server,
+        &ns,
+        &json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "front"},
+                     "ports": [{"name": "http", "port": 8090, "targetPort": "web"}]},
+        }),
+    );
+    let ingress = eventually("a load-balancer ingress address", || {
+        let service = server.get_json(&ns, "service", "lb");
+        service["status"]["loadBalancer"]["ingress"][0]["ip"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| service["status"].to_string())
+    });
+    let balanced: SocketAddr = format!("{ingress}:8090").parse().unwrap();
+    assert!(names.contains(&wait_answering(balanced)));
+}
+
+#[test]
+fn client_ip_affinity_keeps_a_client_on_one_replica() {
+    let server = node_server();
+    let ns = server.namespace("svc-affinity");
+    apply(server, &ns, &web("sticky", 3));
+    apply(
+        server,
+        &ns,
+        &selecting_service("sticky", json!({"sessionAffinity": "ClientIP"})),
+    );
+    wait_ready(server, &ns, "sticky", 3);
+    let ip = allocated_ip(server, &ns, "sticky");
+    let address: SocketAddr = format!("{ip}:80").parse().unwrap();
+    wait_answering(address);
+    // Three replicas at random would give one name 40 times in a row
+    // once in 10^18 tries.
+    let seen = answers(address, 40);
+    assert_eq!(seen.len(), 1, "{seen:?}");
+}
+
+#[test]
+fn deleting_every_service_leaves_none_of_their_rules() {
+    let server = node_server();
+    let ns = server.namespace("svc-cleanup");
+    apply(server, &ns, &web("gone", 2));
+    apply(
+        server,
+        &ns,
+        &selecting_service(
+            "gone",
+            json!({"type": "NodePort", "sessionAffinity": "ClientIP",
+                   "ports": [{"name": "http", "port": 80, "targetPort": "web", "nodePort": 30002}]}),
+        ),
+    );
+    apply(
+        server,
+        &ns,
+        &json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "gone-lb"},
+            "spec": {"type": "LoadBalancer", "selector": {"app": "gone"},
+                     "ports": [{"name": "dns", "port": 8053, "targetPort": 8080, "protocol": "UDP"},
+                               {"name": "http", "port": 8091, "targetPort": "web"}]},
+        }),
+    );
+    wait_ready(server, &ns, "gone", 2);
+    let ips = [
+        allocated_ip(server, &ns, "gone"),
+        allocated_ip(server, &ns, "gone-lb"),
+    ];
+    eventually("rules for every Service port", || {
+        let rules = ruleset();
+        let wanted = [
+            format!("{ns}/gone/tcp/http__"),
+            format!("{ns}/gone-lb/udp/dns__"),
+            format!("{ns}/gone-lb/tcp/http__"),
+            "affinity-".to_owned(),
+            "tcp . 30002 : goto".to_owned(),
+        ];
+        match wanted.iter().find(|w| !rules.contains(w.as_str())) {
+            Some(missing) => Err(format!("no {missing} in {rules}")),
+            None => Ok(()),
+        }
+    });
+
+    server
+        .kubectl(&["delete", "services", "--all", "-n", &ns])
+        .ok();
+    eventually("none of the Services' rules left", || {
+        let rules = ruleset();
+        let left = rules.lines().find(|line| {
+            line.contains(&format!("{ns}/"))
+                || ips.iter().any(|ip| line.contains(ip.as_str()))
+                || line.contains(". 30002 ")
+        });
+        match left {
+            Some(line) => Err(format!("still there: {line}")),
+            None => Ok(()),
+        }
+    });
+}
+
+#[test]
+fn a_rolling_update_behind_a_service_fails_no_request() {
+    let server = node_server();
+    let ns = server.namespace("svc-rollout");
+    let mut deployment = web("roll", 3);
+    deployment["spec"]["strategy"] =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}});
+    // As Kubernetes advises: a pod on its way out keeps serving a moment,
+    // while the proxies stop sending it new connections.
+    let pod = &mut deployment["spec"]["template"]["spec"];
+    pod["terminationGracePeriodSeconds"] = json!(10);
+    pod["containers"][0]["lifecycle"] = json!({"preStop": {"exec": {"command": ["sleep", "3"]}}});
+    apply(server, &ns, &deployment);
+    apply(server, &ns, &selecting_service("roll", json!({})));
+    let before: BTreeSet<String> = wait_ready(server, &ns, "roll", 3)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    let ip = allocated_ip(server, &ns, "roll");
+    let address: SocketAddr = format!("{ip}:80").parse().unwrap();
+    wait_answering(address);
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let poller = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let (mut answered, mut failed) = (BTreeSet::new(), Vec::new());
+            while !stop.load(Ordering::Relaxed) {
+                match get(address) {
+                    Ok(name) => {
+                        answered.insert(name);
+                    }
+                    Err(e) => failed.push(e.to_string()),
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            (answered, failed)
+        })
+    };
+    server
+        .kubectl(&["set", "env", "deployment/roll", "-n", &ns, "VERSION=2"])
+        .ok();
+    let out = server
+        .kubectl(&[
+            "rollout",
+            "status",
+            "deployment/roll",
+            "-n",
+            &ns,
+            "--timeout=180s",
+        ])
+        .ok();
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let after: BTreeSet<String> = wait_ready(server, &ns, "roll", 3)
+        .into_iter()
+        .map(|(name, _)| name)
+        .collect();
+    // Once the old pods are gone, every answer comes from a new one.
+    eventually("only new pods answering", || {
+        let seen = answers(address, 20);
+        if seen.is_subset(&after) {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    });
+    stop.store(true, Ordering::Relaxed);
+    let (answered, failed) = poller.join().unwrap();
+    assert!(
+        failed.is_empty(),
+        "failed requests during the rollout: {failed:?}"
+    );
+    assert!(before.is_disjoint(&after), "{before:?} {after:?}");
+    assert!(answered.iter().any(|n| before.contains(n)), "{answered:?}");
+    assert!(answered.iter().any(|n| after.contains(n)), "{answered:?}");
+}
+
+#[test]
+fn restarting_the_server_keeps_an_established_connection_through_a_service() {
+    let mut server = Server::start();
+    server.import_image("busybox.oci.tar");
+    let ns = server.namespace("svc-restart");
+    // An echo server: each connection gets a `cat` of its own.
+    apply(
+        &server,
+        &ns,
+        &json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "echo", "labels": {"app": "echo"}},
+            "spec": {"terminationGracePeriodSeconds": 0, "containers": [{
+                "name": "echo", "image": BUSYBOX, "imagePullPolicy": "IfNotPresent",
+                "command": ["nc", "-ll", "-p", "9000", "-e", "cat"],
+                "ports": [{"name": "echo", "containerPort": 9000}],
+                "readinessProbe": {"tcpSocket": {"port": 9000}, "periodSeconds": 1},
+            }]},
+        }),
+    );
+    apply(
+        &server,
+        &ns,
+        &json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo"},
+            "spec": {"selector": {"app": "echo"}, "ports": [{"port": 9000, "targetPort": "echo"}]},
+        }),
+    );
+    wait_running(&server, &ns, "echo");
+    let ip = allocated_ip(&server, &ns, "echo");
+    let address: SocketAddr = format!("{ip}:9000").parse().unwrap();
+    let echo = |stream: &mut TcpStream, line: &str| -> std::io::Result<String> {
+        stream.write_all(line.as_bytes())?;
+        let mut buffer = vec![0u8; line.len()];
+        stream.read_exact(&mut buffer)?;
+        Ok(String::from_utf8_lossy(&buffer).into_owned())
+    };
+    let mut connection = eventually("a connection through the Service", || {
+        let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(3))
+            .map_err(|e| e.to_string())?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .map_err(|e| e.to_string())?;
+        match echo(&mut stream, "before\n") {
+            Ok(answer) if answer == "before\n" => Ok(stream),
+            other => Err(format!("{other:?}")),
+        }
+    });
+
+    // What a crashed proxy might leave: a chain and an element for a
+    // Service that is no more.
+    server.kill();
+    let table = proxy_table(&server);
+    nft(&format!(
+        "add chain ip {table} leftover\nadd element ip {table} service-ips {{ 10.43.255.254 . tcp . 1 : goto leftover }}\n"
+    ));
+    assert!(ruleset().contains("leftover"));
+    server.restart();
+    // The restarted proxy has rewritten its whole table.
+    eventually("the restarted proxy programming its table", || {
+        let log = server.log();
+        let count = log
+            .matches(&format!("service proxy: table ip {table} holds"))
+            .count();
+        if count >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{count} in {log}"))
+        }
+    });
+    assert!(!ruleset().contains("leftover"));
+    assert_eq!(echo(&mut connection, "after\n").unwrap(), "after\n");
+    let mut fresh = TcpStream::connect_timeout(&address, Duration::from_secs(3)).unwrap();
+    fresh
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    assert_eq!(echo(&mut fresh, "fresh\n").unwrap(), "fresh\n");
 }

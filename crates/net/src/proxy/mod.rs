@@ -106,9 +106,19 @@ pub async fn run(client: Client, config: Config) {
     );
     loop {
         let started = Instant::now();
+        let first = proxier.applied.is_none();
         match proxier.sync(&services.state(), &slices.state()).await {
             Ok(()) => {
-                tracing::debug!("service proxy synced in {:?}", started.elapsed());
+                if first {
+                    tracing::info!(
+                        "service proxy: table ip {} holds {} Service port(s) ({:?})",
+                        proxier.table.name(),
+                        proxier.ports.len(),
+                        started.elapsed()
+                    );
+                } else {
+                    tracing::debug!("service proxy synced in {:?}", started.elapsed());
+                }
                 changed.notified().await;
                 // Let the rest of a burst (a Deployment's pods becoming
                 // ready) arrive, so one batch carries it.

@@ -436,7 +436,7 @@ pub fn arg(path: &Path) -> &str {
 /// not workloads: no scheduler places them, so they stay Pending as made.
 pub fn shared_server() -> &'static Server {
     static SERVER: OnceLock<Server> = OnceLock::new();
-    SERVER.get_or_init(|| Server::start_with(&["--disable-scheduler"]))
+    SERVER.get_or_init(|| Server::start_with(&["--disable-scheduler", "--disable-proxy"]))
 }
 
 /// One server per test binary that is also a node, with the test images
