@@ -28,7 +28,7 @@ use crate::routes::{PathType, Table};
 use crate::status::Status;
 use crate::tls::{self, Certificates};
 
-/// How often everything is rebuilt even without a change, so a status
+/// How often everything is rebuilt even without a change, so that a status
 /// write that failed is tried again.
 const RESYNC: Duration = Duration::from_secs(30);
 

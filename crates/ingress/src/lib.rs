@@ -13,7 +13,8 @@
 //!                status     status.loadBalancer.ingress ← this node's InternalIP
 //!
 //! client ──▶ listen  :80 HTTP, :443 HTTPS (ports: flags; taken: logged, skipped)
-//!            proxy   route → X-Forwarded-* → forward; 404 / 502 / 503 with why
+//!            proxy   route → X-Forwarded-* → forward; upgrades (WebSocket) carried
+//!                    through; 404 / 502 / 503 with why
 //!            forward pooled HTTP/1.1 client to pod addresses, round robin,
 //!                    the next endpoint when one refuses the connection
 //! ```

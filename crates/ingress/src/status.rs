@@ -27,13 +27,9 @@ impl Status {
     }
 
     /// Brings the status of each Ingress in line with whether `serves` says
-    /// it is ours; false when a write failed (and should be tried again).
-    pub async fn update(
-        &self,
-        ingresses: &[Arc<Ingress>],
-        serves: impl Fn(&Ingress) -> bool,
-    ) -> bool {
-        let mut all_written = true;
+    /// it is ours. A write that fails is logged; the next rebuild (at the
+    /// latest the periodic one) tries again.
+    pub async fn update(&self, ingresses: &[Arc<Ingress>], serves: impl Fn(&Ingress) -> bool) {
         for ingress in ingresses {
             let current = ingress
                 .status
@@ -57,7 +53,6 @@ impl Status {
                 )
                 .await
             {
-                all_written = false;
                 tracing::warn!(
                     "cannot write the status of Ingress {}/{}: {e}",
                     ingress.namespace().unwrap_or_default(),
@@ -65,7 +60,6 @@ impl Status {
                 );
             }
         }
-        all_written
     }
 }
 

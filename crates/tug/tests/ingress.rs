@@ -589,3 +589,114 @@ fn backends_see_who_asked_for_which_host_over_what_and_the_body() {
         assert!(seen.lines().any(|l| l == format!("BODY={body}")), "{seen}");
     }
 }
+
+#[test]
+fn a_deployments_ready_pods_take_the_requests_and_none_gives_503() {
+    let server = &node().server;
+    let ns = server.namespace("ingress-deployment");
+    let serve = "mkdir -p /www; hostname > /www/index.html; touch /www/healthy; \
+                 exec httpd -f -p 8080 -h /www";
+    apply(
+        server,
+        &ns,
+        &json!({
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "web"},
+            "spec": {
+                "replicas": 2,
+                "selector": {"matchLabels": {"app": "web"}},
+                "template": {
+                    "metadata": {"labels": {"app": "web"}},
+                    "spec": {
+                        "terminationGracePeriodSeconds": 1,
+                        "containers": [{
+                            "name": "httpd",
+                            "image": HTTPD,
+                            "imagePullPolicy": "Never",
+                            "command": ["sh", "-c", serve],
+                            "ports": [{"name": "web", "containerPort": 8080}],
+                            "readinessProbe": {
+                                "httpGet": {"path": "/healthy", "port": "web"},
+                                "periodSeconds": 1,
+                                "failureThreshold": 1,
+                            },
+                        }],
+                    },
+                },
+            },
+        }),
+    );
+    apply(
+        server,
+        &ns,
+        &json!({
+            "apiVersion": "v1",
+            "kind": "Service",
+            "metadata": {"name": "web"},
+            "spec": {
+                "selector": {"app": "web"},
+                "ports": [{"name": "http", "port": 80, "targetPort": "web"}],
+            },
+        }),
+    );
+    apply(
+        server,
+        &ns,
+        &ingress(
+            "web",
+            json!({"rules": [{"host": "web.deploy.test", "http": {"paths": [path("/", "Prefix", "web")]}}]}),
+        ),
+    );
+    let pods: Vec<String> = eventually("two web pods", || {
+        let names = server.names(&["get", "pods", "-n", &ns, "-l", "app=web"]);
+        if names.len() == 2 {
+            Ok(names
+                .iter()
+                .map(|n| n.trim_start_matches("pod/").to_owned())
+                .collect())
+        } else {
+            Err(format!("{names:?}"))
+        }
+    });
+    let answered = || -> Vec<String> {
+        (0..6)
+            .map(|_| curl("http", "web.deploy.test", node().http, "/", &[]).1)
+            .collect()
+    };
+    eventually("both pods answer through the Ingress", || {
+        let seen = answered();
+        if pods.iter().all(|p| seen.contains(p)) {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    });
+
+    // A pod that fails its readiness probe gets no more requests.
+    server
+        .kubectl(&["exec", &pods[0], "-n", &ns, "--", "rm", "/www/healthy"])
+        .ok();
+    eventually("only the ready pod answers", || {
+        let seen = answered();
+        if seen.iter().all(|s| *s == pods[1]) {
+            Ok(())
+        } else {
+            Err(format!("{seen:?}"))
+        }
+    });
+
+    server
+        .kubectl(&["scale", "deployment", "web", "--replicas", "0", "-n", &ns])
+        .ok();
+    eventually("no pod left: 503", || {
+        match curl("http", "web.deploy.test", node().http, "/", &[]) {
+            (503, body)
+                if body.contains("no ready endpoints for service ingress-deployment/web:80") =>
+            {
+                Ok(())
+            }
+            other => Err(format!("{other:?}")),
+        }
+    });
+}
