@@ -51,6 +51,7 @@ pub async fn keep_kubernetes_service(
         }],
         address,
     };
-    system_services::keep(objects, &service).await?;
-    Ok(())
+    system_services::keep(objects, &service)
+        .await
+        .map_err(|e| anyhow::anyhow!("keeping the kubernetes Service: {}", e.message))
 }

@@ -85,9 +85,16 @@ pub async fn listen(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Lis
     service_allocation::repair(&objects)
         .await
         .context("repairing the Services' cluster IPs and node ports")?;
-    bootstrap::keep_kubernetes_service(&objects, config.advertise_address, config.port)
-        .await
-        .context("keeping the kubernetes Service")?;
+    // Without it, in-cluster clients lack the API server's address, but
+    // everything else still works: say why and carry on, as kube-apiserver does.
+    if let Err(e) =
+        bootstrap::keep_kubernetes_service(&objects, config.advertise_address, config.port).await
+    {
+        tracing::error!(
+            "{e:#}; if another Service holds {}, delete it and restart",
+            objects.service_ranges.ips.first()
+        );
+    }
     let url = format!(
         "https://{}:{}",
         client_address(config.bind_address),

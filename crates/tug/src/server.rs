@@ -38,7 +38,8 @@ pub struct ServerArgs {
     #[arg(long, default_value = "30000-32767")]
     service_node_port_range: tugboat_apiserver::PortRange,
     /// The address this server is reached at, published as the `kubernetes`
-    /// Service's endpoint (default: this host's primary address).
+    /// Service's endpoint (default: --bind-address, or this host's primary
+    /// address when that is every interface).
     #[arg(long)]
     advertise_address: Option<IpAddr>,
     /// Serve the API only: run no node agent, so this machine is no node.
@@ -74,9 +75,13 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
         args.node
             .config(&args.data_dir.join("agent"), SERVER_NODE_ROLES)
     });
-    let advertise_address = args
-        .advertise_address
-        .unwrap_or_else(tugboat_agent::machine::internal_ip);
+    let advertise_address = args.advertise_address.unwrap_or_else(|| {
+        if args.bind_address.is_unspecified() {
+            tugboat_agent::machine::internal_ip()
+        } else {
+            args.bind_address
+        }
+    });
     let config = Config {
         data_dir: args.data_dir,
         bind_address: args.bind_address,

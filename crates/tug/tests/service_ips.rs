@@ -568,8 +568,28 @@ fn no_address_is_handed_out_twice_across_a_restart() {
             "--node-port=31002",
         ])
         .ok();
-    // A user who deletes the kubernetes Service gets it back at the next start.
+    // A user who deletes the kubernetes Service gets it back at the next
+    // start; while another Service holds its address the server says so
+    // and serves all the same.
     server.kubectl(&["delete", "service", "kubernetes"]).ok();
+    server
+        .kubectl(&[
+            "create",
+            "service",
+            "clusterip",
+            "squatter",
+            "--tcp=80",
+            "--clusterip=10.43.0.1",
+        ])
+        .ok();
+    server.restart();
+    assert!(
+        server.log().contains("keeping the kubernetes Service: Service \"kubernetes\" is invalid: spec.clusterIPs: Invalid value: []string{\"10.43.0.1\"}: failed to allocate IP 10.43.0.1: provided IP is already allocated; if another Service holds 10.43.0.1, delete it and restart"),
+        "{}",
+        server.log()
+    );
+    server.assert_absent("default", "service", "kubernetes");
+    server.kubectl(&["delete", "service", "squatter"]).ok();
     server.restart();
     assert_eq!(cluster_ip(&server, "default", "kubernetes"), "10.43.0.1");
     let slice = server.get_json("default", "endpointslice", "kubernetes");
