@@ -700,3 +700,46 @@ fn a_deployments_ready_pods_take_the_requests_and_none_gives_503() {
         }
     });
 }
+
+#[test]
+fn a_taken_ingress_port_is_reported_and_the_server_runs_on() {
+    // Held for the whole test: the second server's ingress cannot have it.
+    let taken = std::net::TcpListener::bind("0.0.0.0:0").expect("bind a port");
+    let port = taken.local_addr().expect("its address").port().to_string();
+    let https = free_port().to_string();
+    let other = Server::start_with(&[
+        "--ingress-http-port",
+        &port,
+        "--ingress-https-port",
+        &https,
+        "--disable-proxy",
+    ]);
+    eventually("the server says which flag to change", || {
+        let log = other.log();
+        if log.contains(&format!("the ingress cannot serve HTTP on 0.0.0.0:{port}"))
+            && log.contains("choose another with --ingress-http-port")
+        {
+            Ok(())
+        } else {
+            Err(log)
+        }
+    });
+    // The rest of the server runs: the API answers, the node registers, and
+    // the ingress still serves HTTPS.
+    eventually("the node is registered and the IngressClass made", || {
+        let found = other.names(&["get", "nodes,ingressclasses"]);
+        if found.len() == 2 {
+            Ok(())
+        } else {
+            Err(format!("{found:?}"))
+        }
+    });
+    let (code, body) = curl(
+        "https",
+        "anything.test",
+        https.parse().unwrap(),
+        "/",
+        &["-k"],
+    );
+    assert_eq!(code, 404, "{body}");
+}
