@@ -747,3 +747,64 @@ fn restarting_the_server_keeps_an_established_connection_through_a_service() {
         .unwrap();
     assert_eq!(echo(&mut fresh, "fresh\n").unwrap(), "fresh\n");
 }
+
+/// A UDP server on `address` (any port) that answers every datagram with
+/// `name`; its port.
+fn udp_answering(address: &str, name: &'static str) -> u16 {
+    let socket = UdpSocket::bind((address, 0)).expect("bind a UDP port");
+    let port = socket.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 512];
+        while let Ok((_, from)) = socket.recv_from(&mut buffer) {
+            let _ = socket.send_to(name.as_bytes(), from);
+        }
+    });
+    port
+}
+
+#[test]
+fn a_udp_client_that_keeps_sending_follows_its_service_to_a_new_endpoint() {
+    let server = node_server();
+    let ns = server.namespace("svc-udp-move");
+    let node = node_address(server);
+    let first = udp_answering(&node, "first");
+    let second = udp_answering(&node, "second");
+    let ip = cluster_ip(201, 10);
+    let [service, mut slice] = manual_service(
+        "moving",
+        &ip,
+        json!({"name": "q", "port": 5353, "protocol": "UDP"}),
+        &[&node],
+        json!({"name": "q", "port": first, "protocol": "UDP"}),
+    );
+    apply(server, &ns, &service);
+    apply(server, &ns, &slice);
+    // One client socket, so every datagram belongs to one conntrack flow,
+    // which its traffic keeps alive.
+    let client = UdpSocket::bind("0.0.0.0:0").unwrap();
+    client
+        .set_read_timeout(Some(Duration::from_millis(500)))
+        .unwrap();
+    let target: SocketAddr = format!("{ip}:5353").parse().unwrap();
+    let ask = || -> Result<String, String> {
+        client.send_to(b"?", target).map_err(|e| e.to_string())?;
+        let mut buffer = [0u8; 64];
+        let (n, _) = client.recv_from(&mut buffer).map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&buffer[..n]).into_owned())
+    };
+    eventually("the first endpoint answering", || match ask()? {
+        answer if answer == "first" => Ok(()),
+        other => Err(other),
+    });
+    // The endpoint moves while the client keeps talking: its flow must be
+    // forgotten, or it would stay with the first endpoint.
+    slice["ports"][0]["port"] = json!(second);
+    apply(server, &ns, &slice);
+    eventually(
+        "the second endpoint answering the same client",
+        || match ask()? {
+            answer if answer == "second" => Ok(()),
+            other => Err(other),
+        },
+    );
+}

@@ -5,7 +5,7 @@
 //! TCP needs nothing: its flows end.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, SocketAddrV4};
 
 use tokio::process::Command;
 
@@ -18,9 +18,9 @@ pub struct StaleFlows {
     /// `None` for a NodePort, which any local address takes.
     pub destination: Option<Ipv4Addr>,
     pub port: u16,
-    /// The endpoint that answered, or the Service address itself for flows
-    /// that were never translated.
-    pub reply_source: Ipv4Addr,
+    /// The endpoint that answered, or the Service address and port
+    /// themselves for flows that were never translated.
+    pub reply_source: SocketAddrV4,
 }
 
 /// The UDP flows that `before` allowed and `after` no longer does: those
@@ -28,27 +28,30 @@ pub struct StaleFlows {
 /// to a Service port that had no endpoint before (a restarted proxy knows
 /// of none before, which spares the translated ones).
 pub fn stale(before: &[ServicePort], after: &[ServicePort]) -> BTreeSet<StaleFlows> {
-    let used = |ports: &[ServicePort]| -> BTreeMap<String, BTreeSet<Ipv4Addr>> {
+    let used = |ports: &[ServicePort]| -> BTreeMap<String, BTreeSet<SocketAddrV4>> {
         ports
             .iter()
             .filter(|p| p.protocol == Protocol::Udp)
             .map(|p| {
                 let chosen = p.categorize();
-                let ips = chosen.cluster.iter().chain(&chosen.local).map(|e| e.ip);
-                (p.name(), ips.collect())
+                let endpoints = chosen.cluster.iter().chain(&chosen.local);
+                (
+                    p.name(),
+                    endpoints.map(|e| SocketAddrV4::new(e.ip, e.port)).collect(),
+                )
             })
             .collect()
     };
     let (old, new) = (used(before), used(after));
     let mut flows = BTreeSet::new();
     // The flows to `port`'s addresses (and NodePort) answered by `source`.
-    let mut add = |port: &ServicePort, source: Option<Ipv4Addr>| {
+    let mut add = |port: &ServicePort, source: Option<SocketAddrV4>| {
         let addresses = std::iter::once(port.cluster_ip).chain(port.external_ips.iter().copied());
         for address in addresses {
             flows.insert(StaleFlows {
                 destination: Some(address),
                 port: port.port,
-                reply_source: source.unwrap_or(address),
+                reply_source: source.unwrap_or(SocketAddrV4::new(address, port.port)),
             });
         }
         if let (Some(node_port), Some(source)) = (port.node_port, source) {
@@ -92,7 +95,8 @@ pub async fn forget(flows: &BTreeSet<StaleFlows>) {
         if let Some(destination) = flow.destination {
             command.args(["--orig-dst", &destination.to_string()]);
         }
-        command.args(["--reply-src", &flow.reply_source.to_string()]);
+        command.args(["--reply-src", &flow.reply_source.ip().to_string()]);
+        command.args(["--reply-port-src", &flow.reply_source.port().to_string()]);
         match command.output().await {
             // conntrack exits with 1 when nothing matched.
             Ok(out) if out.status.success() || out.status.code() == Some(1) => {}
@@ -144,7 +148,7 @@ mod tests {
         StaleFlows {
             destination: Some(Ipv4Addr::new(10, 43, 0, 10)),
             port: 53,
-            reply_source: reply.into(),
+            reply_source: SocketAddrV4::new(reply.into(), 53),
         }
     }
 
