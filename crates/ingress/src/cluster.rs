@@ -17,6 +17,7 @@ use kube::api::Api;
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Client, Resource, ResourceExt};
+use rustls::sign::CertifiedKey;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
@@ -39,6 +40,9 @@ struct Cluster {
     services: Store<Service>,
     slices: Store<EndpointSlice>,
     secrets: Store<Secret>,
+    /// The certificates of the last rebuild, so that a rebuild for an
+    /// endpoint change does not parse every key again.
+    keys: ParsedKeys,
 }
 
 /// Keeps `routes` and `certificates` current until the process ends.
@@ -49,29 +53,14 @@ pub async fn run(
     status: Status,
 ) {
     let changed = Arc::new(Notify::new());
-    let tls_secrets = watcher::Config::default().fields("type=kubernetes.io/tls");
-    let cluster = Cluster {
-        ingresses: watch(
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            &changed,
-        ),
-        classes: watch(
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            &changed,
-        ),
-        services: watch(
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            &changed,
-        ),
-        slices: watch(
-            Api::all(client.clone()),
-            watcher::Config::default(),
-            &changed,
-        ),
-        secrets: watch(Api::all(client), tls_secrets, &changed),
+    let all = watcher::Config::default();
+    let mut cluster = Cluster {
+        ingresses: watch(&client, all.clone(), &changed),
+        classes: watch(&client, all.clone(), &changed),
+        services: watch(&client, all.clone(), &changed),
+        slices: watch(&client, all.clone(), &changed),
+        secrets: watch(&client, all.fields("type=kubernetes.io/tls"), &changed),
+        keys: HashMap::new(),
     };
     cluster.wait_until_ready().await;
     tracing::info!("the ingress has the cluster's Ingresses and Services");
@@ -91,15 +80,18 @@ pub async fn run(
     }
 }
 
-/// A store of every `K`, kept by a watch that wakes `changed` on each event.
-fn watch<K>(api: Api<K>, config: watcher::Config, changed: &Arc<Notify>) -> Store<K>
+/// A store of every `K` that `config` selects, kept by a watch that wakes
+/// `changed` on each event.
+fn watch<K>(client: &Client, config: watcher::Config, changed: &Arc<Notify>) -> Store<K>
 where
     K: Resource + Clone + Debug + DeserializeOwned + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone,
 {
     let (store, writer) = reflector::store();
     let changed = changed.clone();
-    let events = watcher(api, config).default_backoff().reflect(writer);
+    let events = watcher(Api::all(client.clone()), config)
+        .default_backoff()
+        .reflect(writer);
     tokio::spawn(events.for_each(move |event| {
         if let Err(e) = event {
             tracing::debug!("ingress watch: {e}");
@@ -131,92 +123,108 @@ impl Cluster {
         );
     }
 
-    fn build(&self) -> Built {
-        let classes = Classes::new(&self.classes.state());
+    /// The served Ingresses, oldest first: the oldest wins where two claim
+    /// the same host and path.
+    fn served(&self, classes: &Classes) -> Vec<Arc<Ingress>> {
         let mut served: Vec<Arc<Ingress>> = self
             .ingresses
             .state()
             .into_iter()
             .filter(|i| classes.serves(i))
             .collect();
-        // The oldest Ingress wins where two claim the same host and path.
-        served.sort_by(|a, b| {
-            let key = |i: &Ingress| {
-                (
-                    i.metadata.creation_timestamp.clone().map(|t| t.0),
-                    i.namespace(),
-                    i.name_any(),
-                )
-            };
-            key(a).cmp(&key(b))
+        served.sort_by_cached_key(|i| {
+            (
+                i.metadata.creation_timestamp.clone().map(|t| t.0),
+                i.namespace(),
+                i.name_any(),
+            )
         });
+        served
+    }
+
+    fn build(&mut self) -> Built {
+        let classes = Classes::new(&self.classes.state());
+        let served = self.served(&classes);
         let services = self.services.state();
         let slices = self.slices.state();
         let mut backends = Backends {
             resolver: Resolver::new(&services, &slices),
             resolved: HashMap::new(),
         };
-        let mut routes = Table::default();
-        let mut certificates = Certificates::default();
-        let mut problems = BTreeSet::new();
+        let mut built = Built {
+            routes: Table::default(),
+            certificates: Certificates::default(),
+            classes,
+            problems: BTreeSet::new(),
+        };
+        let mut keys = HashMap::new();
         for ingress in &served {
             let namespace = ingress.namespace().unwrap_or_default();
             let Some(spec) = &ingress.spec else { continue };
             if let Some(backend) = backends.get(&namespace, spec.default_backend.as_ref()) {
-                routes.set_default(backend);
+                built.routes.set_default(backend);
             }
             for rule in spec.rules.iter().flatten() {
                 let host = rule.host.as_deref().unwrap_or_default();
                 for path in rule.http.iter().flat_map(|h| &h.paths) {
                     if let Some(backend) = backends.get(&namespace, Some(&path.backend)) {
                         let path_type = PathType::from_api(&path.path_type);
-                        routes.add(
-                            host,
-                            path.path.as_deref().unwrap_or("/"),
-                            path_type,
-                            backend,
-                        );
+                        let path = path.path.as_deref().unwrap_or("/");
+                        built.routes.add(host, path, path_type, backend);
                     }
                 }
             }
             for entry in spec.tls.iter().flatten() {
-                let Some(secret_name) = &entry.secret_name else {
+                let Some(secret) = &entry.secret_name else {
                     continue;
                 };
-                let secret = self
-                    .secrets
-                    .get(&ObjectRef::new(secret_name).within(&namespace));
-                let key = match secret.as_deref().map(tls::from_secret) {
-                    Some(Ok(key)) => Arc::new(key),
-                    Some(Err(why)) => {
-                        problems.insert(format!(
-                            "Ingress {namespace}/{}: TLS secret {secret_name} is unusable: {why}",
+                match self.key(&namespace, secret, &mut keys) {
+                    Ok(key) => {
+                        for host in entry.hosts.iter().flatten() {
+                            built.certificates.add(host, key.clone());
+                        }
+                    }
+                    Err(why) => {
+                        built.problems.insert(format!(
+                            "Ingress {namespace}/{}: TLS secret {namespace}/{secret} {why}",
                             ingress.name_any()
                         ));
-                        continue;
                     }
-                    None => {
-                        problems.insert(format!(
-                            "Ingress {namespace}/{}: TLS secret {namespace}/{secret_name} \
-                             (type kubernetes.io/tls) not found",
-                            ingress.name_any()
-                        ));
-                        continue;
-                    }
-                };
-                for host in entry.hosts.iter().flatten() {
-                    certificates.add(host, key.clone());
                 }
             }
         }
-        Built {
-            routes,
-            certificates,
-            classes,
-            problems,
-        }
+        self.keys = keys;
+        built
+    }
+
+    /// The certificate and key of a TLS Secret, parsed again only when the
+    /// Secret changed since the last rebuild; `used` collects what this
+    /// rebuild keeps.
+    fn key(
+        &self,
+        namespace: &str,
+        name: &str,
+        used: &mut ParsedKeys,
+    ) -> Result<Arc<CertifiedKey>, String> {
+        let id = format!("{namespace}/{name}");
+        let Some(secret) = self.secrets.get(&ObjectRef::new(name).within(namespace)) else {
+            return Err("(type kubernetes.io/tls) not found".to_owned());
+        };
+        let version = secret.resource_version().unwrap_or_default();
+        let parsed = match self.keys.get(&id).filter(|(v, _)| *v == version) {
+            Some((_, parsed)) => parsed.clone(),
+            None => tls::from_secret(&secret)
+                .map(Arc::new)
+                .map_err(|why| format!("is unusable: {why}")),
+        };
+        used.insert(id, (version, parsed.clone()));
+        parsed
     }
 }
+
+/// TLS Secrets' parsed certificates by `namespace/name`, with the
+/// resourceVersion they were parsed from.
+type ParsedKeys = HashMap<String, (String, Result<Arc<CertifiedKey>, String>)>;
 
 /// The backends of one rebuild, one per Service port, so that every path
 /// sending to the same Service port takes turns over its endpoints together.

@@ -93,24 +93,31 @@ impl Proxy {
                 }
                 response.map(BodyExt::boxed)
             }
-            Err(Failure::NoEndpoints(why)) => text(StatusCode::SERVICE_UNAVAILABLE, why),
-            Err(Failure::Unreachable(tried)) => text(
-                StatusCode::BAD_GATEWAY,
-                format!(
-                    "no endpoint of service {} accepted a connection ({})",
-                    backend.name,
-                    tried.join("; ")
-                ),
-            ),
-            Err(Failure::Broken(endpoint, why)) => text(
-                StatusCode::BAD_GATEWAY,
-                format!(
-                    "endpoint {endpoint} of service {} failed the request: {why}",
-                    backend.name
-                ),
-            ),
+            Err(failure) => failed(&backend, failure),
         };
         Ok(answer)
+    }
+}
+
+/// The ingress's answer when `backend` gave none.
+fn failed(backend: &Backend, failure: Failure) -> Response<ProxyBody> {
+    match failure {
+        Failure::NoEndpoints(why) => text(StatusCode::SERVICE_UNAVAILABLE, why),
+        Failure::Unreachable(tried) => text(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "no endpoint of service {} accepted a connection ({})",
+                backend.name,
+                tried.join("; ")
+            ),
+        ),
+        Failure::Broken(endpoint, why) => text(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "endpoint {endpoint} of service {} failed the request: {why}",
+                backend.name
+            ),
+        ),
     }
 }
 

@@ -295,26 +295,8 @@ fn tls_hosts_get_their_secrets_certificate_by_sni() {
     let ns = server.namespace("ingress-tls");
     let ip = backend(server, &ns, "secure", &["index.html"]);
     service(server, &ns, "secure", &[(&ip, 8080)]);
-    let dir = tempfile::tempdir().expect("temp dir");
-    let (cert, key) = (dir.path().join("tls.crt"), dir.path().join("tls.key"));
-    let made = Command::new("openssl")
-        .args([
-            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-        ])
-        .args(["-subj", "/CN=secure.tls.test"])
-        .args(["-addext", "subjectAltName=DNS:secure.tls.test"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("run openssl");
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
-    let (cert, key) = (common::arg(&cert), common::arg(&key));
+    let first = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = self_signed(first.path(), "secure.tls.test");
     server
         .kubectl(&[
             "create",
@@ -322,9 +304,9 @@ fn tls_hosts_get_their_secrets_certificate_by_sni() {
             "tls",
             "secure-tls",
             "--cert",
-            cert,
+            &cert,
             "--key",
-            key,
+            &key,
             "-n",
             &ns,
         ])
@@ -343,7 +325,7 @@ fn tls_hosts_get_their_secrets_certificate_by_sni() {
         ),
     );
 
-    let trusted = ["--cacert", cert];
+    let trusted = ["--cacert", cert.as_str()];
     eventually(
         "https://secure.tls.test answers with its certificate",
         || match curl("https", "secure.tls.test", node.https, "/", &trusted) {
@@ -354,7 +336,7 @@ fn tls_hosts_get_their_secrets_certificate_by_sni() {
     // HTTP/2 is offered over TLS, as browsers expect.
     let version = Command::new("curl")
         .args(["-sS", "--http2", "-o", "/dev/null", "-w", "%{http_version}"])
-        .args(["--cacert", cert, "--resolve"])
+        .args(["--cacert", &cert, "--resolve"])
         .arg(format!("secure.tls.test:{}:127.0.0.1", node.https))
         .arg(format!("https://secure.tls.test:{}/", node.https))
         .output()
@@ -381,6 +363,66 @@ fn tls_hosts_get_their_secrets_certificate_by_sni() {
     );
     let (code, body) = curl("https", "plain.tls.test", node.https, "/", &["-k"]);
     assert_eq!((code, body.as_str()), (200, "secure"));
+
+    // A renewed certificate in the same Secret is served from then on.
+    let second = tempfile::tempdir().expect("temp dir");
+    let (renewed, renewed_key) = self_signed(second.path(), "secure.tls.test");
+    let secret = server
+        .kubectl(&[
+            "create",
+            "secret",
+            "tls",
+            "secure-tls",
+            "--cert",
+            &renewed,
+            "--key",
+            &renewed_key,
+            "-n",
+            &ns,
+            "--dry-run=client",
+            "-o",
+            "json",
+        ])
+        .ok();
+    server
+        .kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &secret)
+        .ok();
+    eventually("the renewed certificate is served", || {
+        match curl(
+            "https",
+            "secure.tls.test",
+            node.https,
+            "/",
+            &["--cacert", &renewed],
+        ) {
+            (200, body) if body == "secure" => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+}
+
+/// Makes a self-signed certificate for `host` in `dir` with openssl;
+/// returns the paths of the certificate and its key.
+fn self_signed(dir: &std::path::Path, host: &str) -> (String, String) {
+    let (cert, key) = (dir.join("tls.crt"), dir.join("tls.key"));
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", &format!("/CN={host}")])
+        .args(["-addext", &format!("subjectAltName=DNS:{host}")])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("run openssl");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    (common::arg(&cert).to_owned(), common::arg(&key).to_owned())
 }
 
 #[test]
