@@ -373,6 +373,14 @@ fn assign_cluster_ip(
         Some(ips) if !ips.is_empty() => ips[0] = json!(ip),
         _ => spec["clusterIPs"] = json!([ip]),
     }
+    // The family follows the address, as kube-apiserver infers it.
+    if let Ok(addr) = ip.parse::<IpAddr>() {
+        let family = if addr.is_ipv4() { "IPv4" } else { "IPv6" };
+        match spec.get_mut("ipFamilies").and_then(Value::as_array_mut) {
+            Some(families) if !families.is_empty() => families[0] = json!(family),
+            _ => spec["ipFamilies"] = json!([family]),
+        }
+    }
     Ok(())
 }
 
@@ -884,6 +892,19 @@ mod tests {
         assert_eq!(ports[2]["nodePort"], json!(30001));
         assert_eq!(picked.len(), 2, "{picked:?}");
         assert_eq!(held_keys(&svc).len(), 3);
+    }
+
+    #[test]
+    fn an_ipv6_service_cidr_gives_ipv6_services() {
+        let ranges = ServiceRanges {
+            ips: IpRange::new("fd00:43::/108".parse().unwrap()),
+            node_ports: PortRange::default(),
+        };
+        let mut svc = service(json!({"ipFamilies": ["IPv4"], "ports": [{"port": 80}]}));
+        assign(&ranges, &mut svc, None, &HashSet::new()).unwrap();
+        let ip: IpAddr = str_at(&svc, "/spec/clusterIP").parse().unwrap();
+        assert!(ranges.ips.contains(ip), "{ip}");
+        assert_eq!(svc["spec"]["ipFamilies"], json!(["IPv6"]));
     }
 
     #[test]
