@@ -56,6 +56,14 @@ pub struct NodeArgs {
 }
 
 impl NodeArgs {
+    /// The kube-dns Service's cluster IP: the first `--cluster-dns`.
+    pub fn cluster_dns_ip(&self) -> std::net::IpAddr {
+        *self
+            .cluster_dns
+            .first()
+            .expect("--cluster-dns has a default value")
+    }
+
     /// Whether the service proxy runs beside the agent.
     pub fn proxy(&self) -> bool {
         !self.disable_proxy

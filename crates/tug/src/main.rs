@@ -4,6 +4,7 @@
 mod agent;
 mod client;
 mod controllers;
+mod dns;
 mod images;
 mod ingress;
 mod scheduler;

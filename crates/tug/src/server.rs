@@ -58,6 +58,8 @@ pub struct ServerArgs {
     #[command(flatten)]
     node: NodeArgs,
     #[command(flatten)]
+    dns: crate::dns::DnsArgs,
+    #[command(flatten)]
     ingress: crate::ingress::IngressArgs,
 }
 
@@ -94,6 +96,12 @@ pub async fn run(args: ServerArgs) -> anyhow::Result<()> {
     };
     let api = tugboat_apiserver::listen(config, store).await?;
     let kubeconfig = api.kubeconfig().to_owned();
+    let dns = crate::dns::Placement {
+        address: advertise_address,
+        cluster_ip: args.node.cluster_dns_ip(),
+        domain: args.node.cluster_domain.clone(),
+    };
+    crate::dns::spawn(&kubeconfig, &args.dns, dns, api.system_services());
     if !args.disable_controllers {
         let kubeconfig = kubeconfig.clone();
         let settings = args.controllers.clone();
