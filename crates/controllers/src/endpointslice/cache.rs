@@ -413,7 +413,11 @@ impl Cached for Endpoints {
             None => cache.endpoints.remove(&key),
         };
         let name = key.1.clone();
-        cache.settle(key, Written::Endpoints, &name, deleted)
+        let mut services = cache.settle(key, Written::Endpoints, &name, deleted);
+        // Endpoints without a Service are someone else's (a Service may
+        // follow): only a Service's deletion deletes its Endpoints.
+        services.retain(|service| cache.services.contains_key(service));
+        services
     }
 
     fn keys(cache: &Cache) -> Vec<Key> {

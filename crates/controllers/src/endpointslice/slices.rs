@@ -282,3 +282,127 @@ fn ports_of(slice: &EndpointSlice) -> Vec<Port> {
         })
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k8s_openapi::api::core::v1::ObjectReference;
+    use serde_json::json;
+
+    fn service() -> Service {
+        serde_json::from_value(json!({
+            "metadata": {"name": "web", "namespace": "ns", "uid": "svc-uid"},
+            "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+        }))
+        .unwrap()
+    }
+
+    fn endpoint(i: usize, port: i32, ready: bool) -> PodEndpoint {
+        PodEndpoint {
+            address: format!("10.42.{}.{}", i / 250, i % 250),
+            ready,
+            serving: ready,
+            terminating: false,
+            node_name: Some("n1".into()),
+            hostname: None,
+            target_ref: ObjectReference {
+                kind: Some("Pod".into()),
+                name: Some(format!("p{i}")),
+                ..ObjectReference::default()
+            },
+            ports: vec![Port {
+                name: String::new(),
+                port,
+                protocol: "TCP".into(),
+                app_protocol: None,
+            }],
+        }
+    }
+
+    fn plan_for(endpoints: &[PodEndpoint], existing: &[Arc<EndpointSlice>]) -> Plan {
+        plan(&service(), endpoints, |_| None, existing, None)
+    }
+
+    /// The slices after the plan's writes, named as the API server would.
+    fn apply(existing: &[Arc<EndpointSlice>], plan: Plan) -> Vec<Arc<EndpointSlice>> {
+        let deleted: Vec<String> = plan.delete.iter().map(|s| s.name_any()).collect();
+        let updated: Vec<String> = plan.update.iter().map(|s| s.name_any()).collect();
+        let mut slices: Vec<Arc<EndpointSlice>> = existing
+            .iter()
+            .filter(|s| !deleted.contains(&s.name_any()) && !updated.contains(&s.name_any()))
+            .cloned()
+            .collect();
+        slices.extend(plan.update.into_iter().map(Arc::new));
+        for (i, mut slice) in plan.create.into_iter().enumerate() {
+            slice.metadata.name = Some(format!("web-{}{i}", existing.len()));
+            slices.push(Arc::new(slice));
+        }
+        slices
+    }
+
+    fn counts(plan: &Plan) -> (usize, usize, usize) {
+        (plan.create.len(), plan.update.len(), plan.delete.len())
+    }
+
+    #[test]
+    fn unchanged_endpoints_write_nothing() {
+        let endpoints: Vec<PodEndpoint> = (0..150).map(|i| endpoint(i, 80, true)).collect();
+        let first = plan_for(&endpoints, &[]);
+        assert_eq!(counts(&first), (2, 0, 0));
+        let sizes: Vec<usize> = first.create.iter().map(|s| s.endpoints.len()).collect();
+        assert_eq!(sizes, [100, 50]);
+        let slices = apply(&[], first);
+        assert_eq!(counts(&plan_for(&endpoints, &slices)), (0, 0, 0));
+    }
+
+    #[test]
+    fn one_changed_endpoint_rewrites_only_its_slice() {
+        let mut endpoints: Vec<PodEndpoint> = (0..150).map(|i| endpoint(i, 80, true)).collect();
+        let slices = apply(&[], plan_for(&endpoints, &[]));
+        endpoints[120].ready = false;
+        let plan = plan_for(&endpoints, &slices);
+        assert_eq!(counts(&plan), (0, 1, 0));
+        let address = &endpoints[120].address;
+        assert!(
+            plan.update[0]
+                .endpoints
+                .iter()
+                .any(|e| &e.addresses[0] == address)
+        );
+    }
+
+    #[test]
+    fn a_replaced_pod_takes_the_place_of_the_one_gone() {
+        let mut endpoints: Vec<PodEndpoint> = (0..150).map(|i| endpoint(i, 80, true)).collect();
+        let slices = apply(&[], plan_for(&endpoints, &[]));
+        endpoints.remove(3);
+        endpoints.push(endpoint(200, 80, true));
+        let plan = plan_for(&endpoints, &slices);
+        assert_eq!(counts(&plan), (0, 1, 0));
+        let slices = apply(&slices, plan);
+        assert_eq!(counts(&plan_for(&endpoints, &slices)), (0, 0, 0));
+    }
+
+    #[test]
+    fn a_new_port_set_reuses_the_old_slices() {
+        let endpoints: Vec<PodEndpoint> = (0..10).map(|i| endpoint(i, 80, true)).collect();
+        let slices = apply(&[], plan_for(&endpoints, &[]));
+        let moved: Vec<PodEndpoint> = (0..10).map(|i| endpoint(i, 8080, true)).collect();
+        let plan = plan_for(&moved, &slices);
+        assert_eq!(counts(&plan), (0, 1, 0));
+        assert_eq!(plan.update[0].ports.as_ref().unwrap()[0].port, Some(8080));
+    }
+
+    #[test]
+    fn no_endpoints_leave_one_empty_slice() {
+        let endpoints: Vec<PodEndpoint> = (0..150).map(|i| endpoint(i, 80, true)).collect();
+        let slices = apply(&[], plan_for(&endpoints, &[]));
+        let plan = plan_for(&[], &slices);
+        assert_eq!(counts(&plan), (0, 1, 1));
+        assert!(plan.update[0].endpoints.is_empty());
+        assert_eq!(plan.update[0].ports, Some(Vec::new()));
+        let slices = apply(&slices, plan);
+        assert_eq!(counts(&plan_for(&[], &slices)), (0, 0, 0));
+        assert_eq!(counts(&plan_for(&[], &[])), (1, 0, 0));
+    }
+}
