@@ -222,11 +222,21 @@ fn hosts_and_paths_route_to_their_services() {
     service(server, &ns, "alpha", &[(&alpha, 8080)]);
     service(server, &ns, "beta", &[(&beta, 8080)]);
     service(server, &ns, "both", &[(&alpha, 8080), (&beta, 8080)]);
+    // TLS on one of the hosts.
+    let dir = tempfile::tempdir().expect("temp dir");
+    let (cert, key) = self_signed(dir.path(), "b.routes.test");
+    server
+        .kubectl(&[
+            "create", "secret", "tls", "b-tls", "--cert", &cert, "--key", &key, "-n", &ns,
+        ])
+        .ok();
     let mut by_name = path("/api", "Prefix", "beta");
     by_name["backend"]["service"]["port"] = json!({"name": "http"});
     let routes = ingress(
         "routes",
-        json!({"rules": [
+        json!({
+          "tls": [{"hosts": ["b.routes.test"], "secretName": "b-tls"}],
+          "rules": [
             {"host": "a.routes.test", "http": {"paths": [
                 path("/app", "Prefix", "alpha"),
                 by_name,
@@ -246,6 +256,24 @@ fn hosts_and_paths_route_to_their_services() {
     // Exact takes only `/exact` itself; the rest falls to beta's `/`.
     answers("b.routes.test", "/exact/", 200, "beta");
     answers("b.routes.test", "/exactly", 200, "beta");
+    let trusted = ["--cacert", cert.as_str()];
+    let https = node().https;
+    eventually(
+        "https://b.routes.test answers with its certificate",
+        || match curl("https", "b.routes.test", https, "/exact", &trusted) {
+            (200, body) if body == "alpha" => Ok(()),
+            other => Err(format!("{other:?}")),
+        },
+    );
+    assert_eq!(
+        curl("https", "b.routes.test", https, "/exactly", &trusted),
+        (200, "beta".to_owned())
+    );
+    // The other host has no certificate of its own: curl refuses the default.
+    assert_eq!(
+        curl("https", "a.routes.test", https, "/app/x", &trusted).0,
+        0
+    );
     // Prefixes match whole path elements: `/apix` is not under `/api`.
     let (code, body) = curl("http", "a.routes.test", node().http, "/apix", &[]);
     assert_eq!(code, 404, "{body}");
