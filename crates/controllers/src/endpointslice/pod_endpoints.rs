@@ -203,7 +203,10 @@ mod tests {
         let not_ready =
             pod(json!({"status": {"conditions": [{"type": "Ready", "status": "False"}]}}));
         let ep = endpoint_of(&svc, &not_ready).unwrap();
-        assert_eq!((ep.ready, ep.serving, ep.terminating), (false, false, false));
+        assert_eq!(
+            (ep.ready, ep.serving, ep.terminating),
+            (false, false, false)
+        );
 
         let publish =
             service(json!({"selector": {"app": "web"}, "publishNotReadyAddresses": true}));
