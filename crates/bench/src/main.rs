@@ -10,6 +10,7 @@
 
 mod api;
 mod client;
+mod dns;
 mod ingress;
 mod report;
 mod scheduler;
@@ -78,6 +79,12 @@ struct Args {
     /// Only the ingress part.
     #[arg(long, conflicts_with_all = ["api_only", "store_only", "scheduler_only"])]
     ingress_only: bool,
+    /// Only the cluster DNS part.
+    #[arg(long, conflicts_with_all = ["api_only", "store_only", "scheduler_only", "ingress_only"])]
+    dns_only: bool,
+    /// The Services the cluster DNS part makes (each query asks for one).
+    #[arg(long, default_value_t = 1_000)]
+    dns_services: usize,
     /// Where the test images are (`scripts/build-test-images`): the ingress
     /// part runs the httpd one.
     #[arg(long, default_value = "target/test-images")]
@@ -119,6 +126,9 @@ async fn main() -> anyhow::Result<()> {
             .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
             .unwrap_or_else(|_| "unknown".into()),
     );
+    if args.dns_only {
+        return dns::run(&args.tug, run.path(), args.dns_services).await;
+    }
     if args.ingress_only {
         return ingress::run(&args.tug, run.path(), &args.test_images).await;
     }
@@ -133,6 +143,7 @@ async fn main() -> anyhow::Result<()> {
     }
     if !args.api_only && !args.store_only && !args.scheduler_only {
         ingress::run(&args.tug, run.path(), &args.test_images).await?;
+        dns::run(&args.tug, run.path(), args.dns_services).await?;
     }
     Ok(())
 }
