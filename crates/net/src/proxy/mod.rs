@@ -31,6 +31,7 @@ mod nft;
 pub mod rules;
 pub mod table;
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -169,6 +170,9 @@ struct Proxier {
     applied: Option<Contents>,
     /// The Service ports the table was last programmed from.
     ports: Vec<model::ServicePort>,
+    /// Each Service port's rules by its name, as last rendered: a sync
+    /// renders only the ports that changed.
+    rendered: HashMap<String, (model::ServicePort, Contents)>,
 }
 
 impl Proxier {
@@ -194,6 +198,7 @@ impl Proxier {
             pod_cidr,
             applied: None,
             ports: Vec::new(),
+            rendered: HashMap::new(),
         }
     }
 
@@ -209,9 +214,21 @@ impl Proxier {
             &self.node_name,
         );
         let mut desired = Contents::default();
+        let mut rendered = HashMap::with_capacity(ports.len());
         for port in &ports {
-            rules::render(port, self.pod_cidr, &mut desired);
+            let name = port.name();
+            let fragment = match self.rendered.remove(&name) {
+                Some((before, fragment)) if before == *port => fragment,
+                _ => {
+                    let mut fragment = Contents::default();
+                    rules::render(port, self.pod_cidr, &mut fragment);
+                    fragment
+                }
+            };
+            desired.merge(&fragment);
+            rendered.insert(name, (port.clone(), fragment));
         }
+        self.rendered = rendered;
         let batch = match self.applied.take() {
             Some(applied) => self.table.update(&applied, &desired),
             None => self.table.replace(&desired),

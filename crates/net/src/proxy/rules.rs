@@ -68,6 +68,23 @@ pub struct Contents {
     pub elements: BTreeMap<(Map, String), String>,
 }
 
+impl Contents {
+    /// Adds `other`'s chains, sets and elements; an element whose key is
+    /// taken already (two Services claiming one external address and
+    /// port) keeps the first verdict.
+    pub fn merge(&mut self, other: &Contents) {
+        for (chain, rules) in &other.chains {
+            self.chains.insert(chain.clone(), rules.clone());
+        }
+        self.sets.extend(other.sets.iter().cloned());
+        for (key, verdict) in &other.elements {
+            self.elements
+                .entry(key.clone())
+                .or_insert_with(|| verdict.clone());
+        }
+    }
+}
+
 /// Renders `port` into `contents`. `pod_cidr` tells traffic from this
 /// node's pods from other traffic (kube-proxy's `NodeCIDR` local detector):
 /// the latter is masqueraded on its way to an endpoint.
@@ -232,7 +249,12 @@ pub fn render(port: &ServicePort, pod_cidr: Option<Ipv4Net>, contents: &mut Cont
 }
 
 /// The rules that pick an endpoint: a client with affinity goes back to
-/// its endpoint, others get one at random.
+/// its endpoint, others get one at random. Of `n` endpoints the first is
+/// taken one time in `n`, else the next one time in `n - 1`, and so on (as
+/// kube-proxy's iptables mode does): each endpoint equally often. Not one
+/// `numgen random mod n vmap { ... }`: each such rule makes an anonymous
+/// map, and the kernel's time to load them grows with the square of their
+/// number (21 s of kernel time for 3,000 Services against 0.5 s this way).
 fn balance(port: &ServicePort, names: &Names, endpoints: &[&Endpoint], rules: &mut Vec<String>) {
     if port.affinity_seconds.is_some() {
         for endpoint in endpoints {
@@ -243,16 +265,13 @@ fn balance(port: &ServicePort, names: &Names, endpoints: &[&Endpoint], rules: &m
             ));
         }
     }
-    let targets: Vec<String> = endpoints
-        .iter()
-        .enumerate()
-        .map(|(i, e)| format!("{i} : goto {}", names.endpoint(e)))
-        .collect();
-    rules.push(format!(
-        "numgen random mod {} vmap {{ {} }}",
-        endpoints.len(),
-        targets.join(", ")
-    ));
+    for (i, endpoint) in endpoints.iter().enumerate() {
+        let goto = format!("goto {}", names.endpoint(endpoint));
+        rules.push(match endpoints.len() - i {
+            1 => goto,
+            left => format!("numgen random mod {left} == 0 {goto}"),
+        });
+    }
 }
 
 /// The names of one Service port's chains and sets, as kube-proxy builds
@@ -376,7 +395,8 @@ mod tests {
             [
                 "ip daddr 10.43.0.5 tcp dport 80 ip saddr != 10.42.0.0/24 jump mark-for-masquerade"
                     .to_owned(),
-                format!("numgen random mod 2 vmap {{ 0 : goto {five}, 1 : goto {seven} }}"),
+                format!("numgen random mod 2 == 0 goto {five}"),
+                format!("goto {seven}"),
             ]
         );
         assert_eq!(
@@ -462,9 +482,10 @@ mod tests {
                 format!("goto {local}"),
             ]
         );
-        assert!(cluster_rules.last().unwrap().contains("mod 2"));
-        assert!(local_rules[0].starts_with("numgen random mod 1"));
-        assert!(local_rules[0].contains("10.42.0.5/8080"));
+        assert!(cluster_rules[1].starts_with("numgen random mod 2 == 0 goto "));
+        assert_eq!(local_rules.len(), 1, "{local_rules:?}");
+        assert!(local_rules[0].starts_with("goto endpoint-"));
+        assert!(local_rules[0].ends_with("10.42.0.5/8080"));
     }
 
     #[test]
@@ -509,7 +530,7 @@ mod tests {
         );
         let (_, rules) = chain(&contents, "service-", "ns/web/tcp/http");
         assert_eq!(rules[1], format!("ip saddr @{set} goto {five}"));
-        assert!(rules[3].starts_with("numgen random mod 2"));
+        assert_eq!(rules[3], format!("numgen random mod 2 == 0 goto {five}"));
     }
 
     #[test]
