@@ -33,7 +33,7 @@ use tugboat_events::{Recorder, Type};
 use crate::claim::claim;
 use crate::placement::{node_selector_matches, tolerates};
 use crate::pods;
-use crate::revisions::{self, HASH_LABEL, History};
+use crate::revisions::{HASH_LABEL, History};
 use crate::selector::Selector;
 
 /// The deprecated label Kubernetes still puts on daemon pods.
@@ -113,31 +113,19 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, kube
         &uid,
     )
     .await?;
-    let data = revisions::template_patch(&spec.template).map_err(kube::Error::SerdeError)?;
     let status = ds.status.clone().unwrap_or_default();
-    let hash = revisions::hash(&data, status.collision_count);
-    let mut labels = spec
-        .template
-        .metadata
-        .clone()
-        .unwrap_or_default()
-        .labels
+    let current = history
+        .current_of(&*ds, &spec.template, status.collision_count)
+        .await?;
+    // A template that came back keeps the hash its revision was made with.
+    let current_hash = current
+        .labels()
+        .get(HASH_LABEL)
+        .cloned()
         .unwrap_or_default();
-    labels.insert(HASH_LABEL.to_owned(), hash.clone());
     let owner = ds
         .controller_owner_ref(&())
         .expect("a stored DaemonSet has a uid");
-    let current = history
-        .current(
-            &format!("{name}-{hash}"),
-            &data,
-            labels,
-            ds.metadata.annotations.clone(),
-            owner.clone(),
-        )
-        .await?;
-    // A template that came back keeps the hash its revision was made with.
-    let current_hash = current.labels().get(HASH_LABEL).cloned().unwrap_or(hash);
 
     let mut by_node: BTreeMap<String, Vec<&Pod>> = BTreeMap::new();
     for pod in &owned {

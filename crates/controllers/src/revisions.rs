@@ -13,8 +13,8 @@ use k8s_openapi::api::apps::v1::ControllerRevision;
 use k8s_openapi::api::core::v1::PodTemplateSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use k8s_openapi::apimachinery::pkg::runtime::RawExtension;
-use kube::Api;
 use kube::api::{DeleteParams, ListParams, PostParams};
+use kube::{Api, Resource, ResourceExt};
 use serde_json::{Value, json};
 
 use crate::selector::Selector;
@@ -85,13 +85,42 @@ impl History {
         Ok(History { api, revisions })
     }
 
+    /// The revision of `owner`'s pod `template` (perturbed by its
+    /// `collision_count`), made or renumbered as [`History::current`] does.
+    pub async fn current_of<K: Resource<DynamicType = ()>>(
+        &mut self,
+        owner: &K,
+        template: &PodTemplateSpec,
+        collision_count: Option<i32>,
+    ) -> kube::Result<ControllerRevision> {
+        let data = template_patch(template).map_err(kube::Error::SerdeError)?;
+        let hash = hash(&data, collision_count);
+        let mut labels = template
+            .metadata
+            .as_ref()
+            .and_then(|m| m.labels.clone())
+            .unwrap_or_default();
+        labels.insert(HASH_LABEL.to_owned(), hash.clone());
+        let owner_ref = owner
+            .controller_owner_ref(&())
+            .expect("a stored owner has a uid");
+        self.current(
+            &format!("{}-{hash}", owner.name_any()),
+            &data,
+            labels,
+            owner.meta().annotations.clone(),
+            owner_ref,
+        )
+        .await
+    }
+
     fn latest_number(&self) -> i64 {
         self.revisions.last().map_or(0, |r| r.revision)
     }
 
     /// The revision holding `data`, made (or renumbered as the latest, when
     /// an old template comes back) as needed. `name` is `<owner>-<hash>`.
-    pub async fn current(
+    async fn current(
         &mut self,
         name: &str,
         data: &Value,

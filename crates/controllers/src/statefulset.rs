@@ -32,7 +32,7 @@ use tugboat_events::{Recorder, Type};
 
 use crate::claim::claim;
 use crate::pods;
-use crate::revisions::{self, HASH_LABEL, History};
+use crate::revisions::{HASH_LABEL, History};
 use crate::selector::Selector;
 
 const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
@@ -117,29 +117,13 @@ async fn reconcile(set: Arc<StatefulSet>, ctx: Arc<Context>) -> Result<Action, k
         &uid,
     )
     .await?;
-    let data = revisions::template_patch(&spec.template).map_err(kube::Error::SerdeError)?;
     let status = set.status.clone().unwrap_or_default();
-    let hash = revisions::hash(&data, status.collision_count);
-    let mut labels = spec
-        .template
-        .metadata
-        .clone()
-        .unwrap_or_default()
-        .labels
-        .unwrap_or_default();
-    labels.insert(HASH_LABEL.to_owned(), hash.clone());
+    let update = history
+        .current_of(&*set, &spec.template, status.collision_count)
+        .await?;
     let owner = set
         .controller_owner_ref(&())
         .expect("a stored StatefulSet has a uid");
-    let update = history
-        .current(
-            &format!("{name}-{hash}"),
-            &data,
-            labels,
-            set.metadata.annotations.clone(),
-            owner.clone(),
-        )
-        .await?;
     let update_name = update.name_any();
     // The revision pods below the partition keep; the update revision
     // once a rollout is complete or when the recorded one is gone.
@@ -532,7 +516,7 @@ mod tests {
         .unwrap();
         let revision = ControllerRevision {
             data: Some(k8s_openapi::apimachinery::pkg::runtime::RawExtension(
-                revisions::template_patch(&template).unwrap(),
+                crate::revisions::template_patch(&template).unwrap(),
             )),
             ..ControllerRevision::default()
         };

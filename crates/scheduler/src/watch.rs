@@ -28,38 +28,20 @@ pub async fn nodes(
     queue: Arc<Queue>,
     synced: Arc<Barrier>,
 ) -> anyhow::Result<()> {
-    let mut events = watcher::watcher(Api::<Node>::all(client), watcher::Config::default())
-        .default_backoff()
-        .boxed();
-    let mut seen = HashSet::new();
-    let mut first_sync = true;
-    while let Some(event) = events.next().await {
-        match event? {
-            Event::Init => seen.clear(),
-            Event::InitApply(node) | Event::Apply(node) => {
-                seen.insert(node.metadata.name.clone().unwrap_or_default());
-                if lock(&cache).set_node(node) {
-                    queue.cluster_changed();
-                }
-            }
-            Event::Delete(node) => {
-                lock(&cache).remove_node(node.metadata.name.as_deref().unwrap_or_default());
-            }
-            Event::InitDone => {
-                forget_unseen(
-                    &cache,
-                    |cache| cache.node_names(),
-                    &seen,
-                    Cache::remove_node,
-                );
+    let name_of = |node: &Node| node.metadata.name.clone().unwrap_or_default();
+    follow(client, synced, name_of, |change| match change {
+        Change::Apply(node) => {
+            if lock(&cache).set_node(node) {
                 queue.cluster_changed();
-                if std::mem::take(&mut first_sync) {
-                    synced.wait().await;
-                }
             }
         }
-    }
-    Ok(())
+        Change::Delete(node) => lock(&cache).remove_node(&name_of(&node)),
+        Change::Relisted(seen) => {
+            forget_unseen(&cache, |cache| cache.node_names(), seen, Cache::remove_node);
+            queue.cluster_changed();
+        }
+    })
+    .await
 }
 
 pub async fn pods(
@@ -68,7 +50,45 @@ pub async fn pods(
     queue: Arc<Queue>,
     synced: Arc<Barrier>,
 ) -> anyhow::Result<()> {
-    let mut events = watcher::watcher(Api::<Pod>::all(client), watcher::Config::default())
+    follow(client, synced, key_of, |change| match change {
+        Change::Apply(pod) => pod_changed(pod, &cache, &queue),
+        Change::Delete(pod) => {
+            let key = key_of(&pod);
+            queue.remove(&key);
+            if lock(&cache).remove_pod(&key) {
+                queue.cluster_changed();
+            }
+        }
+        Change::Relisted(seen) => {
+            forget_unseen(&cache, Cache::bound_pod_keys, seen, |cache, key| {
+                cache.remove_pod(key);
+            });
+        }
+    })
+    .await
+}
+
+/// What a watch of every `K` tells its handler.
+enum Change<'a, K> {
+    /// Listed, added or changed.
+    Apply(K),
+    Delete(K),
+    /// A (re)list is complete; these keys are all that exist.
+    Relisted(&'a HashSet<String>),
+}
+
+/// Watches every `K`, handing each change to `handle` and telling `synced`
+/// once the first list is complete.
+async fn follow<K>(
+    client: Client,
+    synced: Arc<Barrier>,
+    key: impl Fn(&K) -> String,
+    mut handle: impl FnMut(Change<'_, K>),
+) -> anyhow::Result<()>
+where
+    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug + Send + 'static,
+{
+    let mut events = watcher::watcher(Api::<K>::all(client), watcher::Config::default())
         .default_backoff()
         .boxed();
     let mut seen = HashSet::new();
@@ -76,21 +96,13 @@ pub async fn pods(
     while let Some(event) = events.next().await {
         match event? {
             Event::Init => seen.clear(),
-            Event::InitApply(pod) | Event::Apply(pod) => {
-                seen.insert(key_of(&pod));
-                pod_changed(pod, &cache, &queue);
+            Event::InitApply(object) | Event::Apply(object) => {
+                seen.insert(key(&object));
+                handle(Change::Apply(object));
             }
-            Event::Delete(pod) => {
-                let key = key_of(&pod);
-                queue.remove(&key);
-                if lock(&cache).remove_pod(&key) {
-                    queue.cluster_changed();
-                }
-            }
+            Event::Delete(object) => handle(Change::Delete(object)),
             Event::InitDone => {
-                forget_unseen(&cache, Cache::bound_pod_keys, &seen, |cache, key| {
-                    cache.remove_pod(key);
-                });
+                handle(Change::Relisted(&seen));
                 if std::mem::take(&mut first_sync) {
                     synced.wait().await;
                 }

@@ -37,12 +37,6 @@ fn daemon_set(name: &str, version: &str, extra: Value) -> Value {
     })
 }
 
-fn apply(server: &Server, namespace: &str, object: &Value) {
-    server
-        .kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &object.to_string())
-        .ok();
-}
-
 /// The DaemonSet's pods that are not being deleted.
 fn live_pods(server: &Server, namespace: &str, app: &str) -> Vec<Value> {
     let out = server
@@ -96,7 +90,7 @@ fn wait_one_ready(server: &Server, namespace: &str, app: &str, version: &str) ->
 fn a_daemon_set_runs_one_pod_on_the_node_and_rolls_to_a_new_template() {
     let server = node_server();
     let ns = server.namespace("ds-roll");
-    apply(server, &ns, &daemon_set("agent", "1", json!({})));
+    server.apply_json(&ns, &daemon_set("agent", "1", json!({})));
 
     let first = wait_one_ready(server, &ns, "agent", "1");
     // Placed by the scheduler through the node affinity the controller set.
@@ -167,8 +161,7 @@ fn a_node_selector_is_followed_as_the_node_is_labelled() {
     let server = node_server();
     let ns = server.namespace("ds-selector");
     let label = "ds-test.tugboat.io/logging";
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &daemon_set("logger", "1", json!({"nodeSelector": {label: "yes"}})),
     );
@@ -206,7 +199,7 @@ fn a_deleted_daemon_pod_is_replaced_and_on_delete_waits_for_the_user() {
     let ns = server.namespace("ds-ondelete");
     let mut ds = daemon_set("manual", "1", json!({}));
     ds["spec"]["updateStrategy"] = json!({"type": "OnDelete"});
-    apply(server, &ns, &ds);
+    server.apply_json(&ns, &ds);
     let first = wait_one_ready(server, &ns, "manual", "1");
 
     server
@@ -258,14 +251,12 @@ fn one_pod_goes_to_each_node_its_selector_and_tolerations_admit() {
         ),
         SimulatedNode::start(&server, NodeSpec::new("cordoned").unschedulable()),
     ];
-    apply(&server, &ns, &daemon_set("everywhere", "1", json!({})));
-    apply(
-        &server,
+    server.apply_json(&ns, &daemon_set("everywhere", "1", json!({})));
+    server.apply_json(
         &ns,
         &daemon_set("ssd", "1", json!({"nodeSelector": {"disk": "ssd"}})),
     );
-    apply(
-        &server,
+    server.apply_json(
         &ns,
         &daemon_set(
             "tolerant",

@@ -35,20 +35,6 @@ fn deployment(name: &str, replicas: i32, image: &str, extra: Value) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": spec})
 }
 
-fn apply(server: &Server, namespace: &str, object: &Value) {
-    server
-        .kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &object.to_string())
-        .ok();
-}
-
-fn list(server: &Server, namespace: &str, kind: &str) -> Vec<Value> {
-    let out = server
-        .kubectl(&["get", kind, "-n", namespace, "-o", "json"])
-        .ok();
-    let list: Value = serde_json::from_str(&out).expect("a list");
-    list["items"].as_array().cloned().unwrap_or_default()
-}
-
 fn name(object: &Value) -> String {
     object["metadata"]["name"]
         .as_str()
@@ -58,7 +44,8 @@ fn name(object: &Value) -> String {
 
 /// The ReplicaSets of the namespace by name: (spec.replicas, revision).
 fn replica_sets(server: &Server, namespace: &str) -> BTreeMap<String, (i64, String)> {
-    list(server, namespace, "rs")
+    server
+        .list_json(namespace, "rs")
         .iter()
         .map(|rs| {
             let replicas = rs["spec"]["replicas"].as_i64().unwrap_or(0);
@@ -81,7 +68,7 @@ fn is_ready(pod: &Value) -> bool {
 /// Does what a kubelet would for pods whose image is `image`: marks them
 /// Running and Ready.
 fn make_ready(server: &Server, namespace: &str, image: &str) {
-    for pod in list(server, namespace, "pods") {
+    for pod in server.list_json(namespace, "pods") {
         if is_ready(&pod) || pod["spec"]["containers"][0]["image"] != image {
             continue;
         }
@@ -168,33 +155,11 @@ fn annotate_cause(server: &Server, namespace: &str, deployment: &str, cause: &st
         .ok();
 }
 
-fn event_messages(server: &Server, namespace: &str, object: &str, reason: &str) -> Vec<String> {
-    let out = server
-        .kubectl(&[
-            "get",
-            "events",
-            "-n",
-            namespace,
-            "--field-selector",
-            &format!("involvedObject.name={object},reason={reason}"),
-            "-o",
-            "json",
-        ])
-        .ok();
-    let list: Value = serde_json::from_str(&out).expect("an event list");
-    list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 #[test]
 fn a_deployment_rolls_out_through_a_replicaset_named_by_its_template_hash() {
     let server = nodeless_server();
     let ns = server.namespace("deploy-basic");
-    apply(server, &ns, &deployment("web", 3, HTTPD, json!({})));
+    server.apply_json(&ns, &deployment("web", 3, HTTPD, json!({})));
     run_kubelet_until(server, &ns, HTTPD, "web rolled out", || {
         rollout_complete(server, &ns, "web")
     });
@@ -215,7 +180,7 @@ fn a_deployment_rolls_out_through_a_replicaset_named_by_its_template_hash() {
     );
     assert_eq!(rs["metadata"]["ownerReferences"][0]["kind"], "Deployment");
     assert_eq!(rs["metadata"]["ownerReferences"][0]["controller"], true);
-    for pod in list(server, &ns, "pods") {
+    for pod in server.list_json(&ns, "pods") {
         assert_eq!(
             pod["metadata"]["labels"]["pod-template-hash"],
             hash.as_str()
@@ -254,7 +219,7 @@ fn a_deployment_rolls_out_through_a_replicaset_named_by_its_template_hash() {
         format!("ReplicaSet \"{rs_name}\" has successfully progressed.")
     );
     assert_eq!(
-        event_messages(server, &ns, "web", "ScalingReplicaSet"),
+        server.event_messages(&ns, "web", "ScalingReplicaSet"),
         [format!("Scaled up replica set {rs_name} from 0 to 3")]
     );
     let table = server
@@ -293,7 +258,7 @@ fn a_deployment_rolls_out_through_a_replicaset_named_by_its_template_hash() {
 fn kubectl_scale_changes_the_replicaset_and_the_pods() {
     let server = nodeless_server();
     let ns = server.namespace("deploy-scale");
-    apply(server, &ns, &deployment("web", 2, HTTPD, json!({})));
+    server.apply_json(&ns, &deployment("web", 2, HTTPD, json!({})));
     run_kubelet_until(server, &ns, HTTPD, "web rolled out", || {
         rollout_complete(server, &ns, "web")
     });
@@ -301,7 +266,7 @@ fn kubectl_scale_changes_the_replicaset_and_the_pods() {
         .kubectl(&["scale", "deployment/web", "-n", &ns, "--replicas=5"])
         .ok();
     run_kubelet_until(server, &ns, HTTPD, "five pods", || {
-        let pods = list(server, &ns, "pods").len();
+        let pods = server.list_json(&ns, "pods").len();
         let done = rollout_complete(server, &ns, "web");
         if pods == 5 && done.is_ok() {
             Ok(())
@@ -313,7 +278,7 @@ fn kubectl_scale_changes_the_replicaset_and_the_pods() {
         .kubectl(&["scale", "deployment/web", "-n", &ns, "--replicas=1"])
         .ok();
     eventually("one pod", || {
-        let pods = list(server, &ns, "pods").len();
+        let pods = server.list_json(&ns, "pods").len();
         let done = rollout_complete(server, &ns, "web");
         if pods == 1 && done.is_ok() {
             Ok(())
@@ -329,7 +294,7 @@ fn kubectl_scale_changes_the_replicaset_and_the_pods() {
 fn set_image_rolls_out_a_new_revision_and_undo_brings_the_old_template_back() {
     let server = nodeless_server();
     let ns = server.namespace("deploy-rollout");
-    apply(server, &ns, &deployment("web", 3, HTTPD, json!({})));
+    server.apply_json(&ns, &deployment("web", 3, HTTPD, json!({})));
     annotate_cause(server, &ns, "web", "first version");
     run_kubelet_until(server, &ns, HTTPD, "revision 1 rolled out", || {
         rollout_complete(server, &ns, "web")
@@ -347,7 +312,8 @@ fn set_image_rolls_out_a_new_revision_and_undo_brings_the_old_template_back() {
     let second = sets.keys().find(|n| **n != first).unwrap().clone();
     assert_eq!(sets[&second], (3, "2".to_owned()));
     assert_ne!(first, second);
-    let images: Vec<Value> = list(server, &ns, "pods")
+    let images: Vec<Value> = server
+        .list_json(&ns, "pods")
         .iter()
         .map(|p| p["spec"]["containers"][0]["image"].clone())
         .collect();
@@ -425,7 +391,7 @@ fn a_rolling_update_keeps_within_max_surge_and_max_unavailable() {
     let server = nodeless_server();
     let ns = server.namespace("deploy-fenceposts");
     let strategy = json!({"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}});
-    apply(server, &ns, &deployment("web", 10, HTTPD, strategy));
+    server.apply_json(&ns, &deployment("web", 10, HTTPD, strategy));
     run_kubelet_until(server, &ns, HTTPD, "rolled out", || {
         rollout_complete(server, &ns, "web")
     });
@@ -450,7 +416,7 @@ fn a_rolling_update_keeps_within_max_surge_and_max_unavailable() {
     });
     // The ReplicaSets' pods follow their counts.
     eventually("13 pods, 8 of them ready", || {
-        let pods = list(server, &ns, "pods");
+        let pods = server.list_json(&ns, "pods");
         let ready = pods.iter().filter(|p| is_ready(p)).count();
         if (pods.len(), ready) == (13, 8) {
             Ok(())
@@ -476,7 +442,8 @@ fn a_rolling_update_keeps_within_max_surge_and_max_unavailable() {
     // As new pods become ready, old ones go, never below 8 ready.
     let mut fewest = usize::MAX;
     run_kubelet_until(server, &ns, BUSYBOX, "rolled out", || {
-        let ready = list(server, &ns, "pods")
+        let ready = server
+            .list_json(&ns, "pods")
             .iter()
             .filter(|p| is_ready(p))
             .count();
@@ -490,7 +457,7 @@ fn a_rolling_update_keeps_within_max_surge_and_max_unavailable() {
 fn scaling_in_the_middle_of_a_rollout_scales_each_replicaset_in_proportion() {
     let server = nodeless_server();
     let ns = server.namespace("deploy-proportional");
-    apply(server, &ns, &deployment("web", 10, HTTPD, json!({})));
+    server.apply_json(&ns, &deployment("web", 10, HTTPD, json!({})));
     run_kubelet_until(server, &ns, HTTPD, "rolled out", || {
         rollout_complete(server, &ns, "web")
     });
@@ -521,15 +488,14 @@ fn scaling_in_the_middle_of_a_rollout_scales_each_replicaset_in_proportion() {
     run_kubelet_until(server, &ns, BUSYBOX, "rolled out", || {
         rollout_complete(server, &ns, "web")
     });
-    assert_eq!(list(server, &ns, "pods").len(), 20);
+    assert_eq!(server.list_json(&ns, "pods").len(), 20);
 }
 
 #[test]
 fn recreate_removes_the_old_pods_before_making_new_ones() {
     let server = nodeless_server();
     let ns = server.namespace("deploy-recreate");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &deployment("web", 3, HTTPD, json!({"strategy": {"type": "Recreate"}})),
     );
@@ -539,7 +505,8 @@ fn recreate_removes_the_old_pods_before_making_new_ones() {
     set_image(server, &ns, "web", BUSYBOX);
     let mut mixed = Vec::new();
     run_kubelet_until(server, &ns, BUSYBOX, "recreated", || {
-        let images: Vec<String> = list(server, &ns, "pods")
+        let images: Vec<String> = server
+            .list_json(&ns, "pods")
             .iter()
             .map(|p| {
                 p["spec"]["containers"][0]["image"]
@@ -554,14 +521,14 @@ fn recreate_removes_the_old_pods_before_making_new_ones() {
         rollout_complete(server, &ns, "web")
     });
     assert!(mixed.is_empty(), "old and new pods at once: {mixed:?}");
-    assert_eq!(list(server, &ns, "pods").len(), 3);
+    assert_eq!(server.list_json(&ns, "pods").len(), 3);
 }
 
 #[test]
 fn a_paused_deployment_waits_and_resumes() {
     let server = nodeless_server();
     let ns = server.namespace("deploy-pause");
-    apply(server, &ns, &deployment("web", 2, HTTPD, json!({})));
+    server.apply_json(&ns, &deployment("web", 2, HTTPD, json!({})));
     run_kubelet_until(server, &ns, HTTPD, "rolled out", || {
         rollout_complete(server, &ns, "web")
     });
@@ -609,16 +576,16 @@ fn a_paused_deployment_waits_and_resumes() {
 fn rollout_restart_makes_new_pods_from_the_same_template() {
     let server = nodeless_server();
     let ns = server.namespace("deploy-restart");
-    apply(server, &ns, &deployment("web", 2, HTTPD, json!({})));
+    server.apply_json(&ns, &deployment("web", 2, HTTPD, json!({})));
     run_kubelet_until(server, &ns, HTTPD, "rolled out", || {
         rollout_complete(server, &ns, "web")
     });
-    let before: Vec<String> = list(server, &ns, "pods").iter().map(name).collect();
+    let before: Vec<String> = server.list_json(&ns, "pods").iter().map(name).collect();
     server
         .kubectl(&["rollout", "restart", "deployment/web", "-n", &ns])
         .ok();
     run_kubelet_until(server, &ns, HTTPD, "restarted", || {
-        let now: Vec<String> = list(server, &ns, "pods").iter().map(name).collect();
+        let now: Vec<String> = server.list_json(&ns, "pods").iter().map(name).collect();
         let done = rollout_complete(server, &ns, "web");
         if now.len() == 2 && now.iter().all(|n| !before.contains(n)) && done.is_ok() {
             Ok(())
@@ -633,8 +600,7 @@ fn rollout_restart_makes_new_pods_from_the_same_template() {
 fn old_revisions_beyond_the_history_limit_are_deleted() {
     let server = nodeless_server();
     let ns = server.namespace("deploy-history");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &deployment("web", 1, HTTPD, json!({"revisionHistoryLimit": 1})),
     );
@@ -664,8 +630,7 @@ fn old_revisions_beyond_the_history_limit_are_deleted() {
 fn a_stalled_rollout_exceeds_its_deadline_and_undo_recovers() {
     let server = nodeless_server();
     let ns = server.namespace("deploy-deadline");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &deployment("web", 2, HTTPD, json!({"progressDeadlineSeconds": 3})),
     );
@@ -692,7 +657,8 @@ fn a_stalled_rollout_exceeds_its_deadline_and_undo_recovers() {
     );
     let web = server.get_json(&ns, "deployment", "web");
     let progressing = condition(&web, "Progressing");
-    let new = list(server, &ns, "rs")
+    let new = server
+        .list_json(&ns, "rs")
         .into_iter()
         .find(|rs| {
             rs["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -711,7 +677,8 @@ fn a_stalled_rollout_exceeds_its_deadline_and_undo_recovers() {
     run_kubelet_until(server, &ns, HTTPD, "recovered", || {
         rollout_complete(server, &ns, "web")
     });
-    let images: Vec<Value> = list(server, &ns, "pods")
+    let images: Vec<Value> = server
+        .list_json(&ns, "pods")
         .iter()
         .map(|p| p["spec"]["containers"][0]["image"].clone())
         .collect();
@@ -735,16 +702,17 @@ fn blue_green_switches_a_services_selector_between_two_replicasets() {
                 },
             },
         });
-        apply(server, &ns, &rs);
+        server.apply_json(&ns, &rs);
     }
     let service = json!({
         "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web"},
         "spec": {"selector": {"app": "web", "colour": "blue"}, "ports": [{"port": 80}]},
     });
-    apply(server, &ns, &service);
+    server.apply_json(&ns, &service);
     run_kubelet_until(server, &ns, BUSYBOX, "both colours ready", || {
         make_ready(server, &ns, HTTPD);
-        let ready = list(server, &ns, "pods")
+        let ready = server
+            .list_json(&ns, "pods")
             .iter()
             .filter(|p| is_ready(p))
             .count();
@@ -800,12 +768,12 @@ fn blue_green_switches_a_services_selector_between_two_replicasets() {
 fn a_deployment_made_again_adopts_the_replicaset_its_predecessor_orphaned() {
     let server = nodeless_server();
     let ns = server.namespace("deploy-adopt");
-    apply(server, &ns, &deployment("web", 2, HTTPD, json!({})));
+    server.apply_json(&ns, &deployment("web", 2, HTTPD, json!({})));
     run_kubelet_until(server, &ns, HTTPD, "rolled out", || {
         rollout_complete(server, &ns, "web")
     });
     let rs_name = replica_sets(server, &ns).into_keys().next().unwrap();
-    let pods_before: Vec<String> = list(server, &ns, "pods").iter().map(name).collect();
+    let pods_before: Vec<String> = server.list_json(&ns, "pods").iter().map(name).collect();
     server
         .kubectl(&["delete", "deployment", "web", "-n", &ns, "--cascade=orphan"])
         .ok();
@@ -817,7 +785,7 @@ fn a_deployment_made_again_adopts_the_replicaset_its_predecessor_orphaned() {
         }
     });
 
-    apply(server, &ns, &deployment("web", 2, HTTPD, json!({})));
+    server.apply_json(&ns, &deployment("web", 2, HTTPD, json!({})));
     let uid = server.get_json(&ns, "deployment", "web")["metadata"]["uid"].clone();
     eventually("the ReplicaSet adopted", || {
         let rs = server.get_json(&ns, "rs", &rs_name);
@@ -829,7 +797,7 @@ fn a_deployment_made_again_adopts_the_replicaset_its_predecessor_orphaned() {
         }
     });
     eventually("rolled out again", || rollout_complete(server, &ns, "web"));
-    let pods_after: Vec<String> = list(server, &ns, "pods").iter().map(name).collect();
+    let pods_after: Vec<String> = server.list_json(&ns, "pods").iter().map(name).collect();
     assert_eq!(pods_after, pods_before, "the same pods, none made anew");
     assert_eq!(replica_sets(server, &ns).len(), 1);
 }
@@ -843,8 +811,8 @@ fn a_replicaset_that_cannot_make_its_pods_shows_on_the_deployment() {
         "metadata": {"name": "one-pod"},
         "spec": {"hard": {"pods": "1"}},
     });
-    apply(server, &ns, &quota);
-    apply(server, &ns, &deployment("web", 2, HTTPD, json!({})));
+    server.apply_json(&ns, &quota);
+    server.apply_json(&ns, &deployment("web", 2, HTTPD, json!({})));
     let failure = eventually("a ReplicaFailure condition", || {
         let web = server.get_json(&ns, "deployment", "web");
         let failure = condition(&web, "ReplicaFailure");

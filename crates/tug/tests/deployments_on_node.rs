@@ -42,20 +42,6 @@ fn web(replicas: i32, extra: Value) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": spec})
 }
 
-fn apply(server: &Server, namespace: &str, object: &Value) {
-    server
-        .kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &object.to_string())
-        .ok();
-}
-
-fn pods(server: &Server, namespace: &str) -> Vec<Value> {
-    let out = server
-        .kubectl(&["get", "pods", "-n", namespace, "-o", "json"])
-        .ok();
-    let list: Value = serde_json::from_str(&out).expect("a pod list");
-    list["items"].as_array().cloned().unwrap_or_default()
-}
-
 /// Ready and not on its way out: a pod that serves.
 fn serving(pod: &Value) -> bool {
     pod["metadata"].get("deletionTimestamp").is_none()
@@ -84,7 +70,8 @@ fn rolled_out(server: &Server, namespace: &str) {
 }
 
 fn serving_names(server: &Server, namespace: &str) -> Vec<String> {
-    let mut names: Vec<String> = pods(server, namespace)
+    let mut names: Vec<String> = server
+        .list_json(namespace, "pods")
         .iter()
         .filter(|p| serving(p))
         .map(|p| {
@@ -102,11 +89,11 @@ fn serving_names(server: &Server, namespace: &str) -> Vec<String> {
 fn a_web_deployment_becomes_available_scales_and_heals() {
     let server = node_server();
     let ns = server.namespace("web-heal");
-    apply(server, &ns, &web(3, json!({})));
+    server.apply_json(&ns, &web(3, json!({})));
     rolled_out(server, &ns);
     let running = serving_names(server, &ns);
     assert_eq!(running.len(), 3, "{running:?}");
-    for pod in pods(server, &ns) {
+    for pod in server.list_json(&ns, "pods") {
         assert_eq!(pod["spec"]["nodeName"], common::node_name());
         assert_eq!(pod["status"]["phase"], "Running");
     }
@@ -134,7 +121,7 @@ fn a_web_deployment_becomes_available_scales_and_heals() {
         .kubectl(&["scale", "deployment/web", "-n", &ns, "--replicas=2"])
         .ok();
     eventually("two pods left", || {
-        let all = pods(server, &ns).len();
+        let all = server.list_json(&ns, "pods").len();
         if all == 2 {
             Ok(())
         } else {
@@ -149,7 +136,7 @@ fn set_image_never_drops_below_replicas_minus_max_unavailable() {
     let server = node_server();
     let ns = server.namespace("web-rollout");
     let strategy = json!({"strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 1}}});
-    apply(server, &ns, &web(4, strategy));
+    server.apply_json(&ns, &web(4, strategy));
     rolled_out(server, &ns);
     let before = serving_names(server, &ns);
 
@@ -160,7 +147,8 @@ fn set_image_never_drops_below_replicas_minus_max_unavailable() {
         let (stop, fewest, ns) = (stop.clone(), fewest.clone(), ns.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                let count = pods(node_server(), &ns)
+                let count = node_server()
+                    .list_json(&ns, "pods")
                     .iter()
                     .filter(|p| serving(p))
                     .count();
@@ -187,7 +175,7 @@ fn set_image_never_drops_below_replicas_minus_max_unavailable() {
 
     // Old pods may still be stopping when the rollout is done.
     let after = eventually("four busybox pods", || {
-        let all = pods(server, &ns);
+        let all = server.list_json(&ns, "pods");
         let busybox = all
             .iter()
             .filter(|p| p["spec"]["containers"][0]["image"] == BUSYBOX)
@@ -217,7 +205,7 @@ fn set_image_never_drops_below_replicas_minus_max_unavailable() {
 fn a_rollout_to_a_missing_image_stalls_and_undo_recovers() {
     let server = node_server();
     let ns = server.namespace("web-broken");
-    apply(server, &ns, &web(2, json!({"progressDeadlineSeconds": 10})));
+    server.apply_json(&ns, &web(2, json!({"progressDeadlineSeconds": 10})));
     rolled_out(server, &ns);
     let before = serving_names(server, &ns);
     server
@@ -246,7 +234,8 @@ fn a_rollout_to_a_missing_image_stalls_and_undo_recovers() {
     );
     // The old pods kept serving all along.
     assert_eq!(serving_names(server, &ns), before);
-    let broken = pods(server, &ns)
+    let broken = server
+        .list_json(&ns, "pods")
         .into_iter()
         .find(|p| p["spec"]["containers"][0]["image"] == "tugboat.test/missing:latest")
         .expect("a pod of the missing image");
@@ -262,7 +251,7 @@ fn a_rollout_to_a_missing_image_stalls_and_undo_recovers() {
         .ok();
     rolled_out(server, &ns);
     eventually("only the old template's pods", || {
-        let all = pods(server, &ns);
+        let all = server.list_json(&ns, "pods");
         let images: Vec<&Value> = all
             .iter()
             .map(|p| &p["spec"]["containers"][0]["image"])
@@ -287,7 +276,7 @@ fn recreate_starts_new_pods_only_once_the_old_ones_are_gone() {
         "mkdir -p /www; hostname > /www/index.html; trap 'sleep 2; exit 0' TERM; httpd -f -p 8080 -h /www & wait"
     ]);
     deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] = json!(10);
-    apply(server, &ns, &deployment);
+    server.apply_json(&ns, &deployment);
     rolled_out(server, &ns);
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -296,7 +285,8 @@ fn recreate_starts_new_pods_only_once_the_old_ones_are_gone() {
         let (stop, overlap, ns) = (stop.clone(), overlap.clone(), ns.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                let images: Vec<Value> = pods(node_server(), &ns)
+                let images: Vec<Value> = node_server()
+                    .list_json(&ns, "pods")
                     .iter()
                     .map(|p| p["spec"]["containers"][0]["image"].clone())
                     .collect();

@@ -32,12 +32,6 @@ fn job(name: &str, restart_policy: &str, script: &str, spec: Value) -> Value {
     job
 }
 
-fn apply(server: &Server, namespace: &str, object: &Value) {
-    server
-        .kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &object.to_string())
-        .ok();
-}
-
 fn apply_manifest(server: &Server, namespace: &str, relative: &str) {
     let path = manifest(relative);
     server
@@ -188,8 +182,7 @@ fn a_job_runs_three_completions_two_at_a_time_and_keeps_its_pods() {
 fn a_failing_job_stops_at_its_backoff_limit() {
     let server = node_server();
     let ns = server.namespace("backoff");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &job(
             "fails",
@@ -220,8 +213,7 @@ fn a_failing_job_stops_at_its_backoff_limit() {
 fn restarts_in_place_count_against_the_backoff_limit() {
     let server = node_server();
     let ns = server.namespace("onfailure");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &job(
             "restarts",
@@ -291,8 +283,7 @@ fn an_indexed_job_gives_each_pod_its_index() {
 fn a_job_past_its_active_deadline_fails_and_stops_its_pods() {
     let server = node_server();
     let ns = server.namespace("deadline");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &job(
             "slow",
@@ -329,8 +320,7 @@ fn a_job_past_its_active_deadline_fails_and_stops_its_pods() {
 fn a_finished_job_is_deleted_after_its_ttl() {
     let server = node_server();
     let ns = server.namespace("ttl");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &job(
             "brief",
@@ -362,8 +352,7 @@ fn a_finished_job_is_deleted_after_its_ttl() {
 fn a_suspended_job_makes_no_pods_until_resumed() {
     let server = node_server();
     let ns = server.namespace("suspend");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &job("later", "Never", "true", json!({"suspend": true})),
     );
@@ -535,8 +524,8 @@ fn a_cronjob_runs_a_job_at_the_next_minute() {
 fn a_cronjob_keeps_finished_jobs_to_its_history_limits() {
     let server = node_server();
     let ns = server.namespace("history");
-    apply(server, &ns, &cron_job("good", "true"));
-    apply(server, &ns, &cron_job("bad", "exit 1"));
+    server.apply_json(&ns, &cron_job("good", "true"));
+    server.apply_json(&ns, &cron_job("bad", "exit 1"));
     for (cron_job, condition) in [("good", "complete"), ("bad", "failed")] {
         for run in ["one", "two"] {
             let name = format!("{cron_job}-{run}");
@@ -588,8 +577,7 @@ fn cronjob_concurrency_policies_and_a_missed_run_after_suspension() {
     };
     late_enough_in_the_minute();
     let first_minute = unix_seconds() / 60 + 1;
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &every_minute(
             "forbid",
@@ -597,8 +585,7 @@ fn cronjob_concurrency_policies_and_a_missed_run_after_suspension() {
             json!({"concurrencyPolicy": "Forbid"}),
         ),
     );
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &every_minute(
             "replace",
@@ -606,8 +593,7 @@ fn cronjob_concurrency_policies_and_a_missed_run_after_suspension() {
             json!({"concurrencyPolicy": "Replace"}),
         ),
     );
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &every_minute("later", "true", json!({"suspend": true})),
     );
@@ -686,7 +672,7 @@ fn cronjob_concurrency_policies_and_a_missed_run_after_suspension() {
 fn a_deleted_pod_counts_as_failed_and_is_replaced_and_the_jobs_pods_go_with_it() {
     let server = node_server();
     let ns = server.namespace("replaced");
-    apply(server, &ns, &job("steady", "Never", "sleep 600", json!({})));
+    server.apply_json(&ns, &job("steady", "Never", "sleep 600", json!({})));
     let first = eventually("the pod to run", || {
         let pods = job_pods(server, &ns, "steady");
         match pods.first() {
@@ -735,8 +721,7 @@ fn a_pod_failure_policy_rule_fails_the_job_at_once() {
         {"action": "Ignore", "onExitCodes": {"operator": "In", "values": [7]}},
         {"action": "FailJob", "onExitCodes": {"containerName": "work", "operator": "In", "values": [42]}},
     ]});
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &job(
             "fatal",
@@ -772,7 +757,7 @@ fn an_indexed_job_succeeds_when_its_success_policy_is_met() {
         "completionMode": "Indexed", "completions": 3, "parallelism": 3,
         "successPolicy": {"rules": [{"succeededIndexes": "0"}]},
     });
-    apply(server, &ns, &job("leader", "Never", script, spec));
+    server.apply_json(&ns, &job("leader", "Never", script, spec));
     wait_for(server, &ns, "leader", "complete");
 
     let job = server.get_json(&ns, "job", "leader");

@@ -28,21 +28,6 @@ fn replicaset(name: &str, replicas: i32, extra_spec: Value) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "ReplicaSet", "metadata": {"name": name}, "spec": spec})
 }
 
-fn apply(server: &Server, namespace: &str, object: &Value) {
-    server
-        .kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &object.to_string())
-        .ok();
-}
-
-/// The pods of `namespace`, as `kubectl get pods -o json` lists them.
-fn pods(server: &Server, namespace: &str) -> Vec<Value> {
-    let out = server
-        .kubectl(&["get", "pods", "-n", namespace, "-o", "json"])
-        .ok();
-    let list: Value = serde_json::from_str(&out).expect("a pod list");
-    list["items"].as_array().cloned().unwrap_or_default()
-}
-
 fn names_of(pods: &[Value]) -> Vec<String> {
     let mut names: Vec<String> = pods
         .iter()
@@ -60,7 +45,7 @@ fn names_of(pods: &[Value]) -> Vec<String> {
 /// Waits until `namespace` holds exactly `count` pods and returns them.
 fn wait_pod_count(server: &Server, namespace: &str, count: usize) -> Vec<Value> {
     eventually(&format!("{count} pods in {namespace}"), || {
-        let pods = pods(server, namespace);
+        let pods = server.list_json(namespace, "pods");
         if pods.len() == count {
             Ok(pods)
         } else {
@@ -125,34 +110,11 @@ fn scale(server: &Server, namespace: &str, kind: &str, name: &str, replicas: i32
         .ok();
 }
 
-/// The messages of the events with `reason` about `kind/name`.
-fn event_messages(server: &Server, namespace: &str, name: &str, reason: &str) -> Vec<String> {
-    let out = server
-        .kubectl(&[
-            "get",
-            "events",
-            "-n",
-            namespace,
-            "--field-selector",
-            &format!("involvedObject.name={name},reason={reason}"),
-            "-o",
-            "json",
-        ])
-        .ok();
-    let list: Value = serde_json::from_str(&out).expect("an event list");
-    list["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 #[test]
 fn a_replicaset_makes_its_pods_and_replaces_a_deleted_one() {
     let server = nodeless_server();
     let ns = server.namespace("rs-count");
-    apply(server, &ns, &replicaset("web", 3, json!({})));
+    server.apply_json(&ns, &replicaset("web", 3, json!({})));
     let made = wait_pod_count(server, &ns, 3);
     let owner = server.get_json(&ns, "rs", "web");
     for pod in &made {
@@ -180,7 +142,7 @@ fn a_replicaset_makes_its_pods_and_replaces_a_deleted_one() {
     let status = server.get_json(&ns, "rs", "web")["status"].clone();
     assert_eq!(status["readyReplicas"].as_i64().unwrap_or(0), 0);
 
-    let mut created = event_messages(server, &ns, "web", "SuccessfulCreate");
+    let mut created = server.event_messages(&ns, "web", "SuccessfulCreate");
     created.sort();
     let expected: Vec<String> = names_of(&made)
         .iter()
@@ -191,7 +153,7 @@ fn a_replicaset_makes_its_pods_and_replaces_a_deleted_one() {
     let victim = names_of(&made)[0].clone();
     server.kubectl(&["delete", "pod", &victim, "-n", &ns]).ok();
     let after = eventually("a replacement for the deleted pod", || {
-        let now = names_of(&pods(server, &ns));
+        let now = names_of(&server.list_json(&ns, "pods"));
         if now.len() == 3 && !now.contains(&victim) {
             Ok(now)
         } else {
@@ -212,24 +174,28 @@ fn a_replicaset_makes_its_pods_and_replaces_a_deleted_one() {
 fn many_replicas_are_created_once_each() {
     let server = nodeless_server();
     let ns = server.namespace("rs-burst");
-    apply(server, &ns, &replicaset("many", 60, json!({})));
+    server.apply_json(&ns, &replicaset("many", 60, json!({})));
     wait_pod_count(server, &ns, 60);
     wait_status(server, &ns, "rs", "many", "replicas", 60);
     // A controller that trusted a cache not yet showing its own creations
     // would make too many pods and then delete the extra ones.
     assert_eq!(
-        event_messages(server, &ns, "many", "SuccessfulCreate").len(),
+        server.event_messages(&ns, "many", "SuccessfulCreate").len(),
         60
     );
-    assert!(event_messages(server, &ns, "many", "SuccessfulDelete").is_empty());
-    assert_eq!(pods(server, &ns).len(), 60);
+    assert!(
+        server
+            .event_messages(&ns, "many", "SuccessfulDelete")
+            .is_empty()
+    );
+    assert_eq!(server.list_json(&ns, "pods").len(), 60);
 }
 
 #[test]
 fn scaling_down_deletes_unready_pods_first_then_the_most_recently_ready() {
     let server = nodeless_server();
     let ns = server.namespace("rs-scale-down");
-    apply(server, &ns, &replicaset("web", 3, json!({})));
+    server.apply_json(&ns, &replicaset("web", 3, json!({})));
     let names = names_of(&wait_pod_count(server, &ns, 3));
     make_ready(server, &ns, &names[0], "2026-01-01T10:00:00Z");
     make_ready(server, &ns, &names[1], "2026-01-01T11:00:00Z");
@@ -238,15 +204,15 @@ fn scaling_down_deletes_unready_pods_first_then_the_most_recently_ready() {
 
     scale(server, &ns, "rs", "web", 2);
     wait_pod_count(server, &ns, 2);
-    assert_eq!(names_of(&pods(server, &ns)), names[..2]);
+    assert_eq!(names_of(&server.list_json(&ns, "pods")), names[..2]);
     assert_eq!(
-        event_messages(server, &ns, "web", "SuccessfulDelete"),
+        server.event_messages(&ns, "web", "SuccessfulDelete"),
         [format!("Deleted pod: {}", names[2])]
     );
 
     scale(server, &ns, "rs", "web", 1);
     wait_pod_count(server, &ns, 1);
-    assert_eq!(names_of(&pods(server, &ns)), names[..1]);
+    assert_eq!(names_of(&server.list_json(&ns, "pods")), names[..1]);
     wait_status(server, &ns, "rs", "web", "replicas", 1);
     wait_status(server, &ns, "rs", "web", "observedGeneration", 3);
 }
@@ -255,11 +221,7 @@ fn scaling_down_deletes_unready_pods_first_then_the_most_recently_ready() {
 fn available_replicas_wait_for_min_ready_seconds() {
     let server = nodeless_server();
     let ns = server.namespace("rs-min-ready");
-    apply(
-        server,
-        &ns,
-        &replicaset("web", 1, json!({"minReadySeconds": 10})),
-    );
+    server.apply_json(&ns, &replicaset("web", 1, json!({"minReadySeconds": 10})));
     let pod = names_of(&wait_pod_count(server, &ns, 1)).remove(0);
     make_ready(server, &ns, &pod, &utc_now());
     eventually("ready but not yet available", || {
@@ -284,8 +246,8 @@ fn orphans_are_adopted_and_pods_that_stop_matching_are_released() {
         "metadata": {"name": "stray", "labels": {"app": "web"}},
         "spec": template("web")["spec"],
     });
-    apply(server, &ns, &orphan);
-    apply(server, &ns, &replicaset("web", 2, json!({})));
+    server.apply_json(&ns, &orphan);
+    server.apply_json(&ns, &replicaset("web", 2, json!({})));
     let owned = wait_pod_count(server, &ns, 2);
     assert!(names_of(&owned).contains(&"stray".to_owned()));
     let uid = server.get_json(&ns, "rs", "web")["metadata"]["uid"].clone();
@@ -298,7 +260,7 @@ fn orphans_are_adopted_and_pods_that_stop_matching_are_released() {
         }
     });
     assert_eq!(
-        event_messages(server, &ns, "web", "SuccessfulCreate").len(),
+        server.event_messages(&ns, "web", "SuccessfulCreate").len(),
         1
     );
 
@@ -338,7 +300,7 @@ fn a_replication_controller_keeps_its_count_too() {
         "metadata": {"name": "legacy"},
         "spec": {"replicas": 2, "selector": {"app": "legacy"}, "template": template("legacy")},
     });
-    apply(server, &ns, &rc);
+    server.apply_json(&ns, &rc);
     let made = wait_pod_count(server, &ns, 2);
     for pod in &made {
         let owner = &pod["metadata"]["ownerReferences"][0];
@@ -364,7 +326,7 @@ fn pods_the_api_server_refuses_show_as_a_replica_failure() {
         "metadata": {"name": "no-pods"},
         "spec": {"hard": {"pods": "0"}},
     });
-    apply(server, &ns, &quota);
+    server.apply_json(&ns, &quota);
     // Enforced once the quota controller has recorded what the quota holds
     // and uses, as in Kubernetes.
     eventually("the quota's status", || {
@@ -375,7 +337,7 @@ fn pods_the_api_server_refuses_show_as_a_replica_failure() {
             Err(status.to_string())
         }
     });
-    apply(server, &ns, &replicaset("web", 3, json!({})));
+    server.apply_json(&ns, &replicaset("web", 3, json!({})));
     let condition = eventually("a ReplicaFailure condition", || {
         let rs = server.get_json(&ns, "rs", "web");
         let conditions = rs["status"]["conditions"].clone();
@@ -388,8 +350,8 @@ fn pods_the_api_server_refuses_show_as_a_replica_failure() {
     assert_eq!(condition["reason"], "FailedCreate");
     let message = condition["message"].as_str().unwrap_or_default();
     assert!(message.contains("exceeded quota: no-pods"), "{message}");
-    assert_eq!(pods(server, &ns).len(), 0);
-    let failed = event_messages(server, &ns, "web", "FailedCreate");
+    assert_eq!(server.list_json(&ns, "pods").len(), 0);
+    let failed = server.event_messages(&ns, "web", "FailedCreate");
     assert!(
         failed
             .iter()

@@ -47,12 +47,6 @@ fn stateful_set(name: &str, replicas: i32, extra_spec: Value) -> Value {
     set
 }
 
-fn apply(server: &Server, namespace: &str, object: &Value) {
-    server
-        .kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &object.to_string())
-        .ok();
-}
-
 fn ready_since(pod: &Value) -> Option<String> {
     pod["status"]["conditions"]
         .as_array()?
@@ -93,7 +87,7 @@ fn data_log(server: &Server, namespace: &str, pod: &str) -> String {
 fn a_stateful_set_starts_in_order_keeps_names_and_data_and_scales_down_from_the_top() {
     let server = node_server();
     let ns = server.namespace("sts-web");
-    apply(server, &ns, &stateful_set("web", 2, json!({})));
+    server.apply_json(&ns, &stateful_set("web", 2, json!({})));
 
     let web0 = wait_ready(server, &ns, "web-0");
     let web1 = wait_ready(server, &ns, "web-1");
@@ -169,7 +163,7 @@ fn a_rolling_update_goes_from_the_highest_ordinal_down_to_the_partition() {
     let ns = server.namespace("sts-roll");
     let partitioned =
         json!({"updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 1}}});
-    apply(server, &ns, &stateful_set("db", 3, partitioned));
+    server.apply_json(&ns, &stateful_set("db", 3, partitioned));
     for name in ["db-0", "db-1", "db-2"] {
         wait_ready(server, &ns, name);
     }
@@ -284,7 +278,7 @@ fn parallel_pods_start_and_stop_together_and_scaled_away_claims_go_when_asked() 
     // Never ready: OrderedReady would stop at cache-0.
     set["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] =
         json!({"exec": {"command": ["false"]}, "periodSeconds": 1});
-    apply(server, &ns, &set);
+    server.apply_json(&ns, &set);
     eventually("three pods running, none ready", || {
         let names = pod_names(server, &ns, "cache");
         let set = server.get_json(&ns, "sts", "cache");
@@ -319,7 +313,7 @@ fn parallel_pods_start_and_stop_together_and_scaled_away_claims_go_when_asked() 
 fn an_orphaned_member_pod_is_adopted_by_a_new_set_of_the_same_name() {
     let server = node_server();
     let ns = server.namespace("sts-adopt");
-    apply(server, &ns, &stateful_set("solo", 1, json!({})));
+    server.apply_json(&ns, &stateful_set("solo", 1, json!({})));
     let first = wait_ready(server, &ns, "solo-0");
     server
         .kubectl(&["delete", "sts", "solo", "-n", &ns, "--cascade=orphan"])
@@ -336,7 +330,7 @@ fn an_orphaned_member_pod_is_adopted_by_a_new_set_of_the_same_name() {
         }
     });
 
-    apply(server, &ns, &stateful_set("solo", 1, json!({})));
+    server.apply_json(&ns, &stateful_set("solo", 1, json!({})));
     let set = server.get_json(&ns, "sts", "solo");
     eventually("the new set adopts solo-0", || {
         let pod = server.get_json(&ns, "pod", "solo-0");

@@ -13,12 +13,6 @@ use serde_json::{Value, json};
 
 const BUSYBOX: &str = "tugboat.test/busybox:latest";
 
-fn apply(server: &Server, namespace: &str, object: &Value) {
-    server
-        .kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &object.to_string())
-        .ok();
-}
-
 fn claim(name: &str, size: &str, extra: Value) -> Value {
     let mut spec =
         json!({"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": size}}});
@@ -92,7 +86,7 @@ fn a_claim_gets_a_local_path_volume_on_its_pods_node_whose_data_outlives_the_pod
         claim("notes", "20Mi", json!({})),
         pod("writer", "notes", "echo kept > /data/note && exec sleep 3600", json!({})),
     ]});
-    apply(server, &ns, &list);
+    server.apply_json(&ns, &list);
     let writer = wait_phase(server, &ns, "pod", "writer", "Running");
     assert_eq!(writer["spec"]["nodeName"], node_name());
     let claim = wait_phase(server, &ns, "pvc", "notes", "Bound");
@@ -127,11 +121,7 @@ fn a_claim_gets_a_local_path_volume_on_its_pods_node_whose_data_outlives_the_pod
     server
         .kubectl(&["delete", "pod", "writer", "-n", &ns, "--wait=true"])
         .ok();
-    apply(
-        server,
-        &ns,
-        &pod("reader", "notes", "exec sleep 3600", json!({})),
-    );
+    server.apply_json(&ns, &pod("reader", "notes", "exec sleep 3600", json!({})));
     wait_phase(server, &ns, "pod", "reader", "Running");
     assert_eq!(
         exec(server, &ns, "reader", &["cat", "/data/note"]),
@@ -178,10 +168,9 @@ fn a_pre_made_volume_is_bound_by_class_size_and_selector_and_retained() {
         ("fit", "50Mi", "fast"),
         ("big", "1Gi", "fast"),
     ] {
-        apply(server, "default", &volume(name, size, tier));
+        server.apply_json("default", &volume(name, size, tier));
     }
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &claim(
             "db",
@@ -211,14 +200,12 @@ fn a_pre_made_volume_is_bound_by_class_size_and_selector_and_retained() {
 fn a_pod_waits_in_container_creating_until_its_claim_is_bound() {
     let server = node_server();
     let ns = server.namespace("vol-wait");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &claim("later", "10Mi", json!({"storageClassName": "by-hand"})),
     );
     // Placed on the node directly: the agent, not the scheduler, must wait.
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &pod(
             "patient",
@@ -254,8 +241,7 @@ fn a_pod_waits_in_container_creating_until_its_claim_is_bound() {
     let path = server.data_dir().join("by-hand-volume");
     std::fs::create_dir_all(&path).unwrap();
     std::fs::write(path.join("greeting"), "hello\n").unwrap();
-    apply(
-        server,
+    server.apply_json(
         "default",
         &json!({
             "apiVersion": "v1", "kind": "PersistentVolume",
@@ -286,7 +272,7 @@ fn a_claim_in_use_is_deleted_only_once_its_pod_is_gone() {
         claim("busy", "10Mi", json!({})),
         pod("user", "busy", "exec sleep 3600", json!({})),
     ]});
-    apply(server, &ns, &list);
+    server.apply_json(&ns, &list);
     wait_phase(server, &ns, "pod", "user", "Running");
     let bound = wait_phase(server, &ns, "pvc", "busy", "Bound");
     let volume_name = bound["spec"]["volumeName"].as_str().unwrap().to_owned();

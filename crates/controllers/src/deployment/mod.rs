@@ -192,7 +192,13 @@ async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Act
         api.patch_status(
             &deployment.name_any(),
             &PatchParams::default(),
-            &Patch::Merge(json!({"status": status})),
+            // Computed from this version of the Deployment: if the watch
+            // has not yet shown a newer one (our own last write), the 409
+            // sends the next pass to recompute from it rather than undo it.
+            &Patch::Merge(json!({
+                "metadata": {"resourceVersion": deployment.resource_version()},
+                "status": status,
+            })),
         )
         .await?;
     }
@@ -200,6 +206,11 @@ async fn reconcile(deployment: Arc<Deployment>, ctx: Arc<Context>) -> Result<Act
 }
 
 fn retry(deployment: Arc<Deployment>, error: &kube::Error, _: Arc<Context>) -> Action {
+    if matches!(error, kube::Error::Api(e) if e.code == 409) {
+        // A newer version is on its way through the watch, which starts the
+        // next pass; this one only makes sure.
+        return Action::requeue(Duration::from_secs(1));
+    }
     tracing::warn!(
         "deployment-controller {}/{}: {error}",
         deployment.namespace().unwrap_or_default(),

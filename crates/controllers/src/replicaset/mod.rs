@@ -103,56 +103,62 @@ fn failure_in<'a>(
         })
 }
 
+/// ReplicaSet and ReplicationController keep the same spec and status fields
+/// under types of their own; one body reads both.
+macro_rules! shared_fields {
+    () => {
+        fn replicas(&self) -> i32 {
+            self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
+        }
+
+        fn template(&self) -> Option<&PodTemplateSpec> {
+            self.spec.as_ref()?.template.as_ref()
+        }
+
+        fn min_ready_seconds(&self) -> i32 {
+            self.spec
+                .as_ref()
+                .and_then(|s| s.min_ready_seconds)
+                .unwrap_or(0)
+        }
+
+        fn counts(&self) -> Counts {
+            let Some(s) = &self.status else {
+                return Counts::default();
+            };
+            Counts {
+                replicas: s.replicas,
+                fully_labeled: s.fully_labeled_replicas.unwrap_or(0),
+                ready: s.ready_replicas.unwrap_or(0),
+                available: s.available_replicas.unwrap_or(0),
+                observed_generation: s.observed_generation.unwrap_or(0),
+                failure: failure_in(s.conditions.iter().flatten().map(|c| {
+                    (
+                        c.type_.as_str(),
+                        c.status.as_str(),
+                        c.reason.as_ref(),
+                        c.message.as_ref(),
+                    )
+                })),
+            }
+        }
+    };
+}
+
 impl Replicated for ReplicaSet {
     const COMPONENT: &'static str = "replicaset-controller";
 
-    fn replicas(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-    }
+    shared_fields!();
 
     fn selector(&self) -> Option<LabelSelector> {
         self.spec.as_ref().map(|s| s.selector.clone())
-    }
-
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref()?.template.as_ref()
-    }
-
-    fn min_ready_seconds(&self) -> i32 {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.min_ready_seconds)
-            .unwrap_or(0)
-    }
-
-    fn counts(&self) -> Counts {
-        let Some(s) = &self.status else {
-            return Counts::default();
-        };
-        Counts {
-            replicas: s.replicas,
-            fully_labeled: s.fully_labeled_replicas.unwrap_or(0),
-            ready: s.ready_replicas.unwrap_or(0),
-            available: s.available_replicas.unwrap_or(0),
-            observed_generation: s.observed_generation.unwrap_or(0),
-            failure: failure_in(s.conditions.iter().flatten().map(|c| {
-                (
-                    c.type_.as_str(),
-                    c.status.as_str(),
-                    c.reason.as_ref(),
-                    c.message.as_ref(),
-                )
-            })),
-        }
     }
 }
 
 impl Replicated for ReplicationController {
     const COMPONENT: &'static str = "replication-controller";
 
-    fn replicas(&self) -> i32 {
-        self.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1)
-    }
+    shared_fields!();
 
     fn selector(&self) -> Option<LabelSelector> {
         let labels = self.spec.as_ref()?.selector.clone()?;
@@ -160,38 +166,6 @@ impl Replicated for ReplicationController {
             match_labels: Some(labels),
             match_expressions: None,
         })
-    }
-
-    fn template(&self) -> Option<&PodTemplateSpec> {
-        self.spec.as_ref()?.template.as_ref()
-    }
-
-    fn min_ready_seconds(&self) -> i32 {
-        self.spec
-            .as_ref()
-            .and_then(|s| s.min_ready_seconds)
-            .unwrap_or(0)
-    }
-
-    fn counts(&self) -> Counts {
-        let Some(s) = &self.status else {
-            return Counts::default();
-        };
-        Counts {
-            replicas: s.replicas,
-            fully_labeled: s.fully_labeled_replicas.unwrap_or(0),
-            ready: s.ready_replicas.unwrap_or(0),
-            available: s.available_replicas.unwrap_or(0),
-            observed_generation: s.observed_generation.unwrap_or(0),
-            failure: failure_in(s.conditions.iter().flatten().map(|c| {
-                (
-                    c.type_.as_str(),
-                    c.status.as_str(),
-                    c.reason.as_ref(),
-                    c.message.as_ref(),
-                )
-            })),
-        }
     }
 }
 

@@ -282,6 +282,46 @@ impl Server {
         serde_json::from_str(&out).expect("kubectl -o json prints JSON")
     }
 
+    /// `kubectl apply -n NS -f -` of one object.
+    pub fn apply_json(&self, namespace: &str, object: &serde_json::Value) {
+        self.kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &object.to_string())
+            .ok();
+    }
+
+    /// The items of `kubectl get KIND -n NS -o json`.
+    pub fn list_json(&self, namespace: &str, kind: &str) -> Vec<serde_json::Value> {
+        let out = self
+            .kubectl(&["get", kind, "-n", namespace, "-o", "json"])
+            .ok();
+        let list: serde_json::Value =
+            serde_json::from_str(&out).expect("kubectl -o json prints JSON");
+        list["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The messages of the events about `object` with `reason`.
+    pub fn event_messages(&self, namespace: &str, object: &str, reason: &str) -> Vec<String> {
+        let selector = format!("involvedObject.name={object},reason={reason}");
+        let out = self
+            .kubectl(&[
+                "get",
+                "events",
+                "-n",
+                namespace,
+                "--field-selector",
+                &selector,
+                "-o",
+                "json",
+            ])
+            .ok();
+        let events: serde_json::Value = serde_json::from_str(&out).expect("events as JSON");
+        events["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
     /// The names (`kind/name`) kubectl lists for `args`, sorted.
     pub fn names(&self, args: &[&str]) -> Vec<String> {
         let mut full = args.to_vec();
