@@ -10,7 +10,7 @@ use serde_json::Value;
 use k8s_openapi::api::{
     apps::v1 as apps, batch::v1 as batch, coordination::v1 as coordination, core::v1 as core,
     discovery::v1 as discovery, events::v1 as events, networking::v1 as networking,
-    storage::v1 as storage,
+    scheduling::v1 as scheduling, storage::v1 as storage,
 };
 use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1 as apiextensions;
 
@@ -128,6 +128,7 @@ kinds! {
     events::Event => { group: "events.k8s.io", version: "v1", kind: "Event", plural: "events", singular: "event", short_names: &["ev"], categories: &[], namespaced: true, has_status: false, has_scale: false }
     apiextensions::CustomResourceDefinition => { group: "apiextensions.k8s.io", version: "v1", kind: "CustomResourceDefinition", plural: "customresourcedefinitions", singular: "customresourcedefinition", short_names: &["crd", "crds"], categories: &["api-extensions"], namespaced: false, has_status: true, has_scale: false }
     storage::StorageClass => { group: "storage.k8s.io", version: "v1", kind: "StorageClass", plural: "storageclasses", singular: "storageclass", short_names: &["sc"], categories: &[], namespaced: false, has_status: false, has_scale: false }
+    scheduling::PriorityClass => { group: "scheduling.k8s.io", version: "v1", kind: "PriorityClass", plural: "priorityclasses", singular: "priorityclass", short_names: &["pc"], categories: &[], namespaced: false, has_status: false, has_scale: false }
 }
 
 /// A subresource of a core kind that the node's kubelet serves through the

@@ -4,6 +4,7 @@ use std::net::IpAddr;
 
 use serde_json::json;
 use tugboat_api::registry;
+use tugboat_api::validation::scheduling::SYSTEM_PRIORITY_CLASSES;
 
 use crate::objects::Objects;
 use crate::rest;
@@ -54,4 +55,22 @@ pub async fn keep_kubernetes_service(
     system_services::keep(objects, &service)
         .await
         .map_err(|e| anyhow::anyhow!("keeping the kubernetes Service: {}", e.message))
+}
+
+/// The system's PriorityClasses, made unless they exist.
+pub async fn create_system_priority_classes(objects: &Objects) -> anyhow::Result<()> {
+    let kind = rest::priority_admission::class_kind();
+    for (name, value, description) in SYSTEM_PRIORITY_CLASSES {
+        if objects.try_get(&kind.key("", name)).await?.is_none() {
+            let class = json!({
+                "apiVersion": "scheduling.k8s.io/v1",
+                "kind": "PriorityClass",
+                "metadata": {"name": name},
+                "value": value,
+                "description": description,
+            });
+            rest::create_internal(objects, kind, class).await?;
+        }
+    }
+    Ok(())
 }

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tugboat_api::{ApiError, ApiResult, Kind, meta};
-use tugboat_store::{Compare, KeyValue, Op, OpResponse, Revision, Store, StoreError, Txn};
+use tugboat_store::{
+    Compare, KeyRange, KeyValue, Op, OpResponse, RangeOptions, Revision, Store, StoreError, Txn,
+};
 
 use crate::service_allocation::{self, ServiceRanges};
 use crate::watch_cache::WatchCache;
@@ -67,6 +69,20 @@ impl Objects {
     pub async fn try_get(&self, key: &str) -> ApiResult<Option<Value>> {
         let kv = self.store.get(key).await.map_err(store_error)?;
         kv.as_ref().map(decode).transpose()
+    }
+
+    /// Every object of `kind` in `namespace` (in all namespaces when it is
+    /// empty or the kind is cluster-scoped), read from the store.
+    pub async fn list(&self, kind: &Kind, namespace: &str) -> ApiResult<Vec<Value>> {
+        let found = self
+            .store
+            .range(
+                KeyRange::Prefix(kind.namespace_prefix(namespace)),
+                RangeOptions::default(),
+            )
+            .await
+            .map_err(store_error)?;
+        found.kvs.iter().map(decode).collect()
     }
 
     /// Writes a new object; 409 AlreadyExists if its key is taken.

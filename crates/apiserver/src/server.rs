@@ -95,6 +95,7 @@ pub async fn listen(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Lis
             objects.service_ranges.ips.first()
         );
     }
+    bootstrap::create_system_priority_classes(&objects).await?;
     let url = format!(
         "https://{}:{}",
         client_address(config.bind_address),

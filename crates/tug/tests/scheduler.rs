@@ -74,34 +74,11 @@ fn scheduled_condition(server: &Server, namespace: &str, name: &str) -> Value {
     })
 }
 
-/// The messages of the pod's events with `reason`.
-fn event_messages(server: &Server, namespace: &str, pod: &str, reason: &str) -> Vec<String> {
-    let selector = format!("involvedObject.name={pod},reason={reason}");
-    let out = server
-        .kubectl(&[
-            "get",
-            "events",
-            "-n",
-            namespace,
-            "--field-selector",
-            &selector,
-            "-o",
-            "json",
-        ])
-        .ok();
-    let events: Value = serde_json::from_str(&out).expect("events as JSON");
-    events["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
-        .collect()
-}
-
 /// Waits for an event with `reason` about the pod and returns its message.
 fn event_message(server: &Server, namespace: &str, pod: &str, reason: &str) -> String {
     eventually(&format!("a {reason} event for {pod}"), || {
-        event_messages(server, namespace, pod, reason)
+        server
+            .event_messages(namespace, pod, reason)
             .pop()
             .ok_or_else(|| "no such event".to_owned())
     })
@@ -242,12 +219,16 @@ fn pods_go_to_ready_uncordoned_untainted_nodes_that_match_their_selector() {
     let elsewhere = server.get_json(&ns, "pod", "elsewhere");
     assert_eq!(elsewhere["spec"]["nodeName"], Value::Null);
     assert_eq!(elsewhere["status"]["conditions"], Value::Null);
-    assert!(event_messages(&server, &ns, "elsewhere", "FailedScheduling").is_empty());
+    assert!(
+        server
+            .event_messages(&ns, "elsewhere", "FailedScheduling")
+            .is_empty()
+    );
     assert_eq!(
         server.get_json(&ns, "pod", "pinned")["spec"]["nodeName"],
         "cordoned"
     );
-    assert!(event_messages(&server, &ns, "pinned", "Scheduled").is_empty());
+    assert!(server.event_messages(&ns, "pinned", "Scheduled").is_empty());
 }
 
 #[test]
@@ -1034,13 +1015,27 @@ fn a_controllers_pods_spread_across_nodes() {
     assert_eq!(on_small, 2, "{nodes:?}");
 }
 
-/// A pod at `priority` requesting `cpu`, gone at once when deleted (no
-/// agent runs simulated nodes' pods to end them gracefully).
-fn prioritized(name: &str, priority: i32, cpu: &str) -> Value {
+/// A pod of PriorityClass `class` requesting `cpu`, gone at once when
+/// deleted (no agent runs simulated nodes' pods to end them gracefully).
+fn prioritized(name: &str, class: &str, cpu: &str) -> Value {
     let mut pod = pod_requesting(name, json!({"cpu": cpu}));
-    pod["spec"]["priority"] = priority.into();
+    pod["spec"]["priorityClassName"] = class.into();
     pod["spec"]["terminationGracePeriodSeconds"] = 0.into();
     pod
+}
+
+/// Makes the PriorityClass `name` (cluster-wide, so tests name theirs apart).
+fn priority_class(server: &Server, name: &str, value: i32, preemption_policy: &str) {
+    let class = json!({
+        "apiVersion": "scheduling.k8s.io/v1",
+        "kind": "PriorityClass",
+        "metadata": {"name": name},
+        "value": value,
+        "preemptionPolicy": preemption_policy,
+    });
+    server
+        .kubectl_stdin(&["create", "-f", "-"], &class.to_string())
+        .ok();
 }
 
 #[test]
@@ -1048,13 +1043,25 @@ fn a_higher_priority_pod_preempts_the_fewest_lowest_priority_pods() {
     let server = simulated_cluster();
     let _node = SimulatedNode::start(&server, NodeSpec::new("only").resource("cpu", "2"));
     let ns = server.namespace("preemption");
-    create(&server, &ns, &prioritized("low", 10, "1"));
+    for (class, value, policy) in [
+        ("preemption-low", 10, "PreemptLowerPriority"),
+        ("preemption-medium", 20, "PreemptLowerPriority"),
+        ("preemption-high", 100, "PreemptLowerPriority"),
+        ("preemption-polite", 1000, "Never"),
+    ] {
+        priority_class(&server, class, value, policy);
+    }
+    create(&server, &ns, &prioritized("low", "preemption-low", "1"));
     assert_eq!(bound_node(&server, &ns, "low"), "only");
-    create(&server, &ns, &prioritized("medium", 20, "1"));
+    create(
+        &server,
+        &ns,
+        &prioritized("medium", "preemption-medium", "1"),
+    );
     assert_eq!(bound_node(&server, &ns, "medium"), "only");
 
     // A peer of the lowest finds nobody it may evict.
-    create(&server, &ns, &prioritized("peer", 10, "1"));
+    create(&server, &ns, &prioritized("peer", "preemption-low", "1"));
     assert_unschedulable(
         &server,
         &ns,
@@ -1064,7 +1071,7 @@ fn a_higher_priority_pod_preempts_the_fewest_lowest_priority_pods() {
     );
 
     // The high one needs one cpu: only the lowest-priority pod goes.
-    create(&server, &ns, &prioritized("high", 100, "1"));
+    create(&server, &ns, &prioritized("high", "preemption-high", "1"));
     let uid = server.get_json(&ns, "pod", "high")["metadata"]["uid"]
         .as_str()
         .expect("a uid")
@@ -1082,9 +1089,11 @@ fn a_higher_priority_pod_preempts_the_fewest_lowest_priority_pods() {
     );
 
     // A pod that may not preempt says so.
-    let mut polite = prioritized("polite", 1000, "1");
-    polite["spec"]["preemptionPolicy"] = "Never".into();
-    create(&server, &ns, &polite);
+    create(
+        &server,
+        &ns,
+        &prioritized("polite", "preemption-polite", "1"),
+    );
     assert_unschedulable(
         &server,
         &ns,

@@ -44,6 +44,9 @@ pub fn apply_defaults(kind: &Kind, obj: &mut Value) {
         ("discovery.k8s.io", "EndpointSlice") => default_endpoint_slice(root),
         ("networking.k8s.io", "NetworkPolicy") => default_network_policy(root),
         ("storage.k8s.io", "StorageClass") => default_storage_class(root),
+        ("scheduling.k8s.io", "PriorityClass") => {
+            default_field(root, "preemptionPolicy", json!("PreemptLowerPriority"));
+        }
         _ => {}
     }
 }

@@ -27,11 +27,6 @@ pub(super) fn default_pod(root: &mut Map<String, Value>) {
     }
     default_zero(spec, "serviceAccountName", json!("default"));
     spec.insert("serviceAccount".into(), spec["serviceAccountName"].clone());
-    // The Priority admission plugin: without a class, priority 0.
-    if str_of(spec, "priorityClassName").is_empty() {
-        default_field(spec, "priority", json!(0));
-    }
-    default_field(spec, "preemptionPolicy", json!("PreemptLowerPriority"));
     default_tolerations(spec);
 
     let qos_class = qos::pod_qos_class(&Value::Object(root.clone()));

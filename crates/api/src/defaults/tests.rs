@@ -41,8 +41,6 @@ fn pod_gets_what_kubectl_get_shows_on_a_real_cluster() {
             }],
             "dnsPolicy": "ClusterFirst",
             "enableServiceLinks": true,
-            "preemptionPolicy": "PreemptLowerPriority",
-            "priority": 0,
             "restartPolicy": "Always",
             "schedulerName": "default-scheduler",
             "securityContext": {},
@@ -153,12 +151,7 @@ fn deployment_defaults_and_template_without_pod_only_fields() {
         pod_spec["containers"][0]["terminationMessagePolicy"],
         "File"
     );
-    for pod_only in [
-        "enableServiceLinks",
-        "priority",
-        "serviceAccountName",
-        "tolerations",
-    ] {
+    for pod_only in ["enableServiceLinks", "serviceAccountName", "tolerations"] {
         assert!(
             pod_spec.get(pod_only).is_none(),
             "{pod_only} is only defaulted on pods"

@@ -66,51 +66,53 @@ pub static KINDS: &[(&str, &str, u16)] = &[
     ("networking.k8s.io/v1", "NetworkPolicy", 298),
     ("networking.k8s.io/v1", "NetworkPolicyList", 301),
     ("policy/v1", "Eviction", 306),
-    ("storage.k8s.io/v1", "StorageClass", 307),
-    ("storage.k8s.io/v1", "StorageClassList", 308),
+    ("scheduling.k8s.io/v1", "PriorityClass", 307),
+    ("scheduling.k8s.io/v1", "PriorityClassList", 308),
+    ("storage.k8s.io/v1", "StorageClass", 309),
+    ("storage.k8s.io/v1", "StorageClassList", 310),
 ];
 
 /// Index of `DeleteOptions` in [`MESSAGES`].
-pub const DELETE_OPTIONS: u16 = 310;
+pub const DELETE_OPTIONS: u16 = 312;
 
 #[rustfmt::skip]
 pub static MESSAGES: &[&[Field]] = &[
     // 0: io.k8s.api.apps.v1.ControllerRevision
-    &[one(1, "metadata", T::Message(315)), one(2, "data", T::RawExtension), one(3, "revision", T::Int64)],
+    &[one(1, "metadata", T::Message(317)), one(2, "data", T::RawExtension), one(3, "revision", T::Int64)],
     // 1: io.k8s.api.apps.v1.ControllerRevisionList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(0))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(0))],
     // 2: io.k8s.api.apps.v1.DaemonSet
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(5)), one(3, "status", T::Message(6))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(5)), one(3, "status", T::Message(6))],
     // 3: io.k8s.api.apps.v1.DaemonSetCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "lastTransitionTime", T::Time), one(4, "reason", T::String), one(5, "message", T::String)],
     // 4: io.k8s.api.apps.v1.DaemonSetList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(2))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(2))],
     // 5: io.k8s.api.apps.v1.DaemonSetSpec
-    &[one(1, "selector", T::Message(311)), one(2, "template", T::Message(198)), one(3, "updateStrategy", T::Message(7)), one(4, "minReadySeconds", T::Int32), one(6, "revisionHistoryLimit", T::Int32)],
+    &[one(1, "selector", T::Message(313)), one(2, "template", T::Message(198)), one(3, "updateStrategy", T::Message(7)), one(4, "minReadySeconds", T::Int32), one(6, "revisionHistoryLimit", T::Int32)],
     // 6: io.k8s.api.apps.v1.DaemonSetStatus
     &[one(1, "currentNumberScheduled", T::Int32), one(2, "numberMisscheduled", T::Int32), one(3, "desiredNumberScheduled", T::Int32), one(4, "numberReady", T::Int32), one(5, "observedGeneration", T::Int64), one(6, "updatedNumberScheduled", T::Int32), one(7, "numberAvailable", T::Int32), one(8, "numberUnavailable", T::Int32), one(9, "collisionCount", T::Int32), list(10, "conditions", T::Message(3))],
     // 7: io.k8s.api.apps.v1.DaemonSetUpdateStrategy
     &[one(1, "type", T::String), one(2, "rollingUpdate", T::Message(19))],
     // 8: io.k8s.api.apps.v1.Deployment
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(11)), one(3, "status", T::Message(12))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(11)), one(3, "status", T::Message(12))],
     // 9: io.k8s.api.apps.v1.DeploymentCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(6, "lastUpdateTime", T::Time), one(7, "lastTransitionTime", T::Time), one(4, "reason", T::String), one(5, "message", T::String)],
     // 10: io.k8s.api.apps.v1.DeploymentList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(8))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(8))],
     // 11: io.k8s.api.apps.v1.DeploymentSpec
-    &[one(1, "replicas", T::Int32), one(2, "selector", T::Message(311)), one(3, "template", T::Message(198)), one(4, "strategy", T::Message(13)), one(5, "minReadySeconds", T::Int32), one(6, "revisionHistoryLimit", T::Int32), one(7, "paused", T::Bool), one(9, "progressDeadlineSeconds", T::Int32)],
+    &[one(1, "replicas", T::Int32), one(2, "selector", T::Message(313)), one(3, "template", T::Message(198)), one(4, "strategy", T::Message(13)), one(5, "minReadySeconds", T::Int32), one(6, "revisionHistoryLimit", T::Int32), one(7, "paused", T::Bool), one(9, "progressDeadlineSeconds", T::Int32)],
     // 12: io.k8s.api.apps.v1.DeploymentStatus
     &[one(1, "observedGeneration", T::Int64), one(2, "replicas", T::Int32), one(3, "updatedReplicas", T::Int32), one(7, "readyReplicas", T::Int32), one(4, "availableReplicas", T::Int32), one(5, "unavailableReplicas", T::Int32), one(9, "terminatingReplicas", T::Int32), list(6, "conditions", T::Message(9)), one(8, "collisionCount", T::Int32)],
     // 13: io.k8s.api.apps.v1.DeploymentStrategy
     &[one(1, "type", T::String), one(2, "rollingUpdate", T::Message(20))],
     // 14: io.k8s.api.apps.v1.ReplicaSet
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(17)), one(3, "status", T::Message(18))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(17)), one(3, "status", T::Message(18))],
     // 15: io.k8s.api.apps.v1.ReplicaSetCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "lastTransitionTime", T::Time), one(4, "reason", T::String), one(5, "message", T::String)],
     // 16: io.k8s.api.apps.v1.ReplicaSetList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(14))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(14))],
     // 17: io.k8s.api.apps.v1.ReplicaSetSpec
-    &[one(1, "replicas", T::Int32), one(4, "minReadySeconds", T::Int32), one(2, "selector", T::Message(311)), one(3, "template", T::Message(198))],
+    &[one(1, "replicas", T::Int32), one(4, "minReadySeconds", T::Int32), one(2, "selector", T::Message(313)), one(3, "template", T::Message(198))],
     // 18: io.k8s.api.apps.v1.ReplicaSetStatus
     &[one(1, "replicas", T::Int32), one(2, "fullyLabeledReplicas", T::Int32), one(4, "readyReplicas", T::Int32), one(5, "availableReplicas", T::Int32), one(7, "terminatingReplicas", T::Int32), one(3, "observedGeneration", T::Int64), list(6, "conditions", T::Message(15))],
     // 19: io.k8s.api.apps.v1.RollingUpdateDaemonSet
@@ -120,17 +122,17 @@ pub static MESSAGES: &[&[Field]] = &[
     // 21: io.k8s.api.apps.v1.RollingUpdateStatefulSetStrategy
     &[one(1, "partition", T::Int32), one(2, "maxUnavailable", T::IntOrString)],
     // 22: io.k8s.api.apps.v1.StatefulSet
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(27)), one(3, "status", T::Message(28))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(27)), one(3, "status", T::Message(28))],
     // 23: io.k8s.api.apps.v1.StatefulSetCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "lastTransitionTime", T::Time), one(4, "reason", T::String), one(5, "message", T::String)],
     // 24: io.k8s.api.apps.v1.StatefulSetList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(22))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(22))],
     // 25: io.k8s.api.apps.v1.StatefulSetOrdinals
     &[one(1, "start", T::Int32)],
     // 26: io.k8s.api.apps.v1.StatefulSetPersistentVolumeClaimRetentionPolicy
     &[one(1, "whenDeleted", T::String), one(2, "whenScaled", T::String)],
     // 27: io.k8s.api.apps.v1.StatefulSetSpec
-    &[one(1, "replicas", T::Int32), one(2, "selector", T::Message(311)), one(3, "template", T::Message(198)), list(4, "volumeClaimTemplates", T::Message(169)), one(5, "serviceName", T::String), one(6, "podManagementPolicy", T::String), one(7, "updateStrategy", T::Message(29)), one(8, "revisionHistoryLimit", T::Int32), one(9, "minReadySeconds", T::Int32), one(10, "persistentVolumeClaimRetentionPolicy", T::Message(26)), one(11, "ordinals", T::Message(25))],
+    &[one(1, "replicas", T::Int32), one(2, "selector", T::Message(313)), one(3, "template", T::Message(198)), list(4, "volumeClaimTemplates", T::Message(169)), one(5, "serviceName", T::String), one(6, "podManagementPolicy", T::String), one(7, "updateStrategy", T::Message(29)), one(8, "revisionHistoryLimit", T::Int32), one(9, "minReadySeconds", T::Int32), one(10, "persistentVolumeClaimRetentionPolicy", T::Message(26)), one(11, "ordinals", T::Message(25))],
     // 28: io.k8s.api.apps.v1.StatefulSetStatus
     &[one(1, "observedGeneration", T::Int64), one(2, "replicas", T::Int32), one(3, "readyReplicas", T::Int32), one(4, "currentReplicas", T::Int32), one(5, "updatedReplicas", T::Int32), one(6, "currentRevision", T::String), one(7, "updateRevision", T::String), one(9, "collisionCount", T::Int32), list(10, "conditions", T::Message(23)), one(11, "availableReplicas", T::Int32)],
     // 29: io.k8s.api.apps.v1.StatefulSetUpdateStrategy
@@ -138,37 +140,37 @@ pub static MESSAGES: &[&[Field]] = &[
     // 30: io.k8s.api.authentication.v1.BoundObjectReference
     &[one(1, "kind", T::String), one(2, "apiVersion", T::String), one(3, "name", T::String), one(4, "uid", T::String)],
     // 31: io.k8s.api.authentication.v1.TokenRequest
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(32)), one(3, "status", T::Message(33))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(32)), one(3, "status", T::Message(33))],
     // 32: io.k8s.api.authentication.v1.TokenRequestSpec
     &[list(1, "audiences", T::String), one(4, "expirationSeconds", T::Int64), one(3, "boundObjectRef", T::Message(30))],
     // 33: io.k8s.api.authentication.v1.TokenRequestStatus
     &[one(1, "token", T::String), one(2, "expirationTimestamp", T::Time)],
     // 34: io.k8s.api.autoscaling.v1.Scale
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(35)), one(3, "status", T::Message(36))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(35)), one(3, "status", T::Message(36))],
     // 35: io.k8s.api.autoscaling.v1.ScaleSpec
     &[one(1, "replicas", T::Int32)],
     // 36: io.k8s.api.autoscaling.v1.ScaleStatus
     &[one(1, "replicas", T::Int32), one(2, "selector", T::String)],
     // 37: io.k8s.api.batch.v1.CronJob
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(39)), one(3, "status", T::Message(40))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(39)), one(3, "status", T::Message(40))],
     // 38: io.k8s.api.batch.v1.CronJobList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(37))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(37))],
     // 39: io.k8s.api.batch.v1.CronJobSpec
     &[one(1, "schedule", T::String), one(8, "timeZone", T::String), one(2, "startingDeadlineSeconds", T::Int64), one(3, "concurrencyPolicy", T::String), one(4, "suspend", T::Bool), one(5, "jobTemplate", T::Message(46)), one(6, "successfulJobsHistoryLimit", T::Int32), one(7, "failedJobsHistoryLimit", T::Int32)],
     // 40: io.k8s.api.batch.v1.CronJobStatus
     &[list(1, "active", T::Message(167)), one(4, "lastScheduleTime", T::Time), one(5, "lastSuccessfulTime", T::Time)],
     // 41: io.k8s.api.batch.v1.Job
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(44)), one(3, "status", T::Message(45))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(44)), one(3, "status", T::Message(45))],
     // 42: io.k8s.api.batch.v1.JobCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "lastProbeTime", T::Time), one(4, "lastTransitionTime", T::Time), one(5, "reason", T::String), one(6, "message", T::String)],
     // 43: io.k8s.api.batch.v1.JobList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(41))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(41))],
     // 44: io.k8s.api.batch.v1.JobSpec
-    &[one(1, "parallelism", T::Int32), one(2, "completions", T::Int32), one(3, "activeDeadlineSeconds", T::Int64), one(11, "podFailurePolicy", T::Message(47)), one(16, "successPolicy", T::Message(51)), one(7, "backoffLimit", T::Int32), one(12, "backoffLimitPerIndex", T::Int32), one(13, "maxFailedIndexes", T::Int32), one(4, "selector", T::Message(311)), one(5, "manualSelector", T::Bool), one(6, "template", T::Message(198)), one(8, "ttlSecondsAfterFinished", T::Int32), one(9, "completionMode", T::String), one(10, "suspend", T::Bool), one(14, "podReplacementPolicy", T::String), one(15, "managedBy", T::String)],
+    &[one(1, "parallelism", T::Int32), one(2, "completions", T::Int32), one(3, "activeDeadlineSeconds", T::Int64), one(11, "podFailurePolicy", T::Message(47)), one(16, "successPolicy", T::Message(51)), one(7, "backoffLimit", T::Int32), one(12, "backoffLimitPerIndex", T::Int32), one(13, "maxFailedIndexes", T::Int32), one(4, "selector", T::Message(313)), one(5, "manualSelector", T::Bool), one(6, "template", T::Message(198)), one(8, "ttlSecondsAfterFinished", T::Int32), one(9, "completionMode", T::String), one(10, "suspend", T::Bool), one(14, "podReplacementPolicy", T::String), one(15, "managedBy", T::String)],
     // 45: io.k8s.api.batch.v1.JobStatus
     &[list(1, "conditions", T::Message(42)), one(2, "startTime", T::Time), one(3, "completionTime", T::Time), one(4, "active", T::Int32), one(5, "succeeded", T::Int32), one(6, "failed", T::Int32), one(11, "terminating", T::Int32), one(7, "completedIndexes", T::String), one(10, "failedIndexes", T::String), one(8, "uncountedTerminatedPods", T::Message(53)), one(9, "ready", T::Int32)],
     // 46: io.k8s.api.batch.v1.JobTemplateSpec
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(44))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(44))],
     // 47: io.k8s.api.batch.v1.PodFailurePolicy
     &[list(1, "rules", T::Message(50))],
     // 48: io.k8s.api.batch.v1.PodFailurePolicyOnExitCodesRequirement
@@ -184,9 +186,9 @@ pub static MESSAGES: &[&[Field]] = &[
     // 53: io.k8s.api.batch.v1.UncountedTerminatedPods
     &[list(1, "succeeded", T::String), list(2, "failed", T::String)],
     // 54: io.k8s.api.coordination.v1.Lease
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(56))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(56))],
     // 55: io.k8s.api.coordination.v1.LeaseList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(54))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(54))],
     // 56: io.k8s.api.coordination.v1.LeaseSpec
     &[one(1, "holderIdentity", T::String), one(2, "leaseDurationSeconds", T::Int32), one(3, "acquireTime", T::MicroTime), one(4, "renewTime", T::MicroTime), one(5, "leaseTransitions", T::Int32), one(6, "strategy", T::String), one(7, "preferredHolder", T::String)],
     // 57: io.k8s.api.core.v1.AWSElasticBlockStoreVolumeSource
@@ -204,7 +206,7 @@ pub static MESSAGES: &[&[Field]] = &[
     // 63: io.k8s.api.core.v1.AzureFileVolumeSource
     &[one(1, "secretName", T::String), one(2, "shareName", T::String), one(3, "readOnly", T::Bool)],
     // 64: io.k8s.api.core.v1.Binding
-    &[one(1, "metadata", T::Message(315)), one(2, "target", T::Message(167))],
+    &[one(1, "metadata", T::Message(317)), one(2, "target", T::Message(167))],
     // 65: io.k8s.api.core.v1.CSIPersistentVolumeSource
     &[one(1, "driver", T::String), one(2, "volumeHandle", T::String), one(3, "readOnly", T::Bool), one(4, "fsType", T::String), map(5, "volumeAttributes", T::String), one(6, "controllerPublishSecretRef", T::Message(233)), one(7, "nodeStageSecretRef", T::Message(233)), one(8, "nodePublishSecretRef", T::Message(233)), one(9, "controllerExpandSecretRef", T::Message(233)), one(10, "nodeExpandSecretRef", T::Message(233))],
     // 66: io.k8s.api.core.v1.CSIVolumeSource
@@ -222,15 +224,15 @@ pub static MESSAGES: &[&[Field]] = &[
     // 72: io.k8s.api.core.v1.ClientIPConfig
     &[one(1, "timeoutSeconds", T::Int32)],
     // 73: io.k8s.api.core.v1.ClusterTrustBundleProjection
-    &[one(1, "name", T::String), one(2, "signerName", T::String), one(3, "labelSelector", T::Message(311)), one(5, "optional", T::Bool), one(4, "path", T::String)],
+    &[one(1, "name", T::String), one(2, "signerName", T::String), one(3, "labelSelector", T::Message(313)), one(5, "optional", T::Bool), one(4, "path", T::String)],
     // 74: io.k8s.api.core.v1.ConfigMap
-    &[one(1, "metadata", T::Message(315)), one(4, "immutable", T::Bool), map(2, "data", T::String), map(3, "binaryData", T::Bytes)],
+    &[one(1, "metadata", T::Message(317)), one(4, "immutable", T::Bool), map(2, "data", T::String), map(3, "binaryData", T::Bytes)],
     // 75: io.k8s.api.core.v1.ConfigMapEnvSource
     &[inline(1, T::Message(139)), one(2, "optional", T::Bool)],
     // 76: io.k8s.api.core.v1.ConfigMapKeySelector
     &[inline(1, T::Message(139)), one(2, "key", T::String), one(3, "optional", T::Bool)],
     // 77: io.k8s.api.core.v1.ConfigMapList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(74))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(74))],
     // 78: io.k8s.api.core.v1.ConfigMapNodeConfigSource
     &[one(1, "namespace", T::String), one(2, "name", T::String), one(3, "uid", T::String), one(4, "resourceVersion", T::String), one(5, "kubeletConfigKey", T::String)],
     // 79: io.k8s.api.core.v1.ConfigMapProjection
@@ -274,9 +276,9 @@ pub static MESSAGES: &[&[Field]] = &[
     // 98: io.k8s.api.core.v1.EndpointSubset
     &[list(1, "addresses", T::Message(96)), list(2, "notReadyAddresses", T::Message(96)), list(3, "ports", T::Message(97))],
     // 99: io.k8s.api.core.v1.Endpoints
-    &[one(1, "metadata", T::Message(315)), list(2, "subsets", T::Message(98))],
+    &[one(1, "metadata", T::Message(317)), list(2, "subsets", T::Message(98))],
     // 100: io.k8s.api.core.v1.EndpointsList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(99))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(99))],
     // 101: io.k8s.api.core.v1.EnvFromSource
     &[one(1, "prefix", T::String), one(2, "configMapRef", T::Message(75)), one(3, "secretRef", T::Message(229))],
     // 102: io.k8s.api.core.v1.EnvVar
@@ -290,9 +292,9 @@ pub static MESSAGES: &[&[Field]] = &[
     // 106: io.k8s.api.core.v1.EphemeralVolumeSource
     &[one(1, "volumeClaimTemplate", T::Message(174))],
     // 107: io.k8s.api.core.v1.Event
-    &[one(1, "metadata", T::Message(315)), one(2, "involvedObject", T::Message(167)), one(3, "reason", T::String), one(4, "message", T::String), one(5, "source", T::Message(110)), one(6, "firstTimestamp", T::Time), one(7, "lastTimestamp", T::Time), one(8, "count", T::Int32), one(9, "type", T::String), one(10, "eventTime", T::MicroTime), one(11, "series", T::Message(109)), one(12, "action", T::String), one(13, "related", T::Message(167)), one(14, "reportingComponent", T::String), one(15, "reportingInstance", T::String)],
+    &[one(1, "metadata", T::Message(317)), one(2, "involvedObject", T::Message(167)), one(3, "reason", T::String), one(4, "message", T::String), one(5, "source", T::Message(110)), one(6, "firstTimestamp", T::Time), one(7, "lastTimestamp", T::Time), one(8, "count", T::Int32), one(9, "type", T::String), one(10, "eventTime", T::MicroTime), one(11, "series", T::Message(109)), one(12, "action", T::String), one(13, "related", T::Message(167)), one(14, "reportingComponent", T::String), one(15, "reportingInstance", T::String)],
     // 108: io.k8s.api.core.v1.EventList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(107))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(107))],
     // 109: io.k8s.api.core.v1.EventSeries
     &[one(1, "count", T::Int32), one(2, "lastObservedTime", T::MicroTime)],
     // 110: io.k8s.api.core.v1.EventSource
@@ -340,11 +342,11 @@ pub static MESSAGES: &[&[Field]] = &[
     // 131: io.k8s.api.core.v1.LifecycleHandler
     &[one(1, "exec", T::Message(111)), one(2, "httpGet", T::Message(121)), one(3, "tcpSocket", T::Message(249)), one(4, "sleep", T::Message(245))],
     // 132: io.k8s.api.core.v1.LimitRange
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(135))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(135))],
     // 133: io.k8s.api.core.v1.LimitRangeItem
     &[one(1, "type", T::String), map(2, "max", T::Quantity), map(3, "min", T::Quantity), map(4, "default", T::Quantity), map(5, "defaultRequest", T::Quantity), map(6, "maxLimitRequestRatio", T::Quantity)],
     // 134: io.k8s.api.core.v1.LimitRangeList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(132))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(132))],
     // 135: io.k8s.api.core.v1.LimitRangeSpec
     &[list(1, "limits", T::Message(133))],
     // 136: io.k8s.api.core.v1.LinuxContainerUser
@@ -362,17 +364,17 @@ pub static MESSAGES: &[&[Field]] = &[
     // 142: io.k8s.api.core.v1.NFSVolumeSource
     &[one(1, "server", T::String), one(2, "path", T::String), one(3, "readOnly", T::Bool)],
     // 143: io.k8s.api.core.v1.Namespace
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(146)), one(3, "status", T::Message(147))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(146)), one(3, "status", T::Message(147))],
     // 144: io.k8s.api.core.v1.NamespaceCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(4, "lastTransitionTime", T::Time), one(5, "reason", T::String), one(6, "message", T::String)],
     // 145: io.k8s.api.core.v1.NamespaceList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(143))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(143))],
     // 146: io.k8s.api.core.v1.NamespaceSpec
     &[list(1, "finalizers", T::String)],
     // 147: io.k8s.api.core.v1.NamespaceStatus
     &[one(1, "phase", T::String), list(2, "conditions", T::Message(144))],
     // 148: io.k8s.api.core.v1.Node
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(162)), one(3, "status", T::Message(163))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(162)), one(3, "status", T::Message(163))],
     // 149: io.k8s.api.core.v1.NodeAddress
     &[one(1, "type", T::String), one(2, "address", T::String)],
     // 150: io.k8s.api.core.v1.NodeAffinity
@@ -388,7 +390,7 @@ pub static MESSAGES: &[&[Field]] = &[
     // 155: io.k8s.api.core.v1.NodeFeatures
     &[one(1, "supplementalGroupsPolicy", T::Bool)],
     // 156: io.k8s.api.core.v1.NodeList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(148))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(148))],
     // 157: io.k8s.api.core.v1.NodeRuntimeHandler
     &[one(1, "name", T::String), one(2, "features", T::Message(158))],
     // 158: io.k8s.api.core.v1.NodeRuntimeHandlerFeatures
@@ -412,23 +414,23 @@ pub static MESSAGES: &[&[Field]] = &[
     // 167: io.k8s.api.core.v1.ObjectReference
     &[one(1, "kind", T::String), one(2, "namespace", T::String), one(3, "name", T::String), one(4, "uid", T::String), one(5, "apiVersion", T::String), one(6, "resourceVersion", T::String), one(7, "fieldPath", T::String)],
     // 168: io.k8s.api.core.v1.PersistentVolume
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(178)), one(3, "status", T::Message(179))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(178)), one(3, "status", T::Message(179))],
     // 169: io.k8s.api.core.v1.PersistentVolumeClaim
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(172)), one(3, "status", T::Message(173))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(172)), one(3, "status", T::Message(173))],
     // 170: io.k8s.api.core.v1.PersistentVolumeClaimCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "lastProbeTime", T::Time), one(4, "lastTransitionTime", T::Time), one(5, "reason", T::String), one(6, "message", T::String)],
     // 171: io.k8s.api.core.v1.PersistentVolumeClaimList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(169))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(169))],
     // 172: io.k8s.api.core.v1.PersistentVolumeClaimSpec
-    &[list(1, "accessModes", T::String), one(4, "selector", T::Message(311)), one(2, "resources", T::Message(263)), one(3, "volumeName", T::String), one(5, "storageClassName", T::String), one(6, "volumeMode", T::String), one(7, "dataSource", T::Message(255)), one(8, "dataSourceRef", T::Message(256)), one(9, "volumeAttributesClassName", T::String)],
+    &[list(1, "accessModes", T::String), one(4, "selector", T::Message(313)), one(2, "resources", T::Message(263)), one(3, "volumeName", T::String), one(5, "storageClassName", T::String), one(6, "volumeMode", T::String), one(7, "dataSource", T::Message(255)), one(8, "dataSourceRef", T::Message(256)), one(9, "volumeAttributesClassName", T::String)],
     // 173: io.k8s.api.core.v1.PersistentVolumeClaimStatus
     &[one(1, "phase", T::String), list(2, "accessModes", T::String), map(3, "capacity", T::Quantity), list(4, "conditions", T::Message(170)), map(5, "allocatedResources", T::Quantity), map(7, "allocatedResourceStatuses", T::String), one(8, "currentVolumeAttributesClassName", T::String), one(9, "modifyVolumeStatus", T::Message(141))],
     // 174: io.k8s.api.core.v1.PersistentVolumeClaimTemplate
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(172))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(172))],
     // 175: io.k8s.api.core.v1.PersistentVolumeClaimVolumeSource
     &[one(1, "claimName", T::String), one(2, "readOnly", T::Bool)],
     // 176: io.k8s.api.core.v1.PersistentVolumeList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(168))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(168))],
     // 177: io.k8s.api.core.v1.PersistentVolumeSource
     &[one(1, "gcePersistentDisk", T::Message(116)), one(2, "awsElasticBlockStore", T::Message(57)), one(3, "hostPath", T::Message(125)), one(4, "glusterfs", T::Message(119)), one(5, "nfs", T::Message(142)), one(6, "rbd", T::Message(206)), one(7, "iscsi", T::Message(126)), one(8, "cinder", T::Message(70)), one(9, "cephfs", T::Message(68)), one(10, "fc", T::Message(112)), one(11, "flocker", T::Message(115)), one(12, "flexVolume", T::Message(113)), one(13, "azureFile", T::Message(62)), one(14, "vsphereVolume", T::Message(265)), one(15, "quobyte", T::Message(205)), one(16, "azureDisk", T::Message(61)), one(17, "photonPersistentDisk", T::Message(180)), one(18, "portworxVolume", T::Message(200)), one(19, "scaleIO", T::Message(223)), one(20, "local", T::Message(140)), one(21, "storageos", T::Message(246)), one(22, "csi", T::Message(65))],
     // 178: io.k8s.api.core.v1.PersistentVolumeSpec
@@ -438,11 +440,11 @@ pub static MESSAGES: &[&[Field]] = &[
     // 180: io.k8s.api.core.v1.PhotonPersistentDiskVolumeSource
     &[one(1, "pdID", T::String), one(2, "fsType", T::String)],
     // 181: io.k8s.api.core.v1.Pod
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(196)), one(3, "status", T::Message(197))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(196)), one(3, "status", T::Message(197))],
     // 182: io.k8s.api.core.v1.PodAffinity
     &[list(1, "requiredDuringSchedulingIgnoredDuringExecution", T::Message(183)), list(2, "preferredDuringSchedulingIgnoredDuringExecution", T::Message(266))],
     // 183: io.k8s.api.core.v1.PodAffinityTerm
-    &[one(1, "labelSelector", T::Message(311)), list(2, "namespaces", T::String), one(3, "topologyKey", T::String), one(4, "namespaceSelector", T::Message(311)), list(5, "matchLabelKeys", T::String), list(6, "mismatchLabelKeys", T::String)],
+    &[one(1, "labelSelector", T::Message(313)), list(2, "namespaces", T::String), one(3, "topologyKey", T::String), one(4, "namespaceSelector", T::Message(313)), list(5, "matchLabelKeys", T::String), list(6, "mismatchLabelKeys", T::String)],
     // 184: io.k8s.api.core.v1.PodAntiAffinity
     &[list(1, "requiredDuringSchedulingIgnoredDuringExecution", T::Message(183)), list(2, "preferredDuringSchedulingIgnoredDuringExecution", T::Message(266))],
     // 185: io.k8s.api.core.v1.PodCondition
@@ -454,7 +456,7 @@ pub static MESSAGES: &[&[Field]] = &[
     // 188: io.k8s.api.core.v1.PodIP
     &[one(1, "ip", T::String)],
     // 189: io.k8s.api.core.v1.PodList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(181))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(181))],
     // 190: io.k8s.api.core.v1.PodOS
     &[one(1, "name", T::String)],
     // 191: io.k8s.api.core.v1.PodReadinessGate
@@ -472,7 +474,7 @@ pub static MESSAGES: &[&[Field]] = &[
     // 197: io.k8s.api.core.v1.PodStatus
     &[one(17, "observedGeneration", T::Int64), one(1, "phase", T::String), list(2, "conditions", T::Message(185)), one(3, "message", T::String), one(4, "reason", T::String), one(11, "nominatedNodeName", T::String), one(5, "hostIP", T::String), list(16, "hostIPs", T::Message(124)), one(6, "podIP", T::String), list(12, "podIPs", T::Message(188)), one(7, "startTime", T::Time), list(10, "initContainerStatuses", T::Message(89)), list(8, "containerStatuses", T::Message(89)), one(9, "qosClass", T::String), list(13, "ephemeralContainerStatuses", T::Message(89)), one(14, "resize", T::String), list(15, "resourceClaimStatuses", T::Message(193))],
     // 198: io.k8s.api.core.v1.PodTemplateSpec
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(196))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(196))],
     // 199: io.k8s.api.core.v1.PortStatus
     &[one(1, "port", T::Int32), one(2, "protocol", T::String), one(3, "error", T::String)],
     // 200: io.k8s.api.core.v1.PortworxVolumeSource
@@ -492,11 +494,11 @@ pub static MESSAGES: &[&[Field]] = &[
     // 207: io.k8s.api.core.v1.RBDVolumeSource
     &[list(1, "monitors", T::String), one(2, "image", T::String), one(3, "fsType", T::String), one(4, "pool", T::String), one(5, "user", T::String), one(6, "keyring", T::String), one(7, "secretRef", T::Message(139)), one(8, "readOnly", T::Bool)],
     // 208: io.k8s.api.core.v1.ReplicationController
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(211)), one(3, "status", T::Message(212))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(211)), one(3, "status", T::Message(212))],
     // 209: io.k8s.api.core.v1.ReplicationControllerCondition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "lastTransitionTime", T::Time), one(4, "reason", T::String), one(5, "message", T::String)],
     // 210: io.k8s.api.core.v1.ReplicationControllerList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(208))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(208))],
     // 211: io.k8s.api.core.v1.ReplicationControllerSpec
     &[one(1, "replicas", T::Int32), one(4, "minReadySeconds", T::Int32), map(2, "selector", T::String), one(3, "template", T::Message(198))],
     // 212: io.k8s.api.core.v1.ReplicationControllerStatus
@@ -508,9 +510,9 @@ pub static MESSAGES: &[&[Field]] = &[
     // 215: io.k8s.api.core.v1.ResourceHealth
     &[one(1, "resourceID", T::String), one(2, "health", T::String)],
     // 216: io.k8s.api.core.v1.ResourceQuota
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(218)), one(3, "status", T::Message(219))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(218)), one(3, "status", T::Message(219))],
     // 217: io.k8s.api.core.v1.ResourceQuotaList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(216))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(216))],
     // 218: io.k8s.api.core.v1.ResourceQuotaSpec
     &[map(1, "hard", T::Quantity), list(2, "scopes", T::String), one(3, "scopeSelector", T::Message(225))],
     // 219: io.k8s.api.core.v1.ResourceQuotaStatus
@@ -532,13 +534,13 @@ pub static MESSAGES: &[&[Field]] = &[
     // 227: io.k8s.api.core.v1.SeccompProfile
     &[one(1, "type", T::String), one(2, "localhostProfile", T::String)],
     // 228: io.k8s.api.core.v1.Secret
-    &[one(1, "metadata", T::Message(315)), one(5, "immutable", T::Bool), map(2, "data", T::Bytes), map(4, "stringData", T::String), one(3, "type", T::String)],
+    &[one(1, "metadata", T::Message(317)), one(5, "immutable", T::Bool), map(2, "data", T::Bytes), map(4, "stringData", T::String), one(3, "type", T::String)],
     // 229: io.k8s.api.core.v1.SecretEnvSource
     &[inline(1, T::Message(139)), one(2, "optional", T::Bool)],
     // 230: io.k8s.api.core.v1.SecretKeySelector
     &[inline(1, T::Message(139)), one(2, "key", T::String), one(3, "optional", T::Bool)],
     // 231: io.k8s.api.core.v1.SecretList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(228))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(228))],
     // 232: io.k8s.api.core.v1.SecretProjection
     &[inline(1, T::Message(139)), list(2, "items", T::Message(129)), one(4, "optional", T::Bool)],
     // 233: io.k8s.api.core.v1.SecretReference
@@ -548,21 +550,21 @@ pub static MESSAGES: &[&[Field]] = &[
     // 235: io.k8s.api.core.v1.SecurityContext
     &[one(1, "capabilities", T::Message(67)), one(2, "privileged", T::Bool), one(3, "seLinuxOptions", T::Message(222)), one(10, "windowsOptions", T::Message(267)), one(4, "runAsUser", T::Int64), one(8, "runAsGroup", T::Int64), one(5, "runAsNonRoot", T::Bool), one(6, "readOnlyRootFilesystem", T::Bool), one(7, "allowPrivilegeEscalation", T::Bool), one(9, "procMount", T::String), one(11, "seccompProfile", T::Message(227)), one(12, "appArmorProfile", T::Message(59))],
     // 236: io.k8s.api.core.v1.Service
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(242)), one(3, "status", T::Message(243))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(242)), one(3, "status", T::Message(243))],
     // 237: io.k8s.api.core.v1.ServiceAccount
-    &[one(1, "metadata", T::Message(315)), list(2, "secrets", T::Message(167)), list(3, "imagePullSecrets", T::Message(139)), one(4, "automountServiceAccountToken", T::Bool)],
+    &[one(1, "metadata", T::Message(317)), list(2, "secrets", T::Message(167)), list(3, "imagePullSecrets", T::Message(139)), one(4, "automountServiceAccountToken", T::Bool)],
     // 238: io.k8s.api.core.v1.ServiceAccountList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(237))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(237))],
     // 239: io.k8s.api.core.v1.ServiceAccountTokenProjection
     &[one(1, "audience", T::String), one(2, "expirationSeconds", T::Int64), one(3, "path", T::String)],
     // 240: io.k8s.api.core.v1.ServiceList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(236))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(236))],
     // 241: io.k8s.api.core.v1.ServicePort
     &[one(1, "name", T::String), one(2, "protocol", T::String), one(6, "appProtocol", T::String), one(3, "port", T::Int32), one(4, "targetPort", T::IntOrString), one(5, "nodePort", T::Int32)],
     // 242: io.k8s.api.core.v1.ServiceSpec
     &[list(1, "ports", T::Message(241)), map(2, "selector", T::String), one(3, "clusterIP", T::String), list(18, "clusterIPs", T::String), one(4, "type", T::String), list(5, "externalIPs", T::String), one(7, "sessionAffinity", T::String), one(8, "loadBalancerIP", T::String), list(9, "loadBalancerSourceRanges", T::String), one(10, "externalName", T::String), one(11, "externalTrafficPolicy", T::String), one(12, "healthCheckNodePort", T::Int32), one(13, "publishNotReadyAddresses", T::Bool), one(14, "sessionAffinityConfig", T::Message(244)), list(19, "ipFamilies", T::String), one(17, "ipFamilyPolicy", T::String), one(20, "allocateLoadBalancerNodePorts", T::Bool), one(21, "loadBalancerClass", T::String), one(22, "internalTrafficPolicy", T::String), one(23, "trafficDistribution", T::String)],
     // 243: io.k8s.api.core.v1.ServiceStatus
-    &[one(1, "loadBalancer", T::Message(138)), list(2, "conditions", T::Message(309))],
+    &[one(1, "loadBalancer", T::Message(138)), list(2, "conditions", T::Message(311))],
     // 244: io.k8s.api.core.v1.SessionAffinityConfig
     &[one(1, "clientIP", T::Message(72))],
     // 245: io.k8s.api.core.v1.SleepAction
@@ -584,7 +586,7 @@ pub static MESSAGES: &[&[Field]] = &[
     // 253: io.k8s.api.core.v1.TopologySelectorTerm
     &[list(1, "matchLabelExpressions", T::Message(252))],
     // 254: io.k8s.api.core.v1.TopologySpreadConstraint
-    &[one(1, "maxSkew", T::Int32), one(2, "topologyKey", T::String), one(3, "whenUnsatisfiable", T::String), one(4, "labelSelector", T::Message(311)), one(5, "minDomains", T::Int32), one(6, "nodeAffinityPolicy", T::String), one(7, "nodeTaintsPolicy", T::String), list(8, "matchLabelKeys", T::String)],
+    &[one(1, "maxSkew", T::Int32), one(2, "topologyKey", T::String), one(3, "whenUnsatisfiable", T::String), one(4, "labelSelector", T::Message(313)), one(5, "minDomains", T::Int32), one(6, "nodeAffinityPolicy", T::String), one(7, "nodeTaintsPolicy", T::String), list(8, "matchLabelKeys", T::String)],
     // 255: io.k8s.api.core.v1.TypedLocalObjectReference
     &[one(1, "apiGroup", T::String), one(2, "kind", T::String), one(3, "name", T::String)],
     // 256: io.k8s.api.core.v1.TypedObjectReference
@@ -620,17 +622,17 @@ pub static MESSAGES: &[&[Field]] = &[
     // 271: io.k8s.api.discovery.v1.EndpointPort
     &[one(1, "name", T::String), one(2, "protocol", T::String), one(3, "port", T::Int32), one(4, "appProtocol", T::String)],
     // 272: io.k8s.api.discovery.v1.EndpointSlice
-    &[one(1, "metadata", T::Message(315)), one(4, "addressType", T::String), list(2, "endpoints", T::Message(268)), list(3, "ports", T::Message(271))],
+    &[one(1, "metadata", T::Message(317)), one(4, "addressType", T::String), list(2, "endpoints", T::Message(268)), list(3, "ports", T::Message(271))],
     // 273: io.k8s.api.discovery.v1.EndpointSliceList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(272))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(272))],
     // 274: io.k8s.api.discovery.v1.ForNode
     &[one(1, "name", T::String)],
     // 275: io.k8s.api.discovery.v1.ForZone
     &[one(1, "name", T::String)],
     // 276: io.k8s.api.events.v1.Event
-    &[one(1, "metadata", T::Message(315)), one(2, "eventTime", T::MicroTime), one(3, "series", T::Message(278)), one(4, "reportingController", T::String), one(5, "reportingInstance", T::String), one(6, "action", T::String), one(7, "reason", T::String), one(8, "regarding", T::Message(167)), one(9, "related", T::Message(167)), one(10, "note", T::String), one(11, "type", T::String), one(12, "deprecatedSource", T::Message(110)), one(13, "deprecatedFirstTimestamp", T::Time), one(14, "deprecatedLastTimestamp", T::Time), one(15, "deprecatedCount", T::Int32)],
+    &[one(1, "metadata", T::Message(317)), one(2, "eventTime", T::MicroTime), one(3, "series", T::Message(278)), one(4, "reportingController", T::String), one(5, "reportingInstance", T::String), one(6, "action", T::String), one(7, "reason", T::String), one(8, "regarding", T::Message(167)), one(9, "related", T::Message(167)), one(10, "note", T::String), one(11, "type", T::String), one(12, "deprecatedSource", T::Message(110)), one(13, "deprecatedFirstTimestamp", T::Time), one(14, "deprecatedLastTimestamp", T::Time), one(15, "deprecatedCount", T::Int32)],
     // 277: io.k8s.api.events.v1.EventList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(276))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(276))],
     // 278: io.k8s.api.events.v1.EventSeries
     &[one(1, "count", T::Int32), one(2, "lastObservedTime", T::MicroTime)],
     // 279: io.k8s.api.networking.v1.HTTPIngressPath
@@ -640,19 +642,19 @@ pub static MESSAGES: &[&[Field]] = &[
     // 281: io.k8s.api.networking.v1.IPBlock
     &[one(1, "cidr", T::String), list(2, "except", T::String)],
     // 282: io.k8s.api.networking.v1.Ingress
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(295)), one(3, "status", T::Message(296))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(295)), one(3, "status", T::Message(296))],
     // 283: io.k8s.api.networking.v1.IngressBackend
     &[one(4, "service", T::Message(294)), one(3, "resource", T::Message(255))],
     // 284: io.k8s.api.networking.v1.IngressClass
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(287))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(287))],
     // 285: io.k8s.api.networking.v1.IngressClassList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(284))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(284))],
     // 286: io.k8s.api.networking.v1.IngressClassParametersReference
     &[one(1, "apiGroup", T::String), one(2, "kind", T::String), one(3, "name", T::String), one(4, "scope", T::String), one(5, "namespace", T::String)],
     // 287: io.k8s.api.networking.v1.IngressClassSpec
     &[one(1, "controller", T::String), one(2, "parameters", T::Message(286))],
     // 288: io.k8s.api.networking.v1.IngressList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(282))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(282))],
     // 289: io.k8s.api.networking.v1.IngressLoadBalancerIngress
     &[one(1, "ip", T::String), one(2, "hostname", T::String), list(4, "ports", T::Message(291))],
     // 290: io.k8s.api.networking.v1.IngressLoadBalancerStatus
@@ -672,51 +674,55 @@ pub static MESSAGES: &[&[Field]] = &[
     // 297: io.k8s.api.networking.v1.IngressTLS
     &[list(1, "hosts", T::String), one(2, "secretName", T::String)],
     // 298: io.k8s.api.networking.v1.NetworkPolicy
-    &[one(1, "metadata", T::Message(315)), one(2, "spec", T::Message(304))],
+    &[one(1, "metadata", T::Message(317)), one(2, "spec", T::Message(304))],
     // 299: io.k8s.api.networking.v1.NetworkPolicyEgressRule
     &[list(1, "ports", T::Message(303)), list(2, "to", T::Message(302))],
     // 300: io.k8s.api.networking.v1.NetworkPolicyIngressRule
     &[list(1, "ports", T::Message(303)), list(2, "from", T::Message(302))],
     // 301: io.k8s.api.networking.v1.NetworkPolicyList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(298))],
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(298))],
     // 302: io.k8s.api.networking.v1.NetworkPolicyPeer
-    &[one(1, "podSelector", T::Message(311)), one(2, "namespaceSelector", T::Message(311)), one(3, "ipBlock", T::Message(281))],
+    &[one(1, "podSelector", T::Message(313)), one(2, "namespaceSelector", T::Message(313)), one(3, "ipBlock", T::Message(281))],
     // 303: io.k8s.api.networking.v1.NetworkPolicyPort
     &[one(1, "protocol", T::String), one(2, "port", T::IntOrString), one(3, "endPort", T::Int32)],
     // 304: io.k8s.api.networking.v1.NetworkPolicySpec
-    &[one(1, "podSelector", T::Message(311)), list(2, "ingress", T::Message(300)), list(3, "egress", T::Message(299)), list(4, "policyTypes", T::String)],
+    &[one(1, "podSelector", T::Message(313)), list(2, "ingress", T::Message(300)), list(3, "egress", T::Message(299)), list(4, "policyTypes", T::String)],
     // 305: io.k8s.api.networking.v1.ServiceBackendPort
     &[one(1, "name", T::String), one(2, "number", T::Int32)],
     // 306: io.k8s.api.policy.v1.Eviction
-    &[one(1, "metadata", T::Message(315)), one(2, "deleteOptions", T::Message(310))],
-    // 307: io.k8s.api.storage.v1.StorageClass
-    &[one(1, "metadata", T::Message(315)), one(2, "provisioner", T::String), map(3, "parameters", T::String), one(4, "reclaimPolicy", T::String), list(5, "mountOptions", T::String), one(6, "allowVolumeExpansion", T::Bool), one(7, "volumeBindingMode", T::String), list(8, "allowedTopologies", T::Message(253))],
-    // 308: io.k8s.api.storage.v1.StorageClassList
-    &[one(1, "metadata", T::Message(313)), list(2, "items", T::Message(307))],
-    // 309: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
+    &[one(1, "metadata", T::Message(317)), one(2, "deleteOptions", T::Message(312))],
+    // 307: io.k8s.api.scheduling.v1.PriorityClass
+    &[one(1, "metadata", T::Message(317)), one(2, "value", T::Int32), one(3, "globalDefault", T::Bool), one(4, "description", T::String), one(5, "preemptionPolicy", T::String)],
+    // 308: io.k8s.api.scheduling.v1.PriorityClassList
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(307))],
+    // 309: io.k8s.api.storage.v1.StorageClass
+    &[one(1, "metadata", T::Message(317)), one(2, "provisioner", T::String), map(3, "parameters", T::String), one(4, "reclaimPolicy", T::String), list(5, "mountOptions", T::String), one(6, "allowVolumeExpansion", T::Bool), one(7, "volumeBindingMode", T::String), list(8, "allowedTopologies", T::Message(253))],
+    // 310: io.k8s.api.storage.v1.StorageClassList
+    &[one(1, "metadata", T::Message(315)), list(2, "items", T::Message(309))],
+    // 311: io.k8s.apimachinery.pkg.apis.meta.v1.Condition
     &[one(1, "type", T::String), one(2, "status", T::String), one(3, "observedGeneration", T::Int64), one(4, "lastTransitionTime", T::Time), one(5, "reason", T::String), one(6, "message", T::String)],
-    // 310: io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions
-    &[one(1, "gracePeriodSeconds", T::Int64), one(2, "preconditions", T::Message(318)), one(3, "orphanDependents", T::Bool), one(4, "propagationPolicy", T::String), list(5, "dryRun", T::String), one(6, "ignoreStoreReadErrorWithClusterBreakingPotential", T::Bool)],
-    // 311: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector
-    &[map(1, "matchLabels", T::String), list(2, "matchExpressions", T::Message(312))],
-    // 312: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement
+    // 312: io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOptions
+    &[one(1, "gracePeriodSeconds", T::Int64), one(2, "preconditions", T::Message(320)), one(3, "orphanDependents", T::Bool), one(4, "propagationPolicy", T::String), list(5, "dryRun", T::String), one(6, "ignoreStoreReadErrorWithClusterBreakingPotential", T::Bool)],
+    // 313: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelector
+    &[map(1, "matchLabels", T::String), list(2, "matchExpressions", T::Message(314))],
+    // 314: io.k8s.apimachinery.pkg.apis.meta.v1.LabelSelectorRequirement
     &[one(1, "key", T::String), one(2, "operator", T::String), list(3, "values", T::String)],
-    // 313: io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta
+    // 315: io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta
     &[one(1, "selfLink", T::String), one(2, "resourceVersion", T::String), one(3, "continue", T::String), one(4, "remainingItemCount", T::Int64)],
-    // 314: io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry
+    // 316: io.k8s.apimachinery.pkg.apis.meta.v1.ManagedFieldsEntry
     &[one(1, "manager", T::String), one(2, "operation", T::String), one(3, "apiVersion", T::String), one(4, "time", T::Time), one(6, "fieldsType", T::String), one(7, "fieldsV1", T::FieldsV1), one(8, "subresource", T::String)],
-    // 315: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
-    &[one(1, "name", T::String), one(2, "generateName", T::String), one(3, "namespace", T::String), one(4, "selfLink", T::String), one(5, "uid", T::String), one(6, "resourceVersion", T::String), one(7, "generation", T::Int64), one(8, "creationTimestamp", T::Time), one(9, "deletionTimestamp", T::Time), one(10, "deletionGracePeriodSeconds", T::Int64), map(11, "labels", T::String), map(12, "annotations", T::String), list(13, "ownerReferences", T::Message(316)), list(14, "finalizers", T::String), list(17, "managedFields", T::Message(314))],
-    // 316: io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference
+    // 317: io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta
+    &[one(1, "name", T::String), one(2, "generateName", T::String), one(3, "namespace", T::String), one(4, "selfLink", T::String), one(5, "uid", T::String), one(6, "resourceVersion", T::String), one(7, "generation", T::Int64), one(8, "creationTimestamp", T::Time), one(9, "deletionTimestamp", T::Time), one(10, "deletionGracePeriodSeconds", T::Int64), map(11, "labels", T::String), map(12, "annotations", T::String), list(13, "ownerReferences", T::Message(318)), list(14, "finalizers", T::String), list(17, "managedFields", T::Message(316))],
+    // 318: io.k8s.apimachinery.pkg.apis.meta.v1.OwnerReference
     &[one(5, "apiVersion", T::String), one(1, "kind", T::String), one(3, "name", T::String), one(4, "uid", T::String), one(6, "controller", T::Bool), one(7, "blockOwnerDeletion", T::Bool)],
-    // 317: io.k8s.apimachinery.pkg.apis.meta.v1.Patch
+    // 319: io.k8s.apimachinery.pkg.apis.meta.v1.Patch
     &[],
-    // 318: io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions
+    // 320: io.k8s.apimachinery.pkg.apis.meta.v1.Preconditions
     &[one(1, "uid", T::String), one(2, "resourceVersion", T::String)],
-    // 319: io.k8s.apimachinery.pkg.apis.meta.v1.Status
-    &[one(1, "metadata", T::Message(313)), one(2, "status", T::String), one(3, "message", T::String), one(4, "reason", T::String), one(5, "details", T::Message(321)), one(6, "code", T::Int32)],
-    // 320: io.k8s.apimachinery.pkg.apis.meta.v1.StatusCause
+    // 321: io.k8s.apimachinery.pkg.apis.meta.v1.Status
+    &[one(1, "metadata", T::Message(315)), one(2, "status", T::String), one(3, "message", T::String), one(4, "reason", T::String), one(5, "details", T::Message(323)), one(6, "code", T::Int32)],
+    // 322: io.k8s.apimachinery.pkg.apis.meta.v1.StatusCause
     &[one(1, "reason", T::String), one(2, "message", T::String), one(3, "field", T::String)],
-    // 321: io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails
-    &[one(1, "name", T::String), one(2, "group", T::String), one(3, "kind", T::String), one(6, "uid", T::String), list(4, "causes", T::Message(320)), one(5, "retryAfterSeconds", T::Int32)],
+    // 323: io.k8s.apimachinery.pkg.apis.meta.v1.StatusDetails
+    &[one(1, "name", T::String), one(2, "group", T::String), one(3, "kind", T::String), one(6, "uid", T::String), list(4, "causes", T::Message(322)), one(5, "retryAfterSeconds", T::Int32)],
 ];

@@ -6,6 +6,7 @@
 mod core;
 mod format;
 mod networking;
+mod scheduling;
 mod workloads;
 
 use std::collections::HashMap;
@@ -151,6 +152,10 @@ fn printer(kind: &Kind) -> Printer {
         ("storage.k8s.io", "StorageClass") => (
             networking::storage_class_columns,
             networking::storage_class_cells,
+        ),
+        ("scheduling.k8s.io", "PriorityClass") => (
+            scheduling::priority_class_columns,
+            scheduling::priority_class_cells,
         ),
         _ => (default_columns, default_cells),
     };

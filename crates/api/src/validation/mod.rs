@@ -13,6 +13,7 @@ mod ingress;
 mod meta;
 pub mod names;
 mod pod;
+pub mod scheduling;
 mod service;
 mod storage;
 mod workloads;
@@ -45,6 +46,7 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Vec<FieldError
         ("", "PersistentVolumeClaim") => storage::validate_claim(obj, old),
         ("", "Namespace") => meta::validate_namespace_finalizers(obj),
         ("networking.k8s.io", "Ingress") => ingress::validate_ingress(obj),
+        ("scheduling.k8s.io", "PriorityClass") => scheduling::validate_priority_class(obj, old),
         _ => Vec::new(),
     });
     errs

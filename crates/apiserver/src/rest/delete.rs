@@ -10,7 +10,7 @@ use tugboat_api::{ApiError, ApiResult, meta};
 
 use super::read::{Filter, read_page};
 use super::write::is_finalized;
-use super::{Ctx, json};
+use super::{Ctx, json, priority_admission};
 use crate::body;
 use crate::objects::revision_of;
 
@@ -138,6 +138,7 @@ const ORPHAN: &str = "orphan";
 /// period or (for namespaces) its content must go first. Returns the object.
 async fn delete_one(ctx: &Ctx, name: &str, opts: &DeleteOptions) -> ApiResult<Value> {
     let kind = ctx.target.kind;
+    priority_admission::check_delete(kind, name)?;
     loop {
         let old = ctx.objects.get(kind, &ctx.target.namespace, name).await?;
         opts.check_preconditions(ctx, &old)?;

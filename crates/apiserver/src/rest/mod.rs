@@ -11,6 +11,7 @@
 //! - `storage_admission`: new claims' default StorageClass; claims' and volumes' protection.
 //! - `quota_admission`: LimitRange defaults and bounds, ResourceQuota limits.
 //! - `ingress_admission`: new Ingresses' default IngressClass.
+//! - `priority_admission`: pods' priority from their PriorityClass; one default class.
 //! - `kubelet_proxy`: the subresources the node's kubelet serves (log, exec,
 //!   attach, portforward, node proxy).
 //! - `service_account_admission`: service account credentials mounted into new pods.
@@ -21,6 +22,7 @@ mod binding;
 mod delete;
 mod ingress_admission;
 pub mod kubelet_proxy;
+pub mod priority_admission;
 mod quota_admission;
 mod read;
 mod scale;

@@ -12,9 +12,8 @@
 use serde_json::{Map, Value};
 use tugboat_api::quota::{self, Usage};
 use tugboat_api::{ApiError, ApiResult, Kind, quantity, registry};
-use tugboat_store::{KeyRange, RangeOptions};
 
-use crate::objects::{Objects, decode, store_error};
+use crate::objects::Objects;
 
 /// The containers of a pod that limit ranges apply to.
 const CONTAINER_LISTS: [&str; 2] = ["containers", "initContainers"];
@@ -157,15 +156,7 @@ async fn list(objects: &Objects, kind: &str, namespace: &str) -> ApiResult<Vec<V
         .iter()
         .find(|k| k.kind == kind)
         .expect("a served kind");
-    let found = objects
-        .store
-        .range(
-            KeyRange::Prefix(kind.namespace_prefix(namespace)),
-            RangeOptions::default(),
-        )
-        .await
-        .map_err(store_error)?;
-    found.kvs.iter().map(decode).collect()
+    objects.list(kind, namespace).await
 }
 
 /// A LimitRange item as Kubernetes defaults it: `default` from `max`,

@@ -11,9 +11,8 @@
 
 use serde_json::{Value, json};
 use tugboat_api::{ApiResult, Kind, meta, registry};
-use tugboat_store::{KeyRange, RangeOptions};
 
-use crate::objects::{Objects, decode, store_error};
+use crate::objects::Objects;
 
 const DEFAULT_ANNOTATIONS: [&str; 2] = [
     "storageclass.kubernetes.io/is-default-class",
@@ -51,14 +50,8 @@ async fn set_default_class(objects: &Objects, claim: &mut Value) -> ApiResult<()
     }
     let kind =
         registry::by_kind("storage.k8s.io/v1", "StorageClass").expect("storage classes are served");
-    let classes = objects
-        .store
-        .range(KeyRange::Prefix(kind.key_prefix()), RangeOptions::default())
-        .await
-        .map_err(store_error)?;
     let mut default: Option<Value> = None;
-    for kv in &classes.kvs {
-        let class = decode(kv)?;
+    for class in objects.list(kind, "").await? {
         let is_default = DEFAULT_ANNOTATIONS
             .iter()
             .any(|a| class["metadata"]["annotations"][a] == "true");

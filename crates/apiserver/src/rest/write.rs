@@ -7,7 +7,9 @@ use serde_json::Value;
 use tugboat_api::patch::{self, PatchType};
 use tugboat_api::{ApiError, ApiResult, Kind, apply, meta};
 
-use super::{Ctx, admit, ingress_admission, json, quota_admission, storage_admission};
+use super::{
+    Ctx, admit, ingress_admission, json, priority_admission, quota_admission, storage_admission,
+};
 use crate::body::{self, FieldValidation};
 use crate::objects::{Objects, revision_of};
 use crate::service_allocation;
@@ -23,15 +25,24 @@ pub async fn create(ctx: &Ctx) -> ApiResult<Response> {
     name_from_generate_name(&mut input);
     let (mut obj, warnings) = admit::normalize(kind, input, field_validation(ctx)?)?;
     let now = admit::now();
-    admit::prepare_create(kind, &mut obj, &now);
-    storage_admission::admit(&ctx.objects, kind, &mut obj).await?;
-    ingress_admission::admit(&ctx.objects, kind, &mut obj).await?;
-    quota_admission::limit_ranges(&ctx.objects, kind, &mut obj).await?;
-    admit::validate(kind, &obj, None)?;
-    quota_admission::resource_quotas(&ctx.objects, kind, &obj).await?;
+    admit_new(ctx, &mut obj, &now).await?;
     admit::record_manager(None, &mut obj, ctx.field_manager().as_str().into(), &now);
     let created = store_new(ctx, obj).await?;
     Ok(json(StatusCode::CREATED, &created, &warnings))
+}
+
+/// What a new object goes through before it is stored, by create and by
+/// an apply that creates: the server's fields and defaults, the admission
+/// steps that fill in or refuse, validation, then the quotas.
+async fn admit_new(ctx: &Ctx, obj: &mut Value, now: &str) -> ApiResult<()> {
+    let (kind, objects) = (ctx.target.kind, &ctx.objects);
+    admit::prepare_create(kind, obj, now);
+    storage_admission::admit(objects, kind, obj).await?;
+    ingress_admission::admit(objects, kind, obj).await?;
+    priority_admission::admit(objects, kind, obj).await?;
+    quota_admission::limit_ranges(objects, kind, obj).await?;
+    admit::validate(kind, obj, None)?;
+    quota_admission::resource_quotas(objects, kind, obj).await
 }
 
 /// Checks the namespace exists and takes new objects, then writes (unless dry run).
@@ -177,12 +188,7 @@ async fn server_side_apply(ctx: &Ctx) -> ApiResult<Response> {
     let key = kind.key(&ctx.target.namespace, ctx.name());
     if writer.subresource.is_empty() && ctx.objects.try_get(&key).await?.is_none() {
         let mut obj = apply::server_side_apply(None, &config, writer, force, &now)?;
-        admit::prepare_create(kind, &mut obj, &now);
-        storage_admission::admit(&ctx.objects, kind, &mut obj).await?;
-        ingress_admission::admit(&ctx.objects, kind, &mut obj).await?;
-        quota_admission::limit_ranges(&ctx.objects, kind, &mut obj).await?;
-        admit::validate(kind, &obj, None)?;
-        quota_admission::resource_quotas(&ctx.objects, kind, &obj).await?;
+        admit_new(ctx, &mut obj, &now).await?;
         match store_new(ctx, obj).await {
             Ok(created) => return Ok(json(StatusCode::CREATED, &created, &warnings)),
             Err(e) if e.reason != "AlreadyExists" => return Err(e),
