@@ -1,6 +1,8 @@
-//! Tugboat's pod networking. For now one room, [`cni`]: each pod's network
-//! namespace gets its interface, address and host ports from the CNI
-//! plugins of the node.
+//! Tugboat's networking, in three rooms: [`cni`] (pod networks), [`proxy`]
+//! (Services in nftables) and [`dns`] (the cluster DNS).
+//!
+//! [`cni`]: each pod's network namespace gets its interface, address and host
+//! ports from the CNI plugins of the node.
 //!
 //! ```text
 //! let cni = Cni::new(CniConfig { conf_dir, bin_dirs, pod_cidr, cache_dir })?;
