@@ -75,13 +75,6 @@ fn dns_server() -> &'static (Upstream, Server) {
     })
 }
 
-/// `kubectl apply` of one object in `namespace`.
-fn apply(server: &Server, namespace: &str, object: &Value) {
-    server
-        .kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &object.to_string())
-        .ok();
-}
-
 /// Where the DNS listens, as the kube-dns EndpointSlice says.
 struct Dns {
     ip: String,
@@ -198,8 +191,7 @@ fn reverse_name(ip: &str) -> String {
 fn a_service_has_a_name_an_srv_record_and_a_reverse_name() {
     let (_, server) = dns_server();
     let ns = server.namespace("dns-clusterip");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &json!({
             "apiVersion": "v1", "kind": "Service",
@@ -254,8 +246,7 @@ fn a_service_has_a_name_an_srv_record_and_a_reverse_name() {
 fn a_headless_service_answers_with_its_ready_endpoints() {
     let (_, server) = dns_server();
     let ns = server.namespace("dns-headless");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &json!({
             "apiVersion": "v1", "kind": "Service",
@@ -276,8 +267,7 @@ fn a_headless_service_answers_with_its_ready_endpoints() {
             "endpoints": endpoints
         })
     };
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &slice(json!([
             {"addresses": ["10.42.7.1"], "hostname": "db-0", "conditions": {"ready": true}},
@@ -305,8 +295,7 @@ fn a_headless_service_answers_with_its_ready_endpoints() {
     );
 
     // Endpoints come and go with the slice.
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &slice(json!([
             {"addresses": ["10.42.7.2"], "hostname": "db-1", "conditions": {"ready": true}}
@@ -320,8 +309,7 @@ fn a_headless_service_answers_with_its_ready_endpoints() {
 fn external_names_other_names_and_missing_names() {
     let (_, server) = dns_server();
     let ns = server.namespace("dns-external");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &json!({
             "apiVersion": "v1", "kind": "Service",
@@ -428,14 +416,9 @@ fn file_in(server: &Server, ns: &str, pod: &str, path: &str) -> String {
 fn pods_get_the_resolv_conf_their_dns_policy_asks_for() {
     let server = node_server();
     let ns = server.namespace("dns-policy");
-    apply(server, &ns, &sleeper("cluster-first", json!({})));
-    apply(
-        server,
-        &ns,
-        &sleeper("host", json!({"dnsPolicy": "Default"})),
-    );
-    apply(
-        server,
+    server.apply_json(&ns, &sleeper("cluster-first", json!({})));
+    server.apply_json(&ns, &sleeper("host", json!({"dnsPolicy": "Default"})));
+    server.apply_json(
         &ns,
         &sleeper(
             "none",
@@ -449,16 +432,14 @@ fn pods_get_the_resolv_conf_their_dns_policy_asks_for() {
             }),
         ),
     );
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &sleeper(
             "merged",
             json!({"dnsConfig": {"options": [{"name": "ndots", "value": "1"}]}}),
         ),
     );
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &sleeper("pet", json!({"hostname": "pet-0", "subdomain": "pets"})),
     );
@@ -564,9 +545,7 @@ fn nslookup_finds(server: &Server, ns: &str, name: &str, ip: &str) {
 fn pods_reach_services_and_headless_pods_by_name() {
     let server = node_server();
     let ns = server.namespace("dns-pods");
-    apply(
-        server,
-        &ns,
+    server.apply_json(&ns,
         &json!({
             "apiVersion": "v1", "kind": "Pod",
             "metadata": {"name": "web", "labels": {"app": "web"}},
@@ -584,8 +563,7 @@ fn pods_reach_services_and_headless_pods_by_name() {
             }
         }),
     );
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &json!({
             "apiVersion": "v1", "kind": "Service",
@@ -593,16 +571,14 @@ fn pods_reach_services_and_headless_pods_by_name() {
             "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": 8080}]}
         }),
     );
-    apply(
-        server,
-        &ns,
+    server.apply_json(&ns,
         &json!({
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "pets"},
             "spec": {"clusterIP": "None", "selector": {"app": "web"}, "ports": [{"name": "http", "port": 8080}]}
         }),
     );
-    apply(server, &ns, &sleeper("client", json!({})));
+    server.apply_json(&ns, &sleeper("client", json!({})));
     let ip = cluster_ip(server, &ns, "web");
 
     // The short name, through the search path, from the cluster DNS the

@@ -57,39 +57,8 @@ fn set_status(server: &Server, namespace: &str, name: &str, ip: &str, ready: boo
 /// Creates a pod and gives it an address and readiness.
 fn running_pod(server: &Server, namespace: &str, pod: Value, ip: &str, ready: bool) {
     let name = pod["metadata"]["name"].as_str().unwrap().to_owned();
-    apply(server, namespace, &pod);
+    server.apply_json(namespace, &pod);
     set_status(server, namespace, &name, ip, ready);
-}
-
-/// `kubectl apply` of one object in `namespace`.
-fn apply(server: &Server, namespace: &str, object: &Value) {
-    server
-        .kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &object.to_string())
-        .ok();
-}
-
-/// The messages of the events about `object` with `reason`.
-fn event_messages(server: &Server, namespace: &str, object: &str, reason: &str) -> Vec<String> {
-    let selector = format!("involvedObject.name={object},reason={reason}");
-    let out = server
-        .kubectl(&[
-            "get",
-            "events",
-            "-n",
-            namespace,
-            "--field-selector",
-            &selector,
-            "-o",
-            "json",
-        ])
-        .ok();
-    let events: Value = serde_json::from_str(&out).unwrap();
-    events["items"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
-        .collect()
 }
 
 fn service(name: &str, spec: Value) -> Value {
@@ -207,8 +176,7 @@ fn endpoints_subsets(
 fn slices_follow_readiness_and_deletion() {
     let server = nodeless_server();
     let ns = server.namespace("slices-readiness");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &service(
             "web",
@@ -363,8 +331,7 @@ fn slices_follow_readiness_and_deletion() {
 fn named_ports_resolve_per_pod() {
     let server = nodeless_server();
     let ns = server.namespace("slices-named-ports");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &service(
             "web",
@@ -435,8 +402,7 @@ fn named_ports_resolve_per_pod() {
 fn headless_service_publishes_not_ready_pods_with_hostnames() {
     let server = nodeless_server();
     let ns = server.namespace("slices-headless");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &service(
             "db",
@@ -493,8 +459,7 @@ fn headless_service_publishes_not_ready_pods_with_hostnames() {
 fn selector_and_label_changes_move_endpoints() {
     let server = nodeless_server();
     let ns = server.namespace("slices-selector");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &service(
             "web",
@@ -609,8 +574,7 @@ subsets: [{addresses: [{ip: 192.0.2.10}], ports: [{port: 80}]}]
     let before = server.get_json(&ns, "endpoints", "external");
     // A Service with a selector in the same namespace gets its slice: the
     // controller has looked at this namespace by then.
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &service(
             "web",
@@ -645,8 +609,7 @@ subsets: [{addresses: [{ip: 192.0.2.10}], ports: [{port: 80}]}]
 fn large_services_are_split_into_slices_of_100() {
     let server = nodeless_server();
     let ns = server.namespace("slices-large");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &service(
             "big",
@@ -657,8 +620,7 @@ fn large_services_are_split_into_slices_of_100() {
     let pods: Vec<Value> = (0..count)
         .map(|i| pod(&format!("p{i}"), &[("app", "big")], &[]))
         .collect();
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &json!({"apiVersion": "v1", "kind": "List", "items": pods}),
     );
@@ -723,8 +685,7 @@ fn load_balancers_get_the_ready_nodes_addresses() {
     let ns = server.namespace("servicelb");
     let _one = node_at(server, "lb-node-1", "192.0.2.1", "True");
     let _down = node_at(server, "lb-node-down", "192.0.2.9", "False");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &service(
             "lb",
@@ -745,7 +706,7 @@ fn load_balancers_get_the_ready_nodes_addresses() {
         })
     };
     wait_ingress(json!([{"ip": "192.0.2.1", "ipMode": "VIP"}]));
-    let events = event_messages(server, &ns, "lb", "EnsuredLoadBalancer");
+    let events = server.event_messages(&ns, "lb", "EnsuredLoadBalancer");
     assert_eq!(events, ["Ensured load balancer"]);
 
     let two = node_at(server, "lb-node-2", "192.0.2.2", "True");
@@ -760,9 +721,7 @@ fn load_balancers_get_the_ready_nodes_addresses() {
 
     // Another class is someone else's; a Service that is no longer a
     // LoadBalancer loses its addresses.
-    apply(
-        server,
-        &ns,
+    server.apply_json(&ns,
         &service(
             "theirs",
             json!({

@@ -43,12 +43,6 @@ fn node() -> &'static Node {
     })
 }
 
-fn apply(server: &Server, namespace: &str, object: &Value) {
-    server
-        .kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &object.to_string())
-        .ok();
-}
-
 /// A busybox httpd pod whose every file in `files` (paths under its web
 /// root) says `name`, so an answer tells which backend gave it.
 fn backend_pod(name: &str, files: &[&str]) -> Value {
@@ -78,7 +72,7 @@ fn backend_pod(name: &str, files: &[&str]) -> Value {
 
 /// Creates `pod` and returns its pod IP once it is ready.
 fn run_pod(server: &Server, namespace: &str, pod: &Value) -> String {
-    apply(server, namespace, pod);
+    server.apply_json(namespace, pod);
     let name = pod["metadata"]["name"].as_str().expect("a named pod");
     eventually(&format!("pod {name} is ready"), || {
         let pod = server.get_json(namespace, "pod", name);
@@ -103,8 +97,7 @@ fn backend(server: &Server, namespace: &str, name: &str, files: &[&str]) -> Stri
 /// endpoints are `endpoints` (address, port): one EndpointSlice per port,
 /// written by hand as a user of a selector-less Service does.
 fn service(server: &Server, namespace: &str, name: &str, endpoints: &[(&str, u16)]) {
-    apply(
-        server,
+    server.apply_json(
         namespace,
         &json!({
             "apiVersion": "v1",
@@ -121,8 +114,7 @@ fn service(server: &Server, namespace: &str, name: &str, endpoints: &[(&str, u16
             .filter(|(_, p)| *p == port)
             .map(|(ip, _)| json!({"addresses": [ip], "conditions": {"ready": true}}))
             .collect();
-        apply(
-            server,
+        server.apply_json(
             namespace,
             &json!({
                 "apiVersion": "discovery.k8s.io/v1",
@@ -248,7 +240,7 @@ fn hosts_and_paths_route_to_their_services() {
             {"host": "*.wild.routes.test", "http": {"paths": [path("/", "Prefix", "both")]}},
         ]}),
     );
-    apply(server, &ns, &routes);
+    server.apply_json(&ns, &routes);
 
     answers("a.routes.test", "/app/x", 200, "alpha");
     answers("a.routes.test", "/api/x", 200, "beta");
@@ -295,8 +287,7 @@ fn hosts_and_paths_route_to_their_services() {
     assert_eq!(code, 404);
 
     // A default backend takes what no rule matches.
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &ingress(
             "fallback",
@@ -341,8 +332,7 @@ fn tls_hosts_get_their_secrets_certificate_by_sni() {
         .ok();
     let rule =
         |host: &str| json!({"host": host, "http": {"paths": [path("/", "Prefix", "secure")]}});
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &ingress(
             "secure",
@@ -466,10 +456,10 @@ fn ingresses_of_the_default_tug_class_are_served_and_get_the_nodes_address() {
     let ip = backend(server, &ns, "mine", &["index.html"]);
     service(server, &ns, "mine", &[(&ip, 8080)]);
     let rule = |host: &str| json!({"rules": [{"host": host, "http": {"paths": [path("/", "Prefix", "mine")]}}]});
-    apply(server, &ns, &ingress("mine", rule("mine.class.test")));
+    server.apply_json(&ns, &ingress("mine", rule("mine.class.test")));
     let mut theirs = ingress("theirs", rule("theirs.class.test"));
     theirs["spec"]["ingressClassName"] = json!("other");
-    apply(server, &ns, &theirs);
+    server.apply_json(&ns, &theirs);
     // The API server gave the Ingress without a class the default one.
     assert_eq!(
         server.get_json(&ns, "ingress", "mine")["spec"]["ingressClassName"],
@@ -541,8 +531,7 @@ fn a_refusing_endpoint_is_passed_over_and_failures_say_why() {
     service(server, &ns, "dead", &[(&ip, 8081)]);
     service(server, &ns, "empty", &[]);
     let rule = |host: &str, service: &str| json!({"host": host, "http": {"paths": [path("/", "Prefix", service)]}});
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &ingress(
             "retry",
@@ -587,8 +576,7 @@ fn backends_see_who_asked_for_which_host_over_what_and_the_body() {
     let node = node();
     let server = &node.server;
     let ns = server.namespace("ingress-headers");
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &json!({
             "apiVersion": "v1",
@@ -606,9 +594,7 @@ fn backends_see_who_asked_for_which_host_over_what_and_the_body() {
     // One endpoint refuses: requests that try it first go on to the other,
     // their bodies with them.
     service(server, &ns, "echo", &[(&ip, 8080), (&ip, 8081)]);
-    apply(
-        server,
-        &ns,
+    server.apply_json(&ns,
         &ingress(
             "echo",
             json!({"rules": [{"host": "who.headers.test", "http": {"paths": [path("/", "Prefix", "echo")]}}]}),
@@ -666,8 +652,7 @@ fn a_deployments_ready_pods_take_the_requests_and_none_gives_503() {
     let ns = server.namespace("ingress-deployment");
     let serve = "mkdir -p /www; hostname > /www/index.html; touch /www/healthy; \
                  exec httpd -f -p 8080 -h /www";
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &json!({
             "apiVersion": "apps/v1",
@@ -697,8 +682,7 @@ fn a_deployments_ready_pods_take_the_requests_and_none_gives_503() {
             },
         }),
     );
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &json!({
             "apiVersion": "v1",
@@ -710,9 +694,7 @@ fn a_deployments_ready_pods_take_the_requests_and_none_gives_503() {
             },
         }),
     );
-    apply(
-        server,
-        &ns,
+    server.apply_json(&ns,
         &ingress(
             "web",
             json!({"rules": [{"host": "web.deploy.test", "http": {"paths": [path("/", "Prefix", "web")]}}]}),

@@ -20,12 +20,6 @@ use serde_json::{Value, json};
 const HTTPD: &str = "tugboat.test/httpd:latest";
 const BUSYBOX: &str = "tugboat.test/busybox:latest";
 
-fn apply(server: &Server, namespace: &str, object: &Value) {
-    server
-        .kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &object.to_string())
-        .ok();
-}
-
 /// A Deployment of `replicas` httpd pods labelled `app: <name>`, each
 /// serving its name on port 8080 and ready while `/tmp/ready` exists.
 fn web(name: &str, replicas: i32) -> Value {
@@ -247,8 +241,8 @@ fn ruleset() -> String {
 fn a_cluster_ip_balances_over_its_endpoints_from_the_host_from_pods_and_back_to_a_pod_itself() {
     let server = node_server();
     let ns = server.namespace("svc-manual");
-    apply(server, &ns, &web("web", 3));
-    apply(server, &ns, &client_pod("client"));
+    server.apply_json(&ns, &web("web", 3));
+    server.apply_json(&ns, &client_pod("client"));
     let pods = wait_ready(server, &ns, "web", 3);
     let ips: Vec<&str> = pods.iter().map(|(_, ip)| ip.as_str()).collect();
     let ip = cluster_ip(201, 7);
@@ -259,7 +253,7 @@ fn a_cluster_ip_balances_over_its_endpoints_from_the_host_from_pods_and_back_to_
         &ips,
         json!({"name": "http", "port": 8080}),
     ) {
-        apply(server, &ns, &object);
+        server.apply_json(&ns, &object);
     }
     let address: SocketAddr = format!("{ip}:80").parse().unwrap();
     wait_answering(address);
@@ -310,7 +304,7 @@ fn a_udp_service_reaches_its_endpoint_and_deleted_services_leave_no_rules() {
         &[&node],
         json!({"name": "echo", "port": echo_port, "protocol": "UDP"}),
     ) {
-        apply(server, &ns, &object);
+        server.apply_json(&ns, &object);
     }
     let client = UdpSocket::bind("0.0.0.0:0").unwrap();
     client
@@ -374,7 +368,7 @@ fn a_service_without_endpoints_refuses_connections() {
         &[],
         json!({"name": "http", "port": 8080}),
     ) {
-        apply(server, &ns, &object);
+        server.apply_json(&ns, &object);
     }
     let address: SocketAddr = format!("{ip}:80").parse().unwrap();
     // Refused at once (REJECT), not left to time out.
@@ -411,8 +405,8 @@ fn allocated_ip(server: &Server, namespace: &str, name: &str) -> String {
 fn requests_spread_over_ready_replicas_and_skip_a_pod_failing_readiness() {
     let server = node_server();
     let ns = server.namespace("svc-spread");
-    apply(server, &ns, &web("web", 3));
-    apply(server, &ns, &selecting_service("web", json!({})));
+    server.apply_json(&ns, &web("web", 3));
+    server.apply_json(&ns, &selecting_service("web", json!({})));
     let pods = wait_ready(server, &ns, "web", 3);
     let ip = allocated_ip(server, &ns, "web");
     let address: SocketAddr = format!("{ip}:80").parse().unwrap();
@@ -462,10 +456,8 @@ fn requests_spread_over_ready_replicas_and_skip_a_pod_failing_readiness() {
 fn node_ports_and_load_balancer_addresses_reach_the_service_from_the_host() {
     let server = node_server();
     let ns = server.namespace("svc-external");
-    apply(server, &ns, &web("front", 2));
-    apply(
-        server,
-        &ns,
+    server.apply_json(&ns, &web("front", 2));
+    server.apply_json(&ns,
         &selecting_service(
             "front",
             json!({"type": "NodePort", "ports": [{"name": "http", "port": 80, "targetPort": "web", "nodePort": 30001}]}),
@@ -491,8 +483,7 @@ fn node_ports_and_load_balancer_addresses_reach_the_service_from_the_host() {
 
     // A LoadBalancer Service is reached at its ingress address on its own
     // port (the servicelb gives the node's address).
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &json!({
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "lb"},
@@ -515,9 +506,8 @@ fn node_ports_and_load_balancer_addresses_reach_the_service_from_the_host() {
 fn client_ip_affinity_keeps_a_client_on_one_replica() {
     let server = node_server();
     let ns = server.namespace("svc-affinity");
-    apply(server, &ns, &web("sticky", 3));
-    apply(
-        server,
+    server.apply_json(&ns, &web("sticky", 3));
+    server.apply_json(
         &ns,
         &selecting_service("sticky", json!({"sessionAffinity": "ClientIP"})),
     );
@@ -535,18 +525,15 @@ fn client_ip_affinity_keeps_a_client_on_one_replica() {
 fn deleting_every_service_leaves_none_of_their_rules() {
     let server = node_server();
     let ns = server.namespace("svc-cleanup");
-    apply(server, &ns, &web("gone", 2));
-    apply(
-        server,
-        &ns,
+    server.apply_json(&ns, &web("gone", 2));
+    server.apply_json(&ns,
         &selecting_service(
             "gone",
             json!({"type": "NodePort", "sessionAffinity": "ClientIP",
                    "ports": [{"name": "http", "port": 80, "targetPort": "web", "nodePort": 30002}]}),
         ),
     );
-    apply(
-        server,
+    server.apply_json(
         &ns,
         &json!({
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "gone-lb"},
@@ -604,8 +591,8 @@ fn a_rolling_update_behind_a_service_fails_no_request() {
     let pod = &mut deployment["spec"]["template"]["spec"];
     pod["terminationGracePeriodSeconds"] = json!(10);
     pod["containers"][0]["lifecycle"] = json!({"preStop": {"exec": {"command": ["sleep", "3"]}}});
-    apply(server, &ns, &deployment);
-    apply(server, &ns, &selecting_service("roll", json!({})));
+    server.apply_json(&ns, &deployment);
+    server.apply_json(&ns, &selecting_service("roll", json!({})));
     let before: BTreeSet<String> = wait_ready(server, &ns, "roll", 3)
         .into_iter()
         .map(|(name, _)| name)
@@ -675,8 +662,7 @@ fn restarting_the_server_keeps_an_established_connection_through_a_service() {
     server.import_image("busybox.oci.tar");
     let ns = server.namespace("svc-restart");
     // An echo server: each connection gets a `cat` of its own.
-    apply(
-        &server,
+    server.apply_json(
         &ns,
         &json!({
             "apiVersion": "v1", "kind": "Pod",
@@ -689,8 +675,7 @@ fn restarting_the_server_keeps_an_established_connection_through_a_service() {
             }]},
         }),
     );
-    apply(
-        &server,
+    server.apply_json(
         &ns,
         &json!({
             "apiVersion": "v1", "kind": "Service", "metadata": {"name": "echo"},
@@ -777,8 +762,8 @@ fn a_udp_client_that_keeps_sending_follows_its_service_to_a_new_endpoint() {
         &[&node],
         json!({"name": "q", "port": first, "protocol": "UDP"}),
     );
-    apply(server, &ns, &service);
-    apply(server, &ns, &slice);
+    server.apply_json(&ns, &service);
+    server.apply_json(&ns, &slice);
     // One client socket, so every datagram belongs to one conntrack flow,
     // which its traffic keeps alive.
     let client = UdpSocket::bind("0.0.0.0:0").unwrap();
@@ -799,7 +784,7 @@ fn a_udp_client_that_keeps_sending_follows_its_service_to_a_new_endpoint() {
     // The endpoint moves while the client keeps talking: its flow must be
     // forgotten, or it would stay with the first endpoint.
     slice["ports"][0]["port"] = json!(second);
-    apply(server, &ns, &slice);
+    server.apply_json(&ns, &slice);
     eventually(
         "the second endpoint answering the same client",
         || match ask()? {
