@@ -5,6 +5,7 @@ use serde_json::{Value, json};
 use tugboat_api::{ApiError, ApiResult, Kind, apply, defaults, meta, validation};
 
 use crate::body::{FieldValidation, unknown_fields};
+use crate::objects::Objects;
 use crate::service_allocation;
 
 /// Metadata only the server sets; what a client sends for these is ignored.
@@ -182,4 +183,29 @@ pub fn now() -> String {
         .expect("rounding to seconds")
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
+}
+
+/// The name of the cluster's default class of `kind` (StorageClass,
+/// IngressClass): the newest one annotated `true` under one of
+/// `annotations`, as the DefaultStorageClass and DefaultIngressClass
+/// plugins choose it.
+pub async fn default_class(
+    objects: &Objects,
+    kind: &Kind,
+    annotations: &[&str],
+) -> ApiResult<Option<String>> {
+    let mut default: Option<Value> = None;
+    for class in objects.list(kind, "").await? {
+        let is_default = annotations
+            .iter()
+            .any(|a| class["metadata"]["annotations"][a] == "true");
+        let newer = |d: &Value| {
+            class["metadata"]["creationTimestamp"].as_str()
+                >= d["metadata"]["creationTimestamp"].as_str()
+        };
+        if is_default && default.as_ref().is_none_or(newer) {
+            default = Some(class);
+        }
+    }
+    Ok(default.and_then(|c| c["metadata"]["name"].as_str().map(str::to_owned)))
 }

@@ -8,9 +8,9 @@
 
 use serde_json::{Value, json};
 use tugboat_api::{ApiResult, Kind, registry};
-use tugboat_store::{KeyRange, RangeOptions};
 
-use crate::objects::{Objects, decode, store_error};
+use super::admit;
+use crate::objects::Objects;
 
 const DEFAULT_ANNOTATION: &str = "ingressclass.kubernetes.io/is-default-class";
 const LEGACY_CLASS_ANNOTATION: &str = "kubernetes.io/ingress.class";
@@ -30,7 +30,9 @@ pub async fn admit(objects: &Objects, kind: &Kind, obj: &mut Value) -> ApiResult
     if named || annotated {
         return Ok(());
     }
-    if let Some(class) = default_class(objects).await? {
+    let classes = registry::by_kind("networking.k8s.io/v1", "IngressClass")
+        .expect("ingress classes are served");
+    if let Some(class) = admit::default_class(objects, classes, &[DEFAULT_ANNOTATION]).await? {
         let spec = obj
             .as_object_mut()
             .map(|o| o.entry("spec").or_insert_with(|| json!({})));
@@ -39,28 +41,4 @@ pub async fn admit(objects: &Objects, kind: &Kind, obj: &mut Value) -> ApiResult
         }
     }
     Ok(())
-}
-
-/// The name of the newest IngressClass marked default, if any is.
-async fn default_class(objects: &Objects) -> ApiResult<Option<String>> {
-    let kind = registry::by_kind("networking.k8s.io/v1", "IngressClass")
-        .expect("ingress classes are served");
-    let classes = objects
-        .store
-        .range(KeyRange::Prefix(kind.key_prefix()), RangeOptions::default())
-        .await
-        .map_err(store_error)?;
-    let mut default: Option<Value> = None;
-    for kv in &classes.kvs {
-        let class = decode(kv)?;
-        let is_default = class["metadata"]["annotations"][DEFAULT_ANNOTATION] == "true";
-        let newer = |d: &Value| {
-            class["metadata"]["creationTimestamp"].as_str()
-                >= d["metadata"]["creationTimestamp"].as_str()
-        };
-        if is_default && default.as_ref().is_none_or(newer) {
-            default = Some(class);
-        }
-    }
-    Ok(default.and_then(|c| c["metadata"]["name"].as_str().map(str::to_owned)))
 }

@@ -12,6 +12,7 @@
 use serde_json::{Value, json};
 use tugboat_api::{ApiResult, Kind, meta, registry};
 
+use super::admit;
 use crate::objects::Objects;
 
 const DEFAULT_ANNOTATIONS: [&str; 2] = [
@@ -48,26 +49,14 @@ async fn set_default_class(objects: &Objects, claim: &mut Value) -> ApiResult<()
     {
         return Ok(());
     }
-    let kind =
+    let classes =
         registry::by_kind("storage.k8s.io/v1", "StorageClass").expect("storage classes are served");
-    let mut default: Option<Value> = None;
-    for class in objects.list(kind, "").await? {
-        let is_default = DEFAULT_ANNOTATIONS
-            .iter()
-            .any(|a| class["metadata"]["annotations"][a] == "true");
-        let newer = |d: &Value| {
-            class["metadata"]["creationTimestamp"].as_str()
-                >= d["metadata"]["creationTimestamp"].as_str()
-        };
-        if is_default && default.as_ref().is_none_or(newer) {
-            default = Some(class);
-        }
-    }
+    let default = admit::default_class(objects, classes, &DEFAULT_ANNOTATIONS).await?;
     if let (Some(class), Some(spec)) = (
         default,
         claim.get_mut("spec").and_then(Value::as_object_mut),
     ) {
-        spec.insert("storageClassName".into(), json!(class["metadata"]["name"]));
+        spec.insert("storageClassName".into(), json!(class));
     }
     Ok(())
 }
