@@ -127,12 +127,19 @@ fn the_node_lease_is_held_and_renewed() {
 }
 
 /// A `tug agent`; killed when dropped.
-struct Agent(Child);
+/// A `tug agent` and its agent dir: stopped, then cleared with `tug killall`
+/// (pods, mounts, the service proxy's nftables table), when dropped.
+struct Agent(Child, tempfile::TempDir);
 
 impl Drop for Agent {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        let _ = Command::new(env!("CARGO_BIN_EXE_tug"))
+            .args(["killall", "--agent-dir", arg(self.1.path())])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 
@@ -151,6 +158,7 @@ fn tug_agent_joins_a_server_that_runs_no_node_of_its_own() {
             .stderr(Stdio::null())
             .spawn()
             .expect("start tug agent"),
+        dir,
     );
     let deadline = Instant::now() + Duration::from_secs(60);
     while !server.kubectl(&["get", "node", "edge-1"]).status.success() {
