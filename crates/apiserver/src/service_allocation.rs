@@ -403,7 +403,7 @@ fn assign_node_ports(
         if node_port == 0 {
             continue;
         }
-        if !before.contains(&port_key(node_port)) && !ranges.node_ports.contains(node_port) {
+        if !may_hold(ranges, before, node_port) {
             return Err(node_port_error(
                 svc,
                 i,
@@ -424,14 +424,12 @@ fn assign_node_ports(
         let node_port = match by_port.get(&number) {
             Some(&node_port) => node_port,
             None if allocate => {
-                let node_port = ranges
-                    .node_ports
-                    .pick(|key| avoid.contains(key))
-                    .ok_or_else(|| {
-                        ApiError::internal("failed to allocate a nodePort: range is full")
-                    })?;
-                picked.insert(port_key(node_port));
-                avoid.insert(port_key(node_port));
+                let node_port = take_node_port(
+                    ranges,
+                    avoid,
+                    picked,
+                    "failed to allocate a nodePort: range is full",
+                )?;
                 by_port.insert(number, node_port);
                 node_port
             }
@@ -451,7 +449,7 @@ fn assign_health_check_port(
 ) -> ApiResult<()> {
     let asked = int_at(svc, "/spec/healthCheckNodePort");
     if asked != 0 {
-        if !before.contains(&port_key(asked)) && !ranges.node_ports.contains(asked) {
+        if !may_hold(ranges, before, asked) {
             return Err(health_check_port_error(
                 asked,
                 &not_in_port_range(&ranges.node_ports),
@@ -459,16 +457,37 @@ fn assign_health_check_port(
         }
         return Ok(());
     }
+    let port = take_node_port(
+        ranges,
+        avoid,
+        picked,
+        "failed to allocate a HealthCheck NodePort 0: range is full",
+    )?;
+    svc["spec"]["healthCheckNodePort"] = json!(port);
+    Ok(())
+}
+
+/// Whether a Service may have `node_port`: it held it already, or it is in
+/// the range.
+fn may_hold(ranges: &ServiceRanges, before: &BTreeSet<String>, node_port: i64) -> bool {
+    before.contains(&port_key(node_port)) || ranges.node_ports.contains(node_port)
+}
+
+/// A free node port, recorded as taken by this write; `full` is the error
+/// when none is left.
+fn take_node_port(
+    ranges: &ServiceRanges,
+    avoid: &mut HashSet<String>,
+    picked: &mut HashSet<String>,
+    full: &str,
+) -> ApiResult<i64> {
     let port = ranges
         .node_ports
         .pick(|key| avoid.contains(key))
-        .ok_or_else(|| {
-            ApiError::internal("failed to allocate a HealthCheck NodePort 0: range is full")
-        })?;
+        .ok_or_else(|| ApiError::internal(full))?;
     picked.insert(port_key(port));
     avoid.insert(port_key(port));
-    svc["spec"]["healthCheckNodePort"] = json!(port);
-    Ok(())
+    Ok(port)
 }
 
 fn not_in_port_range(range: &PortRange) -> String {
