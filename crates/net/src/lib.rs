@@ -24,7 +24,7 @@
 //! `hostNetwork` pods have no netns of their own and are not attached at all.
 //!
 //! [`dns`] is the cluster DNS `tug server` runs (`dns::start(client,
-//! DnsConfig { address, port, domain, upstreams })`): the Kubernetes DNS
+//! DnsConfig { address, ports, domain, upstreams })`): the Kubernetes DNS
 //! names answered from watched Services and EndpointSlices, others forwarded.
 //!
 //! [`proxy`] is the service proxy beside each node agent: Services and

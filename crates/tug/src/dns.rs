@@ -6,8 +6,13 @@ use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use k8s_openapi::api::core::v1::Service;
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tugboat_apiserver::system_services::{SystemPort, SystemService, SystemServices};
 use tugboat_net::dns::{DnsConfig, host_resolvers};
+
+/// The namespace and name of the Service pods reach the DNS by.
+const KUBE_DNS: (&str, &str) = ("kube-system", "kube-dns");
 
 #[derive(clap::Args, Clone)]
 pub struct DnsArgs {
@@ -72,11 +77,17 @@ async fn run(
         placement.address
     };
     let client = kube::Client::try_from(crate::client::config(kubeconfig).await?)?;
+    // When the asked-for port is taken, the port an earlier run published
+    // comes next: pods and the proxy keep reaching the DNS where they did.
+    let published = published_port(&client).await;
     let bound = tugboat_net::dns::start(
         client,
         DnsConfig {
             address,
-            port: args.cluster_dns_port,
+            ports: [Some(args.cluster_dns_port), published]
+                .into_iter()
+                .flatten()
+                .collect(),
             domain: placement.domain.clone(),
             upstreams,
         },
@@ -94,14 +105,24 @@ async fn run(
     };
     services
         .keep(&SystemService {
-            namespace: "kube-system".to_owned(),
-            name: "kube-dns".to_owned(),
+            namespace: KUBE_DNS.0.to_owned(),
+            name: KUBE_DNS.1.to_owned(),
             labels: BTreeMap::from([("k8s-app".to_owned(), "kube-dns".to_owned())]),
             cluster_ip: placement.cluster_ip,
             ports: vec![port("dns", "UDP"), port("dns-tcp", "TCP")],
             address: bound.ip(),
         })
         .await
+}
+
+/// The target port of the kube-dns Service as an earlier run left it.
+async fn published_port(client: &kube::Client) -> Option<u16> {
+    let services: kube::Api<Service> = kube::Api::namespaced(client.clone(), KUBE_DNS.0);
+    let service = services.get_opt(KUBE_DNS.1).await.ok()??;
+    match service.spec?.ports?.first()?.target_port.as_ref()? {
+        IntOrString::Int(port) => u16::try_from(*port).ok(),
+        IntOrString::String(_) => None,
+    }
 }
 
 /// `IP` (port 53) or `IP:PORT`.

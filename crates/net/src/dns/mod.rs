@@ -47,8 +47,9 @@ const TCP_QUEUE: usize = 32;
 pub struct DnsConfig {
     /// The address it listens on (UDP and TCP).
     pub address: IpAddr,
-    /// Its port; 0, or a port already taken, picks a free one.
-    pub port: u16,
+    /// The ports to try, in order (0s are skipped); when none is free the
+    /// kernel picks one.
+    pub ports: Vec<u16>,
     /// The cluster domain, e.g. `cluster.local`.
     pub domain: String,
     /// The resolvers other names go to, e.g. [`host_resolvers`].
@@ -68,7 +69,7 @@ pub async fn start(client: kube::Client, config: DnsConfig) -> Result<SocketAddr
     let upstream = upstream::Upstream::new(&config.upstreams)
         .map_err(std::io::Error::other)
         .context(|| "setting up the upstream resolvers".to_owned())?;
-    let (udp, tcp) = bind(config.address, config.port).await?;
+    let (udp, tcp) = bind(config.address, &config.ports).await?;
     let bound = udp
         .local_addr()
         .context(|| "reading the DNS socket's address".to_owned())?;
@@ -97,17 +98,17 @@ pub async fn start(client: kube::Client, config: DnsConfig) -> Result<SocketAddr
     Ok(bound)
 }
 
-/// A UDP socket and a TCP listener on the same port of `address`: `port`
-/// when it is free for both, else one the kernel picks.
-async fn bind(address: IpAddr, port: u16) -> Result<(UdpSocket, TcpListener)> {
-    if port != 0 {
+/// A UDP socket and a TCP listener on the same port of `address`: the
+/// first of `ports` free for both, else one the kernel picks.
+async fn bind(address: IpAddr, ports: &[u16]) -> Result<(UdpSocket, TcpListener)> {
+    for &port in ports.iter().filter(|&&port| port != 0) {
         match (
             UdpSocket::bind((address, port)).await,
             TcpListener::bind((address, port)).await,
         ) {
             (Ok(udp), Ok(tcp)) => return Ok((udp, tcp)),
             (Err(e), _) | (_, Err(e)) => tracing::warn!(
-                "cluster DNS: port {port} on {address} is not free ({e}); picking another, which the kube-dns EndpointSlice publishes"
+                "cluster DNS: port {port} on {address} is not free ({e}); trying another, which the kube-dns EndpointSlice publishes"
             ),
         }
     }
