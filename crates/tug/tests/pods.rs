@@ -9,95 +9,9 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::pods::{BUSYBOX, container, create, get_pod, pod, wait_pod, wait_ready};
 use common::{Server, eventually, node_name, node_server};
-use serde_json::{Value, json};
-
-const BUSYBOX: &str = "tugboat.test/busybox:latest";
-
-/// A pod on this node running `script` in busybox's sh in each container
-/// (`name` -> `script`), under `restart_policy`; `extra` is merged into the spec.
-fn pod(name: &str, restart_policy: &str, containers: &[(&str, &str)], extra: Value) -> Value {
-    let containers: Vec<Value> = containers
-        .iter()
-        .map(|(container, script)| {
-            json!({
-                "name": container,
-                "image": BUSYBOX,
-                "imagePullPolicy": "IfNotPresent",
-                "command": ["sh", "-c", script],
-            })
-        })
-        .collect();
-    let mut spec = json!({
-        "nodeName": node_name(),
-        "restartPolicy": restart_policy,
-        "terminationGracePeriodSeconds": 5,
-        "containers": containers,
-    });
-    merge(&mut spec, extra);
-    json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name}, "spec": spec})
-}
-
-fn merge(into: &mut Value, from: Value) {
-    match (into, from) {
-        (Value::Object(into), Value::Object(from)) => {
-            for (k, v) in from {
-                merge(into.entry(k).or_insert(Value::Null), v);
-            }
-        }
-        (slot, value) => *slot = value,
-    }
-}
-
-fn create(server: &Server, namespace: &str, pod: &Value) {
-    server
-        .kubectl_stdin(&["apply", "-n", namespace, "-f", "-"], &pod.to_string())
-        .ok();
-}
-
-fn get_pod(server: &Server, namespace: &str, name: &str) -> Value {
-    server.get_json(namespace, "pod", name)
-}
-
-/// Waits until the pod's JSON satisfies `check`, which says what it saw.
-fn wait_pod(
-    server: &Server,
-    namespace: &str,
-    name: &str,
-    what: &str,
-    check: impl Fn(&Value) -> bool,
-) -> Value {
-    eventually(&format!("pod {namespace}/{name}: {what}"), || {
-        let pod = get_pod(server, namespace, name);
-        if check(&pod) {
-            Ok(pod)
-        } else {
-            let log = server.log();
-            let tail: Vec<&str> = log.lines().rev().take(20).collect();
-            Err(format!(
-                "{}\nserver log, newest first:\n{}",
-                pod["status"],
-                tail.join("\n")
-            ))
-        }
-    })
-}
-
-fn wait_ready(server: &Server, namespace: &str, name: &str) -> Value {
-    wait_pod(server, namespace, name, "Ready", |p| {
-        p["status"]["conditions"].as_array().is_some_and(|c| {
-            c.iter()
-                .any(|c| c["type"] == "Ready" && c["status"] == "True")
-        })
-    })
-}
-
-fn container<'a>(pod: &'a Value, name: &str) -> &'a Value {
-    pod["status"]["containerStatuses"]
-        .as_array()
-        .and_then(|all| all.iter().find(|c| c["name"] == name))
-        .unwrap_or(&Value::Null)
-}
+use serde_json::json;
 
 fn processes_matching(marker: &str) -> usize {
     std::fs::read_dir("/proc")

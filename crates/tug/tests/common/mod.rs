@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod nodes;
+pub mod pods;
 
 use std::fs::{self, File};
 use std::io::{BufRead, BufReader, Write};
