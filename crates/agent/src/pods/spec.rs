@@ -67,6 +67,7 @@ pub fn container_spec(
     let pod_spec = refs.pod.spec.as_ref();
     let pod_security = pod_spec.and_then(|s| s.security_context.as_ref());
     let security = container.security_context.as_ref();
+    verify_run_as_non_root(security, pod_security, image, refs.pod, &container.name)?;
     let user = user(security, pod_security, image, &placement.rootfs_lowers)?;
     Ok(ContainerSpec {
         pod_uid: refs.pod.metadata.uid.clone().unwrap_or_default(),
@@ -299,19 +300,58 @@ fn user(
     let run_as_group = container
         .and_then(|s| s.run_as_group)
         .or_else(|| pod.and_then(|p| p.run_as_group));
+    let (image_uid, image_gid) = image_user(image.user.as_deref().unwrap_or(""), lowers)?;
+    let uid = run_as_user.map(|u| u as u32).unwrap_or(image_uid);
+    let gid = run_as_group.map(|g| g as u32).unwrap_or(image_gid);
+    Ok((uid, gid))
+}
+
+/// The kubelet's `runAsNonRoot` check: an explicit `runAsUser` must not be 0;
+/// without one, the image's user must be a number other than 0 (a name
+/// cannot be verified, no user is root). Refusals end naming the pod and
+/// container, as the kubelet's do.
+fn verify_run_as_non_root(
+    container: Option<&SecurityContext>,
+    pod: Option<&k8s_openapi::api::core::v1::PodSecurityContext>,
+    image: &ImageConfig,
+    owner: &Pod,
+    container_name: &str,
+) -> Result<(), ConfigError> {
     let non_root = container
         .and_then(|s| s.run_as_non_root)
         .or_else(|| pod.and_then(|p| p.run_as_non_root))
         .unwrap_or(false);
-    let (image_uid, image_gid) = image_user(image.user.as_deref().unwrap_or(""), lowers)?;
-    let uid = run_as_user.map(|u| u as u32).unwrap_or(image_uid);
-    let gid = run_as_group.map(|g| g as u32).unwrap_or(image_gid);
-    if non_root && uid == 0 {
-        return Err(ConfigError(
-            "container has runAsNonRoot and image will run as root".to_owned(),
-        ));
+    if !non_root {
+        return Ok(());
     }
-    Ok((uid, gid))
+    let run_as_user = container
+        .and_then(|s| s.run_as_user)
+        .or_else(|| pod.and_then(|p| p.run_as_user));
+    let refusal = match run_as_user {
+        Some(0) => "container's runAsUser breaks non-root policy".to_owned(),
+        Some(_) => return Ok(()),
+        None => {
+            let user = image.user.as_deref().unwrap_or("");
+            let name = user.split_once(':').map_or(user, |(name, _)| name);
+            let root = || "container has runAsNonRoot and image will run as root".to_owned();
+            match name.parse::<u32>() {
+                Ok(0) => root(),
+                Ok(_) => return Ok(()),
+                Err(_) if name.is_empty() => root(),
+                Err(_) => format!(
+                    "container has runAsNonRoot and image has non-numeric user ({name}), cannot verify user is non-root"
+                ),
+            }
+        }
+    };
+    // The kubelet names a pod `name_namespace(uid)`.
+    let meta = &owner.metadata;
+    Err(ConfigError(format!(
+        "{refusal} (pod: \"{}_{}({})\", container: {container_name})",
+        meta.name.as_deref().unwrap_or_default(),
+        meta.namespace.as_deref().unwrap_or_default(),
+        meta.uid.as_deref().unwrap_or_default()
+    )))
 }
 
 fn image_user(user: &str, lowers: &[PathBuf]) -> Result<(u32, u32), ConfigError> {
@@ -512,13 +552,50 @@ mod tests {
             {"name": "X", "valueFrom": {"secretKeyRef": {"name": "nope", "key": "k"}}}]}));
         let err = resolve(&missing, &image(&[], &[])).unwrap_err();
         assert_eq!(err.0, "couldn't find key k in Secret shop/nope");
-        let root = container(serde_json::json!({"name": "c", "command": ["sh"],
-            "securityContext": {"runAsNonRoot": true}}));
-        let err = resolve(&root, &image(&[], &[])).unwrap_err();
+        let non_root = |security: serde_json::Value, user: &str| {
+            let c = container(serde_json::json!({"name": "c", "command": ["sh"],
+                "securityContext": security}));
+            let img = ImageConfig {
+                user: Some(user.to_owned()),
+                ..image(&[], &[])
+            };
+            resolve(&c, &img).err().map(|e| e.0)
+        };
+        let who = "(pod: \"web_shop(u-1)\", container: c)";
         assert_eq!(
-            err.0,
-            "container has runAsNonRoot and image will run as root"
+            non_root(serde_json::json!({"runAsNonRoot": true}), "").unwrap(),
+            format!("container has runAsNonRoot and image will run as root {who}")
         );
+        assert_eq!(
+            non_root(serde_json::json!({"runAsNonRoot": true}), "0:10").unwrap(),
+            format!("container has runAsNonRoot and image will run as root {who}")
+        );
+        assert_eq!(
+            non_root(
+                serde_json::json!({"runAsNonRoot": true, "runAsUser": 0}),
+                "1000"
+            )
+            .unwrap(),
+            format!("container's runAsUser breaks non-root policy {who}")
+        );
+        assert_eq!(
+            non_root(serde_json::json!({"runAsNonRoot": true}), "app").unwrap(),
+            format!(
+                "container has runAsNonRoot and image has non-numeric user (app), cannot verify user is non-root {who}"
+            )
+        );
+        assert_eq!(
+            non_root(serde_json::json!({"runAsNonRoot": true}), "1000"),
+            None
+        );
+        assert_eq!(
+            non_root(
+                serde_json::json!({"runAsNonRoot": true, "runAsUser": 7}),
+                ""
+            ),
+            None
+        );
+        assert_eq!(non_root(serde_json::json!({}), ""), None);
     }
 
     #[test]
