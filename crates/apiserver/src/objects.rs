@@ -30,13 +30,17 @@ pub struct Objects {
     pub service_ranges: ServiceRanges,
 }
 
-/// Keys a write takes (each must be free) and releases in the same
-/// transaction as the object: what a Service holds of the service ranges.
+/// Keys a write takes (each must be free), releases and rewrites in the
+/// same transaction as the object: what a Service holds of the service
+/// ranges, and the quotas a new object is charged to.
 #[derive(Debug, Default)]
 pub struct Holds {
     /// Keys with the value they get.
     pub take: Vec<(String, Vec<u8>)>,
     pub release: Vec<String>,
+    /// Keys rewritten with these objects, each on condition that it is still
+    /// at the revision the object was read at (its resourceVersion).
+    pub rewrite: Vec<(String, Value)>,
 }
 
 /// How [`Objects::write_holding`] went.
@@ -47,6 +51,8 @@ pub enum Holding {
     Raced,
     /// This key was taken already.
     Taken(String),
+    /// A rewritten key changed since it was read: read and decide again.
+    Changed,
 }
 
 impl Objects {
@@ -87,14 +93,32 @@ impl Objects {
 
     /// Writes a new object; 409 AlreadyExists if its key is taken.
     pub async fn create(&self, kind: &Kind, obj: &Value) -> ApiResult<Value> {
+        self.create_charged(kind, obj, Vec::new())
+            .await?
+            .ok_or_else(|| ApiError::internal("nothing was charged, yet a charge changed"))
+    }
+
+    /// Writes a new object and, in the same transaction, the quotas it is
+    /// charged to (`charges`: key and quota with its use added); `None`
+    /// when one of those quotas changed since it was read, so that two
+    /// objects never both take a quota's last room.
+    pub async fn create_charged(
+        &self,
+        kind: &Kind,
+        obj: &Value,
+        charges: Vec<(String, Value)>,
+    ) -> ApiResult<Option<Value>> {
         if service_allocation::allocates(kind) {
-            return service_allocation::create(self, kind, obj).await;
+            return service_allocation::create(self, kind, obj, charges).await;
         }
-        let key = kind.key(meta::namespace(obj), meta::name(obj));
-        let value = encode(obj)?;
-        match self.write(&key, value, 0).await? {
-            Some(revision) => Ok(with_revision(obj.clone(), revision)),
-            None => Err(ApiError::already_exists(
+        let holds = Holds {
+            rewrite: charges,
+            ..Holds::default()
+        };
+        match self.write_holding(kind, obj, false, 0, &holds).await? {
+            Holding::Written(created) => Ok(Some(created)),
+            Holding::Changed => Ok(None),
+            Holding::Raced | Holding::Taken(_) => Err(ApiError::already_exists(
                 kind.group,
                 kind.plural,
                 meta::name(obj),
@@ -183,6 +207,17 @@ impl Objects {
                 .iter()
                 .map(|key| Op::Delete { key: key.clone() }),
         );
+        for (key, rewritten) in &holds.rewrite {
+            compares.push(Compare::mod_revision_is(
+                key.clone(),
+                revision_of(rewritten),
+            ));
+            success.push(Op::Put {
+                key: key.clone(),
+                value: encode(rewritten)?,
+                lease: 0,
+            });
+        }
         let txn = Txn {
             compares,
             success,
@@ -205,7 +240,9 @@ impl Objects {
             .iter()
             .zip(responses)
             .find(|(_, response)| found(response) != 0)
-            .map_or(Holding::Raced, |((key, _), _)| Holding::Taken(key.clone())))
+            .map_or(Holding::Changed, |((key, _), _)| {
+                Holding::Taken(key.clone())
+            }))
     }
 
     async fn write(

@@ -304,6 +304,7 @@ fn holds(old: Option<&Value>, new: Option<&Value>) -> Holds {
                 .collect()
         }),
         release: before.difference(&after).cloned().collect(),
+        rewrite: Vec::new(),
     }
 }
 
@@ -592,15 +593,26 @@ async fn held_in_store(objects: &Objects) -> ApiResult<BTreeMap<String, Vec<u8>>
     Ok(resp.kvs.into_iter().map(|kv| (kv.key, kv.value)).collect())
 }
 
-/// Creates a Service with what it holds; 409 AlreadyExists if its name is taken.
-pub async fn create(objects: &Objects, kind: &Kind, obj: &Value) -> ApiResult<Value> {
+/// Creates a Service with what it holds and its quota charges (see
+/// [`Objects::create_charged`]); 409 AlreadyExists if its name is taken.
+pub async fn create(
+    objects: &Objects,
+    kind: &Kind,
+    obj: &Value,
+    charges: Vec<(String, Value)>,
+) -> ApiResult<Option<Value>> {
     let mut taken = Taken::default();
     loop {
         let mut svc = obj.clone();
         let picked = assign(&objects.service_ranges, &mut svc, None, &taken.keys)?;
-        let holds = holds(None, Some(&svc));
+        let holds = Holds {
+            rewrite: charges.clone(),
+            ..holds(None, Some(&svc))
+        };
         match objects.write_holding(kind, &svc, false, 0, &holds).await? {
-            Holding::Written(created) => return Ok(created),
+            Holding::Written(created) => return Ok(Some(created)),
+            Holding::Changed if !holds.rewrite.is_empty() => return Ok(None),
+            Holding::Changed => {}
             Holding::Raced => {
                 return Err(ApiError::already_exists(
                     kind.group,
@@ -648,7 +660,7 @@ pub async fn replace(
             .await?
         {
             Holding::Written(written) => return Ok(Some(written)),
-            Holding::Raced => return Ok(None),
+            Holding::Raced | Holding::Changed => return Ok(None),
             Holding::Taken(key) => taken.collided(objects, &svc, &picked, key).await?,
         }
     }
@@ -669,7 +681,7 @@ pub async fn remove(
         .await?
     {
         Holding::Written(gone) => Ok(Some(gone)),
-        Holding::Raced | Holding::Taken(_) => Ok(None),
+        Holding::Raced | Holding::Taken(_) | Holding::Changed => Ok(None),
     }
 }
 
@@ -1058,7 +1070,7 @@ mod tests {
                 tokio::spawn(async move {
                     let mut svc = service(json!({"ports": [{"port": 80}]}));
                     svc["metadata"]["name"] = json!(format!("svc-{i}"));
-                    create(&objects, service_kind(), &svc).await
+                    objects.create(service_kind(), &svc).await
                 })
             })
             .collect();
@@ -1087,7 +1099,7 @@ mod tests {
             json!({"type": "LoadBalancer", "externalTrafficPolicy": "Local",
             "ports": [{"port": 80}, {"port": 443}]}),
         );
-        let created = create(&objects, service_kind(), &svc).await.unwrap();
+        let created = objects.create(service_kind(), &svc).await.unwrap();
         assert_eq!(held_in_store(&objects).await.unwrap().len(), 4);
         let expected = objects::revision_of(&created);
         let gone = objects

@@ -5,29 +5,19 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Server, shared_server};
+use common::shared_server;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{
     DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams,
 };
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::watcher;
-use kube::{Api, Client, Config, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 /// A watch event should come long before this; a hung server fails the test.
 const PATIENCE: Duration = Duration::from_secs(60);
-
-/// A client for the shared server, made on the calling test's runtime.
-async fn client(server: &Server) -> Client {
-    let kubeconfig = Kubeconfig::read_from(server.kubeconfig()).expect("read kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("kubeconfig to config");
-    Client::try_from(config).expect("client")
-}
 
 fn pod(name: &str, labels: serde_json::Value) -> Pod {
     serde_json::from_value(json!({
@@ -81,7 +71,7 @@ fn sorted_names<K: ResourceExt>(items: impl IntoIterator<Item = K>) -> Vec<Strin
 async fn pods_create_get_list_with_selectors_and_delete() {
     let server = shared_server();
     let ns = server.namespace("kube-pods");
-    let pods: Api<Pod> = Api::namespaced(client(server).await, &ns);
+    let pods: Api<Pod> = Api::namespaced(server.client().await, &ns);
 
     let created = pods
         .create(
@@ -142,7 +132,7 @@ async fn pods_create_get_list_with_selectors_and_delete() {
 async fn api_errors_carry_kubernetes_status() {
     let server = shared_server();
     let ns = server.namespace("kube-errors");
-    let pods: Api<Pod> = Api::namespaced(client(server).await, &ns);
+    let pods: Api<Pod> = Api::namespaced(server.client().await, &ns);
 
     let missing = api_status(pods.get("nope").await);
     assert_eq!((missing.code, missing.reason.as_str()), (404, "NotFound"));
@@ -182,7 +172,7 @@ async fn api_errors_carry_kubernetes_status() {
     let conflict = api_status(pods.replace("twice", &PostParams::default(), &stale).await);
     assert_eq!((conflict.code, conflict.reason.as_str()), (409, "Conflict"));
 
-    let elsewhere: Api<Pod> = Api::namespaced(client(server).await, "no-such-namespace");
+    let elsewhere: Api<Pod> = Api::namespaced(server.client().await, "no-such-namespace");
     let no_namespace = api_status(
         elsewhere
             .create(&PostParams::default(), &pod("x", json!({})))
@@ -198,7 +188,7 @@ async fn api_errors_carry_kubernetes_status() {
 async fn deployments_merge_patch_and_server_side_apply() {
     let server = shared_server();
     let ns = server.namespace("kube-deployments");
-    let deployments: Api<Deployment> = Api::namespaced(client(server).await, &ns);
+    let deployments: Api<Deployment> = Api::namespaced(server.client().await, &ns);
 
     deployments
         .create(&PostParams::default(), &deployment("merged", 1))
@@ -280,7 +270,7 @@ async fn deployments_merge_patch_and_server_side_apply() {
 async fn api_watch_from_a_list_resource_version_sees_changes_in_order() {
     let server = shared_server();
     let ns = server.namespace("kube-watch");
-    let pods: Api<Pod> = Api::namespaced(client(server).await, &ns);
+    let pods: Api<Pod> = Api::namespaced(server.client().await, &ns);
     pods.create(&PostParams::default(), &pod("before", json!({})))
         .await
         .expect("create");
@@ -331,7 +321,7 @@ async fn api_watch_from_a_list_resource_version_sees_changes_in_order() {
 async fn runtime_watcher_lists_then_follows() {
     let server = shared_server();
     let ns = server.namespace("kube-watcher");
-    let pods: Api<Pod> = Api::namespaced(client(server).await, &ns);
+    let pods: Api<Pod> = Api::namespaced(server.client().await, &ns);
     pods.create(
         &PostParams::default(),
         &pod("existing", json!({"app": "w"})),
@@ -389,7 +379,7 @@ async fn runtime_watcher_lists_then_follows() {
 async fn status_subresource_and_generation_keep_spec_and_status_apart() {
     let server = shared_server();
     let ns = server.namespace("kube-status");
-    let deployments: Api<Deployment> = Api::namespaced(client(server).await, &ns);
+    let deployments: Api<Deployment> = Api::namespaced(server.client().await, &ns);
     let created = deployments
         .create(&PostParams::default(), &deployment("split", 1))
         .await

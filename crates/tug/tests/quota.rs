@@ -7,6 +7,10 @@
 mod common;
 
 use common::{Server, eventually, nodeless_server};
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::Api;
+use kube::api::PostParams;
 use serde_json::{Value, json};
 
 fn pod(namespace: &str, name: &str, resources: Value) -> String {
@@ -78,6 +82,56 @@ fn a_quota_refuses_objects_past_its_limit_and_tracks_use() {
     wait_used(server, &ns, "q", "pods", "1");
     create(server, &pod(&ns, "three", json!({})));
     wait_used(server, &ns, "q", "pods", "2");
+}
+
+#[tokio::test]
+async fn racing_creates_never_take_a_quota_past_its_limit() {
+    let server = nodeless_server();
+    let ns = server.namespace("quota-race");
+    // The namespace's kube-root-ca.crt counts too: one of the six.
+    eventually("kube-root-ca.crt published", || {
+        server
+            .kubectl(&["get", "configmap", "kube-root-ca.crt", "-n", &ns])
+            .status
+            .success()
+            .then_some(())
+            .ok_or_else(|| "not yet".to_owned())
+    });
+    server
+        .kubectl(&["create", "quota", "q", "--hard=configmaps=6", "-n", &ns])
+        .ok();
+    let configmaps: Api<ConfigMap> = Api::namespaced(server.client().await, &ns);
+    let creates = (0..32).map(|i| {
+        let configmap = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(format!("cm-{i}")),
+                ..ObjectMeta::default()
+            },
+            ..ConfigMap::default()
+        };
+        let configmaps = configmaps.clone();
+        async move { configmaps.create(&PostParams::default(), &configmap).await }
+    });
+    let results = futures::future::join_all(creates).await;
+    for refused in results.iter().filter_map(|result| result.as_ref().err()) {
+        let kube::Error::Api(status) = refused else {
+            panic!("{refused}");
+        };
+        assert_eq!(status.code, 403, "{status:?}");
+        assert!(
+            status.message.contains("exceeded quota: q, requested: configmaps=1, used: configmaps=6, limited: configmaps=6"),
+            "{}",
+            status.message
+        );
+    }
+    let created = results.iter().filter(|result| result.is_ok()).count();
+    assert_eq!(
+        created, 5,
+        "exactly the five creates the quota has room for succeed"
+    );
+    let names = server.names(&["get", "configmaps", "-n", &ns]);
+    assert_eq!(names.len(), 6, "{names:?}");
+    wait_used(server, &ns, "q", "configmaps", "6");
 }
 
 #[test]

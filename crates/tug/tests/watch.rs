@@ -9,18 +9,13 @@ use common::Server;
 use futures::{Stream, StreamExt};
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::api::{ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
-use kube::{Api, Client, Config, ResourceExt};
+use kube::{Api, ResourceExt};
 use serde_json::json;
 
 const PATIENCE: Duration = Duration::from_secs(60);
 
 async fn configmaps(server: &Server, namespace: &str) -> Api<ConfigMap> {
-    let kubeconfig = Kubeconfig::read_from(server.kubeconfig()).expect("read kubeconfig");
-    let config = Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default())
-        .await
-        .expect("kubeconfig to config");
-    Api::namespaced(Client::try_from(config).expect("client"), namespace)
+    Api::namespaced(server.client().await, namespace)
 }
 
 fn configmap(name: &str, value: &str) -> ConfigMap {

@@ -73,17 +73,28 @@ pub async fn limit_ranges(objects: &Objects, kind: &Kind, pod: &mut Value) -> Ap
 }
 
 /// Refuses a new object that would exceed one of its namespace's quotas.
-pub async fn resource_quotas(objects: &Objects, kind: &Kind, obj: &Value) -> ApiResult<()> {
+/// Returns the quotas it is charged to, each with its key and with the
+/// object's use added to `status.used`, to be written with the object on
+/// condition that they did not change meanwhile (Kubernetes' quota
+/// admission likewise updates the quota before the object is stored).
+pub async fn resource_quotas(
+    objects: &Objects,
+    kind: &Kind,
+    obj: &Value,
+) -> ApiResult<Vec<(String, Value)>> {
     if !kind.namespaced {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let namespace = tugboat_api::meta::namespace(obj);
+    // The quotas are read before use is counted: an object stored after
+    // this read changed its quotas, which fails the charged write.
     let mut quotas = list(objects, "ResourceQuota", namespace).await?;
     if quotas.is_empty() {
-        return Ok(());
+        return Ok(Vec::new());
     }
     let requested = quota::usage(kind, obj);
     quotas.sort_by(|a, b| tugboat_api::meta::name(a).cmp(tugboat_api::meta::name(b)));
+    let mut charges = Vec::new();
     for q in &quotas {
         let hard: Usage = amounts(q.pointer("/spec/hard"));
         let asked: Usage = requested
@@ -101,6 +112,7 @@ pub async fn resource_quotas(objects: &Objects, kind: &Kind, obj: &Value) -> Api
             .map(|(name, _)| name)
             .collect();
         if exceeded.is_empty() {
+            charges.push(charged(q, &asked, &used));
             continue;
         }
         let only = |usage: &Usage| -> Usage {
@@ -121,7 +133,24 @@ pub async fn resource_quotas(objects: &Objects, kind: &Kind, obj: &Value) -> Api
             ),
         ));
     }
-    Ok(())
+    Ok(charges)
+}
+
+/// The quota's key and the quota with `asked` added to what is `used`.
+fn charged(q: &Value, asked: &Usage, used: &Usage) -> (String, Value) {
+    let mut q = q.clone();
+    if !q["status"]["used"].is_object() {
+        q["status"]["used"] = Value::Object(Map::new());
+    }
+    for (name, amount) in asked {
+        q["status"]["used"][name] =
+            Value::String(quota::format(used.get(name).copied().unwrap_or(0) + amount));
+    }
+    let key = served("ResourceQuota").key(
+        tugboat_api::meta::namespace(&q),
+        tugboat_api::meta::name(&q),
+    );
+    (key, q)
 }
 
 /// What the namespace's objects use now of each of `names`.
@@ -152,11 +181,14 @@ async fn used_in(
 
 /// The objects of the core or named kind in `namespace`.
 async fn list(objects: &Objects, kind: &str, namespace: &str) -> ApiResult<Vec<Value>> {
-    let kind = registry::KINDS
+    objects.list(served(kind), namespace).await
+}
+
+fn served(kind: &str) -> &'static Kind {
+    registry::KINDS
         .iter()
         .find(|k| k.kind == kind)
-        .expect("a served kind");
-    objects.list(kind, namespace).await
+        .expect("a served kind")
 }
 
 /// A LimitRange item as Kubernetes defaults it: `default` from `max`,

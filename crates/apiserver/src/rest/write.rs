@@ -42,10 +42,11 @@ async fn admit_new(ctx: &Ctx, obj: &mut Value, now: &str) -> ApiResult<()> {
     priority_admission::admit(objects, kind, obj).await?;
     quota_admission::limit_ranges(objects, kind, obj).await?;
     admit::validate(kind, obj, None)?;
-    quota_admission::resource_quotas(objects, kind, obj).await
+    Ok(())
 }
 
-/// Checks the namespace exists and takes new objects, then writes (unless dry run).
+/// Checks the namespace exists and takes new objects and that the object
+/// fits its quotas, then writes (unless dry run) with the quotas charged.
 async fn store_new(ctx: &Ctx, mut obj: Value) -> ApiResult<Value> {
     let kind = ctx.target.kind;
     if kind.namespaced {
@@ -67,6 +68,7 @@ async fn store_new(ctx: &Ctx, mut obj: Value) -> ApiResult<Value> {
         }
     }
     if ctx.params.is_dry_run() {
+        quota_admission::resource_quotas(&ctx.objects, kind, &obj).await?;
         let key = kind.key(meta::namespace(&obj), meta::name(&obj));
         if ctx.objects.try_get(&key).await?.is_some() {
             return Err(ApiError::already_exists(
@@ -80,7 +82,14 @@ async fn store_new(ctx: &Ctx, mut obj: Value) -> ApiResult<Value> {
         }
         return Ok(obj);
     }
-    ctx.objects.create(kind, &obj).await
+    // A quota that changed between counting and writing (another object
+    // charged to it) is counted again.
+    loop {
+        let charges = quota_admission::resource_quotas(&ctx.objects, kind, &obj).await?;
+        if let Some(created) = ctx.objects.create_charged(kind, &obj, charges).await? {
+            return Ok(created);
+        }
+    }
 }
 
 /// The request's namespace goes into the object; a different one in the body is 400.

@@ -103,6 +103,18 @@ impl Server {
         self.data_dir().join("admin.kubeconfig")
     }
 
+    /// A `kube` client with the admin credentials, made on the calling
+    /// test's runtime.
+    pub async fn client(&self) -> kube::Client {
+        let kubeconfig =
+            kube::config::Kubeconfig::read_from(self.kubeconfig()).expect("read kubeconfig");
+        let options = kube::config::KubeConfigOptions::default();
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &options)
+            .await
+            .expect("kubeconfig to config");
+        kube::Client::try_from(config).expect("client")
+    }
+
     pub fn port(&self) -> u16 {
         self.port
     }
