@@ -224,6 +224,39 @@ fn the_global_default_class_applies_to_pods_naming_none_and_is_unique() {
         ),
         "{err}"
     );
+    // Nor may an existing class become a second default.
+    create_class(&server, &class("another", 200, json!({})));
+    let err = server
+        .kubectl(&[
+            "patch",
+            "priorityclass",
+            "another",
+            "--type=merge",
+            "-p",
+            r#"{"globalDefault":true}"#,
+        ])
+        .fails();
+    assert!(
+        err.contains(
+            "priorityclasses.scheduling.k8s.io \"another\" is forbidden: PriorityClass everyday is already marked as default. Only one default can exist"
+        ),
+        "{err}"
+    );
+    assert_eq!(
+        server.get_json("", "priorityclass", "another")["globalDefault"],
+        Value::Null
+    );
+    // The default itself may still change its description.
+    server
+        .kubectl(&[
+            "patch",
+            "priorityclass",
+            "everyday",
+            "--type=merge",
+            "-p",
+            r#"{"description":"most pods"}"#,
+        ])
+        .ok();
     create(&server, "default", &pod("plain", json!({})));
     let spec = &server.get_json("default", "pod", "plain")["spec"];
     assert_eq!(spec["priorityClassName"], "everyday");

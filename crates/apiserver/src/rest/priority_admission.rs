@@ -3,7 +3,8 @@
 //!   PriorityClass it names, or from the global default class, or 0 and
 //!   `PreemptLowerPriority` when there is none; a class that does not exist,
 //!   or a priority the pod sets itself that differs, is refused (403);
-//! - only one PriorityClass may be the global default.
+//! - only one PriorityClass may be the global default, on create and on
+//!   update.
 //!
 //! The system classes (`system-node-critical`, `system-cluster-critical`,
 //! made by `bootstrap`) cannot be deleted.
@@ -18,19 +19,38 @@ use crate::objects::Objects;
 pub async fn admit(objects: &Objects, kind: &Kind, obj: &mut Value) -> ApiResult<()> {
     match (kind.group, kind.kind) {
         ("", "Pod") => set_pod_priority(objects, obj).await,
-        ("scheduling.k8s.io", "PriorityClass") if obj["globalDefault"] == true => {
-            match default_class(objects).await? {
-                Some(other) => Err(forbidden(
-                    kind,
-                    obj,
-                    &format!(
-                        "PriorityClass {} is already marked as default. Only one default can exist",
-                        meta::name(&other)
-                    ),
-                )),
-                None => Ok(()),
-            }
-        }
+        ("scheduling.k8s.io", "PriorityClass") => only_one_default(objects, kind, obj).await,
+        _ => Ok(()),
+    }
+}
+
+/// Admits a changed PriorityClass: one made the default while another is
+/// the default is refused.
+pub async fn admit_update(
+    objects: &Objects,
+    kind: &Kind,
+    new: &Value,
+    old: &Value,
+) -> ApiResult<()> {
+    if kind.group == "scheduling.k8s.io" && old["globalDefault"] != true {
+        only_one_default(objects, kind, new).await?;
+    }
+    Ok(())
+}
+
+async fn only_one_default(objects: &Objects, kind: &Kind, class: &Value) -> ApiResult<()> {
+    if class["globalDefault"] != true {
+        return Ok(());
+    }
+    match default_class(objects).await? {
+        Some(other) if meta::name(&other) != meta::name(class) => Err(forbidden(
+            kind,
+            class,
+            &format!(
+                "PriorityClass {} is already marked as default. Only one default can exist",
+                meta::name(&other)
+            ),
+        )),
         _ => Ok(()),
     }
 }

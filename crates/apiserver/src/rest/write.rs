@@ -273,6 +273,7 @@ async fn guaranteed_write(
             return Ok(old);
         }
         admit::validate(kind, &new, Some(&old))?;
+        priority_admission::admit_update(&ctx.objects, kind, &new, &old).await?;
         if ctx.params.is_dry_run() {
             return Ok(new);
         }
