@@ -1,12 +1,16 @@
 //! Liveness, readiness and startup probes: when each is due, how its
-//! results add up to thresholds, and the checks themselves (exec, httpGet,
-//! tcpSocket) as the kubelet runs them; lifecycle hooks run the same way.
+//! results add up to thresholds, and the checks themselves (exec, httpGet
+//! over HTTP or HTTPS in `http`, tcpSocket, grpc in `grpc`) as the kubelet
+//! runs them; lifecycle hooks run the same way.
 //!
 //! Network checks run from inside the pod's network namespace, on a thread
 //! of their own that enters it, so that they reach the pod's ports whether or
 //! not the pod has an address reachable from the host.
 
-use std::io::{Read, Write};
+mod grpc;
+mod http;
+
+use std::io::Read;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpStream, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -150,8 +154,14 @@ impl<'a> From<&'a LifecycleHandler> for Action<'a> {
 /// Runs one probe's check; `Err` says why it failed, in the kubelet's words.
 pub fn check(probe: &Probe, c: &Container, target: &Target) -> Result<(), String> {
     let timeout = Duration::from_secs(probe.timeout_seconds.unwrap_or(1).max(1) as u64);
-    if probe.grpc.is_some() {
-        return Err("grpc probes are not supported by this node".to_owned());
+    if let Some(action) = &probe.grpc {
+        let port =
+            u16::try_from(action.port).map_err(|_| format!("invalid port {}", action.port))?;
+        let addr = SocketAddr::new(pod_address(target), port);
+        let service = action.service.clone().unwrap_or_default();
+        return in_network(target.netns.as_deref(), timeout, move || {
+            grpc::check(addr, &service, timeout)
+        });
     }
     run(&probe.into(), c, target, timeout)
 }
@@ -184,25 +194,24 @@ fn run(action: &Action, c: &Container, target: &Target, timeout: Duration) -> Re
                 .next()
                 .map(|a| a.ip())
                 .ok_or_else(|| format!("no address for {h}")),
-            None => Ok(target.pod_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))),
+            None => Ok(pod_address(target)),
         }
     };
     if let Some(http) = action.http_get {
-        let port = port_number(&http.port, c)?;
-        let ip = host_of(&http.host)?;
-        if http.scheme.as_deref() == Some("HTTPS") {
-            return Err("HTTPS probes are not supported by this node".to_owned());
-        }
-        let path = http.path.clone().unwrap_or_else(|| "/".to_owned());
-        let headers: Vec<(String, String)> = http
-            .http_headers
-            .iter()
-            .flatten()
-            .map(|h| (h.name.clone(), h.value.clone()))
-            .collect();
-        let addr = SocketAddr::new(ip, port);
+        let request = http::HttpGet {
+            addr: SocketAddr::new(host_of(&http.host)?, port_number(&http.port, c)?),
+            host: http.host.clone().filter(|h| !h.is_empty()),
+            https: http.scheme.as_deref() == Some("HTTPS"),
+            path: http.path.clone().unwrap_or_else(|| "/".to_owned()),
+            headers: http
+                .http_headers
+                .iter()
+                .flatten()
+                .map(|h| (h.name.clone(), h.value.clone()))
+                .collect(),
+        };
         return in_network(target.netns.as_deref(), timeout, move || {
-            http_get(addr, &path, &headers, timeout)
+            request.check(timeout)
         });
     }
     if let Some(tcp) = action.tcp_socket {
@@ -215,6 +224,12 @@ fn run(action: &Action, c: &Container, target: &Target, timeout: Duration) -> Re
         });
     }
     Err("the handler has no action".to_owned())
+}
+
+/// Where probes without a host connect: the pod's address, or loopback
+/// inside its network namespace (the host's, for host-network pods).
+fn pod_address(target: &Target) -> IpAddr {
+    target.pod_ip.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST))
 }
 
 /// A port number, or the name of one of the container's ports.
@@ -296,49 +311,6 @@ fn run_with_timeout<T: Send + 'static>(
     result.recv_timeout(timeout).ok()
 }
 
-/// The kubelet's HTTP probe: any status from 200 to 399 is a success.
-fn http_get(
-    addr: SocketAddr,
-    path: &str,
-    headers: &[(String, String)],
-    timeout: Duration,
-) -> Result<(), String> {
-    let url = format!("http://{addr}{path}");
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)
-        .map_err(|e| format!("Get {url:?}: dial tcp {addr}: connect: {e}"))?;
-    stream
-        .set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    stream
-        .set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    let mut request = format!(
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUser-Agent: kube-probe/1.33\r\nAccept: */*\r\nConnection: close\r\n"
-    );
-    for (name, value) in headers {
-        request.push_str(&format!("{name}: {value}\r\n"));
-    }
-    request.push_str("\r\n");
-    stream
-        .write_all(request.as_bytes())
-        .map_err(|e| format!("Get {url:?}: {e}"))?;
-    let mut head = [0u8; 64];
-    let n = stream
-        .read(&mut head)
-        .map_err(|e| format!("Get {url:?}: {e}"))?;
-    let line = String::from_utf8_lossy(&head[..n]);
-    let code: u16 = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("Get {url:?}: malformed HTTP response"))?;
-    if (200..400).contains(&code) {
-        Ok(())
-    } else {
-        Err(format!("HTTP probe failed with statuscode: {code}"))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -367,26 +339,5 @@ mod tests {
     fn the_first_check_waits_for_the_initial_delay() {
         let p = probe(serde_json::json!({"tcpSocket": {"port": 80}, "initialDelaySeconds": 30}));
         assert!(!Tracker::new(&p, Instant::now()).due());
-    }
-
-    #[test]
-    fn http_checks_take_2xx_and_3xx_as_success() {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = std::thread::spawn(move || {
-            for status in ["302 Found", "500 Internal Server Error"] {
-                let (mut conn, _) = listener.accept().unwrap();
-                let mut buf = [0u8; 1024];
-                let _ = conn.read(&mut buf);
-                let _ = conn.write_all(format!("HTTP/1.1 {status}\r\n\r\n").as_bytes());
-            }
-        });
-        let timeout = Duration::from_secs(2);
-        assert_eq!(http_get(addr, "/healthz", &[], timeout), Ok(()));
-        assert_eq!(
-            http_get(addr, "/healthz", &[], timeout),
-            Err("HTTP probe failed with statuscode: 500".to_owned())
-        );
-        server.join().unwrap();
     }
 }
