@@ -1,17 +1,17 @@
 //! What the image tests share: the project's test images, a store in a
-//! temporary directory, OCI archives made on the spot, and a real registry
-//! (Debian's docker-registry) on a free loopback port.
+//! temporary directory, OCI archives made on the spot, and a token service
+//! for the real registry of `registry_server`.
 
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::thread::sleep;
-use std::time::Duration;
 
 use base64::Engine as _;
 use tempfile::TempDir;
 use tugboat_images::{Digest, ImageStore};
+
+use crate::registry_server::{Access, TOKEN_ISSUER, TOKEN_SERVICE};
 
 /// The archives `scripts/build-test-images` makes, built once per test run.
 pub fn test_images() -> &'static Path {
@@ -226,111 +226,6 @@ fn write_layout(
     builder.finish().unwrap();
 }
 
-/// Who a test registry lets in.
-pub enum Access<'a> {
-    Open,
-    /// Basic authentication of one user (an htpasswd file).
-    Htpasswd(&'a str, &'a str),
-    /// Bearer tokens from a token service.
-    Token(&'a TokenService),
-}
-
-/// Debian's docker-registry serving on a free loopback port from a temporary
-/// directory, stopped when dropped.
-pub struct Registry {
-    child: Child,
-    _dir: TempDir,
-    /// `127.0.0.1:PORT`
-    pub address: String,
-}
-
-impl Registry {
-    pub fn start(access: Access) -> Registry {
-        let dir = tempfile::tempdir().unwrap();
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let address = format!("127.0.0.1:{port}");
-        let mut config = format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {address}\n",
-            dir.path().join("data").display()
-        );
-        match access {
-            Access::Open => {}
-            Access::Htpasswd(name, password) => {
-                let htpasswd = run(Command::new("htpasswd").args(["-Bbn", name, password]));
-                let path = dir.path().join("htpasswd");
-                std::fs::write(&path, htpasswd).unwrap();
-                config.push_str(&format!(
-                    "auth:\n  htpasswd:\n    realm: tugboat-test\n    path: {}\n",
-                    path.display()
-                ));
-            }
-            Access::Token(service) => {
-                let path = dir.path().join("token.pem");
-                std::fs::write(&path, &service.certificate).unwrap();
-                config.push_str(&format!(
-                    "auth:\n  token:\n    realm: {}\n    service: {TOKEN_SERVICE}\n    issuer: {TOKEN_ISSUER}\n    rootcertbundle: {}\n",
-                    service.realm,
-                    path.display()
-                ));
-            }
-        }
-        let config_path = dir.path().join("config.yml");
-        std::fs::write(&config_path, config).unwrap();
-        let child = Command::new("docker-registry")
-            .arg("serve")
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("docker-registry (Debian's docker-registry package) must be installed");
-        let registry = Registry {
-            child,
-            _dir: dir,
-            address,
-        };
-        for _ in 0..200 {
-            if TcpStream::connect(&registry.address).is_ok() {
-                return registry;
-            }
-            sleep(Duration::from_millis(50));
-        }
-        panic!("docker-registry did not listen on {}", registry.address);
-    }
-
-    /// Pushes an OCI archive with skopeo as `repository:tag`; `format` is
-    /// skopeo's manifest format (`oci` or `v2s2`, Docker's schema 2).
-    pub fn push(&self, archive: &Path, target: &str, format: &str, creds: Option<&str>) {
-        let mut command = Command::new("skopeo");
-        // --all: an index goes with every platform's image.
-        command.args([
-            "--insecure-policy",
-            "copy",
-            "--all",
-            "--quiet",
-            "--dest-tls-verify=false",
-        ]);
-        command.args(["--format", format]);
-        if let Some(creds) = creds {
-            command.args(["--dest-creds", creds]);
-        }
-        command
-            .arg(format!("oci-archive:{}", archive.display()))
-            .arg(format!("docker://{}/{target}", self.address));
-        run(&mut command);
-    }
-}
-
-impl Drop for Registry {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// A registry token service (the bearer flow Docker Hub uses): it checks a
 /// user's basic credentials and answers with a JWT granting the requested
 /// scope, signed by a key whose certificate the registry trusts.
@@ -341,10 +236,15 @@ pub struct TokenService {
     pub certificate: String,
 }
 
-pub const TOKEN_SERVICE: &str = "tugboat-test-registry";
-const TOKEN_ISSUER: &str = "tugboat-test-token-service";
-
 impl TokenService {
+    /// A registry that takes this service's tokens.
+    pub fn access(&self) -> Access<'_> {
+        Access::Token {
+            realm: &self.realm,
+            certificate: &self.certificate,
+        }
+    }
+
     pub fn start(user: &'static str, password: &'static str) -> TokenService {
         let key = rcgen::KeyPair::generate().unwrap();
         let certificate = rcgen::CertificateParams::new(vec!["tugboat-token".to_string()])

@@ -4,4 +4,5 @@
 mod common;
 mod import;
 mod registry;
+mod registry_server;
 mod rootfs;

@@ -4,9 +4,9 @@ use std::sync::Mutex;
 use tugboat_images::{Error, Progress, ProgressPhase, PullOptions, Reference, RegistryAuth};
 
 use crate::common::{
-    Access, Entry, Registry, TokenService, layer_tar, new_store, oci_index_archive, test_image,
-    this_architecture,
+    Entry, TokenService, layer_tar, new_store, oci_index_archive, test_image, this_architecture,
 };
+use crate::registry_server::{Access, Registry};
 
 fn reference(s: &str) -> Reference {
     s.parse().unwrap()
@@ -170,7 +170,7 @@ async fn basic_auth_is_required_and_accepted() {
 #[tokio::test]
 async fn bearer_tokens_come_from_the_registrys_token_service() {
     let tokens = TokenService::start("tug", "s3cret");
-    let registry = Registry::start(Access::Token(&tokens));
+    let registry = Registry::start(tokens.access());
     registry.push(
         &test_image("busybox.oci.tar"),
         "private/busybox:latest",
