@@ -3,10 +3,14 @@
 //! there, every container gets its service account's credentials at
 //! `/var/run/secrets/kubernetes.io/serviceaccount` (token, ca.crt,
 //! namespace) through a `kube-api-access-xxxxx` projected volume, exactly as
-//! Kubernetes adds it, so in-cluster clients work unchanged.
+//! Kubernetes adds it, so in-cluster clients work unchanged. A pod naming no
+//! `imagePullSecrets` gets its service account's.
 
 use rand::RngExt;
 use serde_json::{Value, json};
+use tugboat_api::{ApiResult, Kind, meta, registry};
+
+use crate::objects::Objects;
 
 pub const MOUNT_PATH: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
@@ -58,6 +62,39 @@ pub fn mount_token(pod: &mut Value) {
             );
         }
     }
+}
+
+/// A new pod without `imagePullSecrets` takes its service account's, as
+/// Kubernetes' ServiceAccount admission plugin copies them; an account that
+/// does not exist (yet) gives none.
+pub async fn copy_pull_secrets(objects: &Objects, kind: &Kind, pod: &mut Value) -> ApiResult<()> {
+    if (kind.group, kind.kind) != ("", "Pod") {
+        return Ok(());
+    }
+    let spec = &pod["spec"];
+    if spec["imagePullSecrets"]
+        .as_array()
+        .is_some_and(|own| !own.is_empty())
+    {
+        return Ok(());
+    }
+    let accounts = registry::by_kind("v1", "ServiceAccount").expect("service accounts are served");
+    let name = spec["serviceAccountName"].as_str().unwrap_or("default");
+    let key = accounts.key(meta::namespace(pod), name);
+    let Some(account) = objects.try_get(&key).await? else {
+        return Ok(());
+    };
+    let secrets: Vec<Value> = account["imagePullSecrets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|secret| secret.get("name"))
+        .map(|name| json!({"name": name}))
+        .collect();
+    if !secrets.is_empty() {
+        pod["spec"]["imagePullSecrets"] = secrets.into();
+    }
+    Ok(())
 }
 
 /// A container already mounting something at the credentials' path keeps it.

@@ -8,7 +8,8 @@ use tugboat_api::patch::{self, PatchType};
 use tugboat_api::{ApiError, ApiResult, Kind, apply, meta};
 
 use super::{
-    Ctx, admit, ingress_admission, json, priority_admission, quota_admission, storage_admission,
+    Ctx, admit, ingress_admission, json, priority_admission, quota_admission,
+    service_account_admission, storage_admission,
 };
 use crate::body::{self, FieldValidation};
 use crate::objects::{Objects, revision_of};
@@ -40,6 +41,7 @@ async fn admit_new(ctx: &Ctx, obj: &mut Value, now: &str) -> ApiResult<()> {
     storage_admission::admit(objects, kind, obj).await?;
     ingress_admission::admit(objects, kind, obj).await?;
     priority_admission::admit(objects, kind, obj).await?;
+    service_account_admission::copy_pull_secrets(objects, kind, obj).await?;
     quota_admission::limit_ranges(objects, kind, obj).await?;
     admit::validate(kind, obj, None)?;
     Ok(())
