@@ -151,7 +151,8 @@ impl Drop for Dnsmasq {
     }
 }
 
-async fn client(data: &Path) -> anyhow::Result<kube::Client> {
+/// A kube client of the server in `data`, with its admin kubeconfig.
+pub async fn client(data: &Path) -> anyhow::Result<kube::Client> {
     let kubeconfig = Kubeconfig::read_from(data.join("admin.kubeconfig"))?;
     let config =
         kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;

@@ -1,22 +1,21 @@
-//! The ingress part: requests/s and latency through the built-in ingress
-//! (an Ingress host in front of one busybox httpd pod) beside the same load
-//! sent straight to the pod's address, measured by `wrk` (Debian's wrk
-//! package) with keep-alive connections, so the difference is what the
-//! ingress's hop costs.
+//! The ingress part: requests/s and latency through the Service's cluster
+//! IP (the service proxy's DNAT) and through the built-in ingress (an
+//! Ingress host in front of the Service), both to one busybox httpd pod,
+//! beside the same load sent straight to the pod's address; measured by
+//! `wrk` (Debian's wrk package) from the host with keep-alive connections,
+//! so the differences are what each hop costs.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, bail};
-use k8s_openapi::api::core::v1::{Namespace, Pod, Service};
+use anyhow::Context;
+use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, PostParams};
-use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::{from_value, json};
 
-use crate::api::{TugServer, free_port};
+use crate::node::{Node, create_namespace, httpd_pod, wait, which};
 use crate::report::Table;
 
 const NAMESPACE: &str = "bench-ingress";
@@ -29,93 +28,23 @@ const CONNECTIONS: [u32; 2] = [1, 16];
 /// Runs a node server with the httpd test image from `images` (made by
 /// `scripts/build-test-images`), measures, and prints the table.
 pub async fn run(tug: &Path, run: &Path, images: &Path) -> anyhow::Result<()> {
-    let archive = images.join("httpd.oci.tar");
-    anyhow::ensure!(
-        archive.exists(),
-        "{} not found: run scripts/build-test-images first, or pass --test-images",
-        archive.display()
-    );
     which("wrk", "apt-get install wrk")?;
-    let data = run.join("ingress");
-    let http_port = free_port()?;
-    let http = http_port.to_string();
-    let https = free_port()?.to_string();
-    let flags = ["--ingress-http-port", &http, "--ingress-https-port", &https];
-    let (server, _) = TugServer::start(tug, &data, free_port()?, &flags).await?;
-    let measured = async {
-        import(tug, &data, &archive)?;
-        let pod_ip = deploy(&data).await?;
-        measure(http_port, &pod_ip).await
-    }
-    .await;
-    drop(server);
-    // The pod's container outlives the server process; remove it as
-    // `tug killall` does on a node.
-    let _ = Command::new(tug)
-        .args(["killall", "--agent-dir"])
-        .arg(data.join("agent"))
-        .output();
-    measured?.print();
-    Ok(())
-}
-
-fn which(program: &str, install: &str) -> anyhow::Result<()> {
-    match Command::new(program).arg("--version").output() {
-        Ok(_) => Ok(()),
-        Err(_) => bail!("{program} not found: {install}"),
-    }
-}
-
-fn import(tug: &Path, data: &Path, archive: &Path) -> anyhow::Result<()> {
-    let out = Command::new(tug)
-        .args(["images", "import", "--root"])
-        .arg(data.join("agent/images"))
-        .arg(archive)
-        .output()?;
-    anyhow::ensure!(
-        out.status.success(),
-        "tug images import: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let node = Node::start(tug, &run.join("ingress"), images).await?;
+    let (pod_ip, cluster_ip) = deploy(&node.client).await?;
+    let table = measure(node.http_port, &pod_ip, &cluster_ip).await?;
+    drop(node);
+    table.print();
     Ok(())
 }
 
 /// Makes the pod, its Service (without a selector, with an EndpointSlice
 /// of the pod's address, so no other controller is needed) and the Ingress;
-/// returns the pod's address once the ingress answers for it.
-async fn deploy(data: &Path) -> anyhow::Result<String> {
-    let kubeconfig = Kubeconfig::read_from(data.join("admin.kubeconfig"))?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kubeconfig, &KubeConfigOptions::default()).await?;
-    let client = kube::Client::try_from(config)?;
+/// returns the pod's address and the Service's cluster IP.
+async fn deploy(client: &kube::Client) -> anyhow::Result<(String, String)> {
     let create = PostParams::default();
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &create,
-            &from_value(json!({"metadata": {"name": NAMESPACE}}))?,
-        )
-        .await?;
-    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
-    pods.create(
-        &create,
-        &from_value(json!({
-            "metadata": {"name": "web"},
-            "spec": {"containers": [{
-                "name": "httpd",
-                "image": "tugboat.test/httpd:latest",
-                "imagePullPolicy": "Never",
-                "command": ["sh", "-c", "mkdir -p /www; echo hello > /www/index.html; exec httpd -f -p 8080 -h /www"],
-            }]},
-        }))?,
-    )
-    .await?;
-    let pod_ip = wait("the pod to run", || async {
-        let pod = pods.get("web").await.ok()?;
-        let status = pod.status?;
-        (status.phase.as_deref() == Some("Running")).then_some(status.pod_ip?)
-    })
-    .await?;
-    Api::<Service>::namespaced(client.clone(), NAMESPACE)
+    create_namespace(client, NAMESPACE).await?;
+    let pod_ip = httpd_pod(client, NAMESPACE, "web", json!({})).await?;
+    let service = Api::<Service>::namespaced(client.clone(), NAMESPACE)
         .create(
             &create,
             &from_value(json!({
@@ -124,6 +53,10 @@ async fn deploy(data: &Path) -> anyhow::Result<String> {
             }))?,
         )
         .await?;
+    let cluster_ip = service
+        .spec
+        .and_then(|s| s.cluster_ip)
+        .context("the Service got no cluster IP")?;
     Api::<EndpointSlice>::namespaced(client.clone(), NAMESPACE)
         .create(
             &create,
@@ -135,7 +68,7 @@ async fn deploy(data: &Path) -> anyhow::Result<String> {
             }))?,
         )
         .await?;
-    Api::<Ingress>::namespaced(client, NAMESPACE)
+    Api::<Ingress>::namespaced(client.clone(), NAMESPACE)
         .create(
             &create,
             &from_value(json!({
@@ -147,57 +80,52 @@ async fn deploy(data: &Path) -> anyhow::Result<String> {
             }))?,
         )
         .await?;
-    Ok(pod_ip)
+    Ok((pod_ip, cluster_ip))
 }
 
-/// Polls `check` until it gives a value, for at most a minute.
-async fn wait<T, F, Fut>(what: &str, check: F) -> anyhow::Result<T>
-where
-    F: Fn() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(value) = check().await {
-            return Ok(value);
+/// Waits until `url` answers 200 through curl (with `host` as the Host).
+async fn wait_answered(what: &str, url: &str, host: Option<&str>) -> anyhow::Result<()> {
+    wait(what, || async {
+        let mut curl = tokio::process::Command::new("curl");
+        curl.args(["-sf", "--max-time", "1"]);
+        if let Some(host) = host {
+            curl.args(["-H", &format!("Host: {host}")]);
         }
-        if tokio::time::Instant::now() > deadline {
-            bail!("gave up waiting for {what} after 60 s");
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-}
-
-async fn measure(http_port: u16, pod_ip: &str) -> anyhow::Result<Table> {
-    let direct = format!("http://{pod_ip}:8080/");
-    let through = format!("http://127.0.0.1:{http_port}/");
-    wait("the ingress to route to the pod", || async {
-        let out = tokio::process::Command::new("curl")
-            .args(["-sf", "-H", &format!("Host: {HOST}"), &through])
-            .output()
-            .await
-            .ok()?;
+        let out = curl.arg(url).output().await.ok()?;
         out.status.success().then_some(())
     })
-    .await?;
+    .await
+}
+
+async fn measure(http_port: u16, pod_ip: &str, cluster_ip: &str) -> anyhow::Result<Table> {
+    let direct = format!("http://{pod_ip}:8080/");
+    let service = format!("http://{cluster_ip}/");
+    let through = format!("http://127.0.0.1:{http_port}/");
+    wait_answered("the proxy to program the ClusterIP", &service, None).await?;
+    wait_answered("the ingress to route to the pod", &through, Some(HOST)).await?;
     let mut table = Table::new(
         &format!(
-            "Ingress: wrk, {} s per run, keep-alive, one busybox httpd pod",
+            "ClusterIP and Ingress: wrk from the host, {} s per run, keep-alive, one busybox httpd pod",
             DURATION.as_secs()
         ),
         &["path", "connections", "requests/s", "p50", "p99"],
     );
     for connections in CONNECTIONS {
         let pod = wrk(&direct, None, connections).await?;
-        let ingress = wrk(&through, Some(HOST), connections).await?;
         table.row(pod.cells("pod IP directly", connections));
-        table.row(ingress.cells(
-            &format!(
-                "through the Ingress ({:+.0}% requests/s)",
-                (ingress.per_second / pod.per_second - 1.0) * 100.0
-            ),
-            connections,
-        ));
+        for (path, url, host) in [
+            ("through the ClusterIP", &service, None),
+            ("through the Ingress", &through, Some(HOST)),
+        ] {
+            let run = wrk(url, host, connections).await?;
+            table.row(run.cells(
+                &format!(
+                    "{path} ({:+.0}% requests/s)",
+                    (run.per_second / pod.per_second - 1.0) * 100.0
+                ),
+                connections,
+            ));
+        }
     }
     Ok(table)
 }

@@ -12,8 +12,10 @@ mod api;
 mod client;
 mod dns;
 mod ingress;
+mod node;
 mod report;
 mod scheduler;
+mod services;
 mod store;
 
 use std::path::PathBuf;
@@ -85,8 +87,17 @@ struct Args {
     /// The Services the cluster DNS part makes (each query asks for one).
     #[arg(long, default_value_t = 1_000)]
     dns_services: usize,
+    /// Only the Services part.
+    #[arg(long, conflicts_with_all = ["api_only", "store_only", "scheduler_only", "ingress_only", "dns_only"])]
+    services_only: bool,
+    /// The Service counts the Services part measures at, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "100,1000,10000")]
+    service_counts: Vec<usize>,
+    /// Samples of each Services measure at each count.
+    #[arg(long, default_value_t = 20)]
+    service_samples: usize,
     /// Where the test images are (`scripts/build-test-images`): the ingress
-    /// part runs the httpd one.
+    /// and Services parts run the httpd one.
     #[arg(long, default_value = "target/test-images")]
     test_images: PathBuf,
 }
@@ -132,6 +143,9 @@ async fn main() -> anyhow::Result<()> {
     if args.ingress_only {
         return ingress::run(&args.tug, run.path(), &args.test_images).await;
     }
+    if args.services_only {
+        return services_part(&args, run.path()).await;
+    }
     if !args.store_only && !args.scheduler_only {
         api_part(&args, run.path()).await?;
     }
@@ -144,8 +158,20 @@ async fn main() -> anyhow::Result<()> {
     if !args.api_only && !args.store_only && !args.scheduler_only {
         ingress::run(&args.tug, run.path(), &args.test_images).await?;
         dns::run(&args.tug, run.path(), args.dns_services).await?;
+        services_part(&args, run.path()).await?;
     }
     Ok(())
+}
+
+async fn services_part(args: &Args, run: &std::path::Path) -> anyhow::Result<()> {
+    services::run(
+        &args.tug,
+        run,
+        &args.test_images,
+        &args.service_counts,
+        args.service_samples,
+    )
+    .await
 }
 
 async fn scheduler_part(args: &Args, run: &std::path::Path) -> anyhow::Result<()> {
