@@ -5,6 +5,7 @@
 //! - `volumes`: the pod's directory, volumes and mounts.
 //! - `dns`: the pod's resolv.conf (by `dnsPolicy`) and its `/etc/hosts` line.
 //! - `claims`: the PersistentVolumeClaims a pod mounts, once bound.
+//! - `eviction`: evicting a pod whose disk emptyDir outgrew its sizeLimit.
 //! - `tokens`: the service account tokens projected volumes carry.
 //! - `status`: the pod's status as the kubelet reports it.
 //!
@@ -16,6 +17,7 @@
 
 mod claims;
 mod dns;
+mod eviction;
 mod probes;
 mod spec;
 mod status;

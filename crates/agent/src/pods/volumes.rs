@@ -39,6 +39,11 @@ impl PodDir {
         self.root.join("volumes").join(kind).join(name)
     }
 
+    /// Where the pod's emptyDir `name` lives.
+    pub fn empty_dir(&self, name: &str) -> PathBuf {
+        self.volume("empty-dir", name)
+    }
+
     /// Makes every volume of the pod and the files all its containers share.
     /// Safe to call again: existing emptyDirs keep their content, ConfigMap
     /// and Secret files are rewritten with current data.
@@ -82,7 +87,7 @@ impl PodDir {
     fn prepare_volume(&self, volume: &Volume, refs: &References) -> Result<(), ConfigError> {
         let name = &volume.name;
         if let Some(empty) = &volume.empty_dir {
-            let dir = self.volume("empty-dir", name);
+            let dir = self.empty_dir(name);
             if !dir.exists() {
                 fs::create_dir_all(&dir).map_err(io_error)?;
                 fs::set_permissions(&dir, fs::Permissions::from_mode(0o777)).map_err(io_error)?;
@@ -222,7 +227,7 @@ impl PodDir {
         } else if volume.projected.is_some() {
             (self.volume("projected", name), true)
         } else {
-            (self.volume("empty-dir", name), false)
+            (self.empty_dir(name), false)
         }
     }
 
@@ -239,8 +244,9 @@ impl PodDir {
         std::os::unix::fs::symlink(target, &link)
     }
 
-    /// Removes the pod's directory, unmounting memory-backed emptyDirs first.
-    pub fn remove(&self) -> io::Result<()> {
+    /// Removes the pod's emptyDirs with their content, unmounting
+    /// memory-backed ones first: what a pod that ran its course gives back.
+    pub fn remove_empty_dirs(&self) -> io::Result<()> {
         let empty_dirs = self.root.join("volumes").join("empty-dir");
         if let Ok(entries) = fs::read_dir(&empty_dirs) {
             for entry in entries.flatten() {
@@ -248,10 +254,13 @@ impl PodDir {
                 let _ = rustix::mount::unmount(entry.path(), rustix::mount::UnmountFlags::DETACH);
             }
         }
-        match fs::remove_dir_all(&self.root) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
+        remove_dir(&empty_dirs)
+    }
+
+    /// Removes the pod's directory, emptyDirs first.
+    pub fn remove(&self) -> io::Result<()> {
+        self.remove_empty_dirs()?;
+        remove_dir(&self.root)
     }
 }
 
@@ -453,6 +462,14 @@ fn mount_tmpfs(dir: &Path, size: Option<i128>) -> io::Result<()> {
         options.as_c_str(),
     )
     .map_err(io::Error::from)
+}
+
+/// Removes a directory tree; one already gone is fine.
+fn remove_dir(dir: &Path) -> io::Result<()> {
+    match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
 }
 
 fn io_error(e: io::Error) -> ConfigError {

@@ -25,6 +25,7 @@ use tugboat_runtime::{ContainerId, ContainerState, ContainerStatus, Sandbox, San
 
 use super::Node;
 use super::claims::Claims;
+use super::eviction;
 use super::probes::{Kind, Target, Tracker, check, run_hook};
 use super::spec::{ConfigError, Placement, References, container_spec};
 use super::status::{Observed, Phase, PodView, by_name, pod_status};
@@ -123,6 +124,10 @@ struct Worker {
     tokens: PodTokens,
     /// What the pod's volumes and files were last written from.
     prepared: Option<(Referenced, Tokens, Option<IpAddr>)>,
+    /// Why the pod was evicted; an evicted pod runs nothing again.
+    evicted: Option<String>,
+    /// When the pod's emptyDirs are measured against their limits next.
+    measure: eviction::Schedule,
 }
 
 /// ConfigMap and Secret data by object name: (config maps, secrets).
@@ -155,6 +160,8 @@ impl Worker {
             referenced: None,
             tokens: PodTokens::default(),
             prepared: None,
+            evicted: None,
+            measure: eviction::Schedule::default(),
         }
     }
 
@@ -166,6 +173,7 @@ impl Worker {
                 .and_then(|s| s.start_time.as_ref())
                 .map_or_else(Timestamp::now, |t| t.0)
         });
+        self.evict_if_volumes_full(pod).await;
         // Fetched again now and then, not on every pass: volumes follow
         // changes to their objects, as the kubelet's periodic sync does.
         if self
@@ -192,19 +200,24 @@ impl Worker {
             host_ip: &node.host_ip,
         };
         let pod_dir = PodDir::new(&self.node.pods_dir, &uid);
-        let sandbox = match self.sandbox(pod).await {
-            Ok(sandbox) => Some(sandbox),
-            Err(message) => {
-                self.node
-                    .events
-                    .record(
-                        pod,
-                        Type::Warning,
-                        "FailedCreatePodSandBox",
-                        format!("Failed to create pod sandbox: {message}"),
-                    )
-                    .await;
-                None
+        let sandbox = if self.evicted.is_some() {
+            // An evicted pod runs nothing again.
+            None
+        } else {
+            match self.sandbox(pod).await {
+                Ok(sandbox) => Some(sandbox),
+                Err(message) => {
+                    self.node
+                        .events
+                        .record(
+                            pod,
+                            Type::Warning,
+                            "FailedCreatePodSandBox",
+                            format!("Failed to create pod sandbox: {message}"),
+                        )
+                        .await;
+                    None
+                }
             }
         };
         let inputs = (
@@ -316,7 +329,7 @@ impl Worker {
             .map(|s| s.containers.clone())
             .unwrap_or_default();
         let app: Vec<Observed> = apps.iter().map(view_of).collect();
-        let phase = if init_failed {
+        let phase = if init_failed || self.evicted.is_some() {
             Phase::Failed
         } else if !initialized {
             Phase::Pending
@@ -334,8 +347,70 @@ impl Worker {
             pod_ip: self.pod_ip,
             start_time,
         };
-        let status = pod_status(&view, Timestamp::now());
+        let mut status = pod_status(&view, Timestamp::now());
+        if let Some(message) = &self.evicted {
+            eviction::mark(&mut status, message, Timestamp::now());
+        }
         self.post_status(pod, status).await;
+    }
+
+    /// Evicts the pod, as the kubelet's eviction manager does, when one of
+    /// its disk emptyDirs grew past its sizeLimit: an Evicted event, every
+    /// container killed without grace, the emptyDirs removed.
+    async fn evict_if_volumes_full(&mut self, pod: &Pod) {
+        if self.evicted.is_none() {
+            self.evicted = eviction::earlier(pod);
+        }
+        // As the kubelet, only pods still running are measured.
+        let finished = matches!(
+            pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+            Some("Succeeded" | "Failed")
+        );
+        if self.evicted.is_some() || finished || !self.measure.due() {
+            return;
+        }
+        let began = Instant::now();
+        let dir = PodDir::new(&self.node.pods_dir, &self.uid);
+        let measured = pod.clone();
+        let over = tokio::task::spawn_blocking(move || eviction::over_limit(&measured, &dir))
+            .await
+            .expect("the volume task does not panic");
+        self.measure.measured(began.elapsed());
+        let Some(message) = over else {
+            return;
+        };
+        tracing::info!(pod = %pod_label(pod), "evicting the pod: {message}");
+        self.node
+            .events
+            .record(pod, Type::Warning, eviction::REASON, message.clone())
+            .await;
+        self.evicted = Some(message);
+        for c in self.containers_of(&self.uid).await {
+            if !matches!(c.state, ContainerState::Running { .. }) {
+                continue;
+            }
+            if let Some(spec) = all_containers(pod).find(|s| s.name == c.name) {
+                let message = format!("Stopping container {}", c.name);
+                self.container_event(pod, spec, Type::Normal, "Killing", message)
+                    .await;
+            }
+            let node = self.node.clone();
+            let stopped = tokio::task::spawn_blocking(move || {
+                node.runtime.stop_container(&c.id, Duration::ZERO)
+            })
+            .await
+            .expect("the runtime task does not panic");
+            if let Err(e) = stopped {
+                tracing::warn!("stopping a container of an evicted pod: {e}");
+            }
+        }
+        let dir = PodDir::new(&self.node.pods_dir, &self.uid);
+        let removed = tokio::task::spawn_blocking(move || dir.remove_empty_dirs())
+            .await
+            .expect("the volume task does not panic");
+        if let Err(e) = removed {
+            tracing::warn!("removing the emptyDirs of an evicted pod: {e}");
+        }
     }
 
     /// Runs the probes that are due for the running app containers: a
