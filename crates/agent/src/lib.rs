@@ -13,10 +13,12 @@
 //! - `kubelet`: the kubelet API the API server reaches the node through
 //!   (logs, exec, attach, stats), over HTTPS for cluster clients only.
 //! - `storage`: the node's local-path volumes, removed when reclaimed.
+//! - `image_gc`: removes unused images when the image disk fills up.
 //!
 //! The agent meets the rest of the cluster only through the Kubernetes API,
 //! with the `kube` client, as a kubelet does.
 
+mod image_gc;
 mod kubelet;
 mod lease;
 pub mod machine;
@@ -65,6 +67,9 @@ pub struct Config {
     pub cluster_dns: Vec<std::net::IpAddr>,
     /// The cluster domain pods search under (`--cluster-domain`).
     pub cluster_domain: String,
+    /// When unused images are removed (the kubelet's
+    /// `imageGCHighThresholdPercent` and `imageGCLowThresholdPercent`).
+    pub image_gc: tugboat_images::GcThresholds,
 }
 
 /// Registers the node and keeps it and its lease current until the future is
@@ -77,6 +82,13 @@ pub async fn run(client: Client, mut config: Config) -> anyhow::Result<()> {
             config.data_dir.display()
         )
     })?;
+    let gc = config.image_gc;
+    anyhow::ensure!(
+        gc.low_percent < gc.high_percent && gc.high_percent <= 100,
+        "the image GC low threshold ({}%) must be less than the high threshold ({}%), which is at most 100%",
+        gc.low_percent,
+        gc.high_percent
+    );
     // Container roots, mounts and CNI paths must not depend on where the
     // shims and plugins happen to run: `--data-dir .tugboat` works too.
     config.data_dir = std::path::absolute(&config.data_dir)?;
@@ -126,6 +138,14 @@ pub async fn run(client: Client, mut config: Config) -> anyhow::Result<()> {
         client.clone(),
         storage::dir(&config.data_dir),
     )));
+    let image_gc = image_gc::ImageGc {
+        client: client.clone(),
+        node_name: config.node_name.clone(),
+        images: pods.images.clone(),
+        thresholds: config.image_gc,
+        events: tugboat_events::Recorder::new(client.clone(), "kubelet", Some(&config.node_name)),
+    };
+    let _image_gc = AbortOnDrop(tokio::spawn(image_gc.run()));
     let lease = lease::LeaseRenewer::new(client, &config.node_name, &uid);
     let mut pods = tokio::spawn(pods::run(Arc::new(pods)));
     let mut beat = tokio::time::interval(HEARTBEAT);

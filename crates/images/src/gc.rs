@@ -41,6 +41,12 @@ pub struct GcReport {
 }
 
 impl ImageStore {
+    /// How full the store's file system is, in percent, as `df` counts it
+    /// and as [`GcThresholds`] are compared with.
+    pub fn disk_usage_percent(&self) -> Result<u8> {
+        disk_usage(self.root()).map(|(percent, _)| percent)
+    }
+
     /// Removes images not in `in_use`, oldest first, while the disk is fuller
     /// than the thresholds allow, with the blobs and layers only they used.
     /// Blob deletion waits for running pulls and imports to end: when one

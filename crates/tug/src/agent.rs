@@ -53,6 +53,14 @@ pub struct NodeArgs {
     /// `svc.<domain>` and `<domain>`.
     #[arg(long, default_value = "cluster.local")]
     pub cluster_domain: String,
+    /// Unused images are removed once the image file system is fuller than
+    /// this many percent.
+    #[arg(long, default_value_t = 85, value_parser = clap::value_parser!(u8).range(0..=100))]
+    image_gc_high_threshold: u8,
+    /// Image garbage collection stops once the image file system is at
+    /// most this many percent full.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
+    image_gc_low_threshold: u8,
 }
 
 impl NodeArgs {
@@ -96,6 +104,10 @@ impl NodeArgs {
             cluster_ca: Vec::new(),
             cluster_dns: self.cluster_dns.clone(),
             cluster_domain: self.cluster_domain.clone(),
+            image_gc: tugboat_images::GcThresholds {
+                high_percent: self.image_gc_high_threshold,
+                low_percent: self.image_gc_low_threshold,
+            },
         }
     }
 }
