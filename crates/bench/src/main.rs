@@ -13,6 +13,7 @@ mod client;
 mod dns;
 mod ingress;
 mod node;
+mod pods;
 mod report;
 mod scheduler;
 mod services;
@@ -96,6 +97,16 @@ struct Args {
     /// Samples of each Services measure at each count.
     #[arg(long, default_value_t = 20)]
     service_samples: usize,
+    /// Only the pod start part (pods on a node server beside runc, crun
+    /// and containerd).
+    #[arg(long, conflicts_with_all = ["api_only", "store_only", "scheduler_only", "ingress_only", "dns_only", "services_only"])]
+    pods_only: bool,
+    /// Pods started one at a time in the pod start part.
+    #[arg(long, default_value_t = 10)]
+    pod_runs: usize,
+    /// Pods created at once in the pod start part.
+    #[arg(long, default_value_t = 30)]
+    pod_batch: usize,
     /// Where the test images are (`scripts/build-test-images`): the ingress
     /// and Services parts run the httpd one.
     #[arg(long, default_value = "target/test-images")]
@@ -146,6 +157,9 @@ async fn main() -> anyhow::Result<()> {
     if args.services_only {
         return services_part(&args, run.path()).await;
     }
+    if args.pods_only {
+        return pods_part(&args, run.path()).await;
+    }
     if !args.store_only && !args.scheduler_only {
         api_part(&args, run.path()).await?;
     }
@@ -158,6 +172,7 @@ async fn main() -> anyhow::Result<()> {
     if !args.api_only && !args.store_only && !args.scheduler_only {
         ingress::run(&args.tug, run.path(), &args.test_images).await?;
         dns::run(&args.tug, run.path(), args.dns_services).await?;
+        pods_part(&args, run.path()).await?;
         services_part(&args, run.path()).await?;
     }
     Ok(())
@@ -170,6 +185,17 @@ async fn services_part(args: &Args, run: &std::path::Path) -> anyhow::Result<()>
         &args.test_images,
         &args.service_counts,
         args.service_samples,
+    )
+    .await
+}
+
+async fn pods_part(args: &Args, run: &std::path::Path) -> anyhow::Result<()> {
+    pods::run(
+        &args.tug,
+        run,
+        &args.test_images,
+        args.pod_runs,
+        args.pod_batch,
     )
     .await
 }
