@@ -161,7 +161,7 @@ impl ImageStore {
     /// records the image under its tag and its repo digest. Registry errors
     /// come back as [`Error::Pull`] with the registry's message.
     pub async fn pull(&self, reference: &Reference, options: &PullOptions<'_>) -> Result<Image> {
-        let failed = |e: OciDistributionError| pull_error(reference, &e);
+        let failed = |e: OciDistributionError| pull_error(reference, &options.auth, &e);
         let _ingest = self.ingest_lock()?;
         let client = client(reference, options);
         let target = oci_reference(reference);
@@ -211,7 +211,7 @@ impl ImageStore {
         self.blobs
             .write(&bytes, Some(&manifest_digest), "manifest")?;
         let config = self
-            .pull_config(&client, &target, &manifest, reference)
+            .pull_config(&client, &target, &manifest, reference, &options.auth)
             .await?;
         // Layers go by value: a closure taking `&Descriptor` would keep this
         // future from `tokio::spawn` (rustc's "FnOnce is not general enough").
@@ -251,6 +251,7 @@ impl ImageStore {
         target: &oci_client::Reference,
         manifest: &Manifest,
         reference: &Reference,
+        auth: &RegistryAuth,
     ) -> Result<ImageConfig> {
         let digest = &manifest.config.digest;
         if !self.blobs.contains(digest) {
@@ -258,7 +259,7 @@ impl ImageStore {
             client
                 .pull_blob(target, &descriptor(&manifest.config), &mut bytes)
                 .await
-                .map_err(|e| pull_error(reference, &e))?;
+                .map_err(|e| pull_error(reference, auth, &e))?;
             self.blobs.write(&bytes, Some(digest), "image config")?;
         }
         ImageConfig::parse(&self.blobs.read(digest)?)
@@ -291,7 +292,7 @@ impl ImageStore {
             let mut stream = client
                 .pull_blob_stream(target, &descriptor(&layer))
                 .await
-                .map_err(|e| pull_error(reference, &e))?;
+                .map_err(|e| pull_error(reference, &options.auth, &e))?;
             // Chunks go straight to the page cache; the sync and rename in
             // commit run on a blocking thread.
             let mut writer = self.blobs.writer()?;
@@ -367,7 +368,9 @@ fn descriptor(descriptor: &Descriptor) -> OciDescriptor {
 
 /// The registry's own words where it gave some, else the whole error chain
 /// (a refused connection, a TLS failure).
-fn pull_error(reference: &Reference, error: &OciDistributionError) -> Error {
+/// The registry's words for a failed request; a refusal (HTTP 401) says
+/// whether credentials were given, so a wrong password reads as one.
+fn pull_error(reference: &Reference, auth: &RegistryAuth, error: &OciDistributionError) -> Error {
     let message = match error {
         OciDistributionError::RegistryError { envelope, .. } => envelope
             .errors
@@ -381,8 +384,11 @@ fn pull_error(reference: &Reference, error: &OciDistributionError) -> Error {
             })
             .collect::<Vec<_>>()
             .join("; "),
-        OciDistributionError::UnauthorizedError { url } => {
+        OciDistributionError::UnauthorizedError { url } if *auth == RegistryAuth::Anonymous => {
             format!("unauthorized: authentication required for {url}")
+        }
+        OciDistributionError::UnauthorizedError { url } => {
+            format!("unauthorized: the registry refused the credentials given for {url}")
         }
         other => chain(other),
     };

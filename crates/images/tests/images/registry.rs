@@ -149,7 +149,10 @@ async fn basic_auth_is_required_and_accepted() {
         ..PullOptions::default()
     };
     let refused = pull_error(store.pull(&name, &wrong).await);
-    assert!(refused.contains("unauthorized"), "{refused}");
+    assert!(
+        refused.contains("the registry refused the credentials given"),
+        "{refused}"
+    );
 
     // The credentials as an imagePullSecret carries them.
     let secret = format!(
