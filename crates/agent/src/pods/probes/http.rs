@@ -218,6 +218,53 @@ mod tests {
     }
 
     #[test]
+    fn https_checks_take_a_self_signed_certificate_and_send_the_probes_request() {
+        let serving = rcgen::generate_simple_self_signed(vec!["other.test".to_owned()]).unwrap();
+        let key =
+            rustls_pki_types::PrivateKeyDer::Pkcs8(serving.signing_key.serialize_der().into());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![serving.cert.der().clone()], key)
+            .unwrap();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (conn, _) = listener.accept().unwrap();
+            let tls = rustls::ServerConnection::new(Arc::new(config)).unwrap();
+            let mut stream = StreamOwned::new(tls, conn);
+            let mut request = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !request.ends_with(b"\r\n\r\n") {
+                let n = stream.read(&mut buf).unwrap();
+                request.extend_from_slice(&buf[..n]);
+            }
+            stream
+                .write_all(b"HTTP/1.1 204 No Content\r\n\r\n")
+                .unwrap();
+            stream.conn.send_close_notify();
+            let _ = stream.flush();
+            let sni = stream.conn.server_name().map(str::to_owned);
+            (String::from_utf8(request).unwrap(), sni)
+        });
+        let probe = HttpGet {
+            host: Some("probe.test".to_owned()),
+            https: true,
+            ..get(addr, &[("X-Probe", "tugboat")])
+        };
+        assert_eq!(probe.check(Duration::from_secs(5)), Ok(()));
+        let (request, sni) = server.join().unwrap();
+        assert!(
+            request.starts_with("GET /healthz HTTP/1.1\r\n"),
+            "{request}"
+        );
+        assert!(request.contains("\r\nX-Probe: tugboat\r\n"), "{request}");
+        assert_eq!(sni.as_deref(), Some("probe.test"));
+    }
+
+    #[test]
     fn the_probes_headers_replace_the_kubelets_own() {
         let addr: SocketAddr = "10.0.0.5:8080".parse().unwrap();
         let request = get(addr, &[("Host", "example.com"), ("X-Custom", "1")]).request();
