@@ -46,10 +46,12 @@
 //!   controllers) and v2 on unified ones; an OOM kill is read from the
 //!   memory controller when the container ends.
 //!
+//! Privileged containers get every capability, the host's devices (all
+//! allowed by their device cgroup), a writable `/sys` and no masked paths.
+//!
 //! Not done here: seccomp (libcontainer's `libseccomp` feature is off, so
-//! a `RuntimeDefault` profile is not applied), user namespaces, cgroup
-//! namespaces, and the host's devices for privileged containers (they get
-//! every capability and a writable `/sys`).
+//! a `RuntimeDefault` profile is not applied), user namespaces and cgroup
+//! namespaces.
 
 mod cgroup;
 mod error;

@@ -2,14 +2,15 @@
 //! made from the agent's [`ContainerSpec`] and the pod's [`Sandbox`].
 
 use std::collections::HashSet;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use libcontainer::oci_spec::OciSpecError;
 use libcontainer::oci_spec::runtime::{
-    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder,
-    LinuxMemoryBuilder, LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder,
-    LinuxResourcesBuilder, Mount, MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder,
-    UserBuilder, get_default_mounts,
+    Capabilities, Capability, LinuxBuilder, LinuxCapabilitiesBuilder, LinuxCpuBuilder, LinuxDevice,
+    LinuxDeviceBuilder, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxMemoryBuilder,
+    LinuxNamespaceBuilder, LinuxNamespaceType, LinuxPidsBuilder, LinuxResourcesBuilder, Mount,
+    MountBuilder, ProcessBuilder, RootBuilder, Spec, SpecBuilder, UserBuilder, get_default_mounts,
 };
 
 use crate::spec::{ContainerSpec, Sandbox, Security};
@@ -91,7 +92,8 @@ pub(crate) fn runtime_spec(
     if spec.security.privileged {
         linux = linux
             .masked_paths(Vec::<String>::new())
-            .readonly_paths(Vec::<String>::new());
+            .readonly_paths(Vec::<String>::new())
+            .devices(host_devices(Path::new("/dev"))?);
     }
 
     let mut oci = SpecBuilder::default()
@@ -182,11 +184,83 @@ fn parse_capability(name: &str) -> Option<Capability> {
     upper.strip_prefix("CAP_").unwrap_or(&upper).parse().ok()
 }
 
+/// Directories under /dev whose devices a container has its own of (or
+/// that hold none), and the host's console: left out of a privileged
+/// container's devices, as containerd leaves them out.
+const NOT_HOST_DEVICES: [&str; 8] = [
+    "pts",
+    "shm",
+    "fd",
+    "mqueue",
+    ".lxc",
+    ".lxd-mounts",
+    ".udev",
+    "console",
+];
+
+/// Every block and character device under `dir` (the host's /dev), with its
+/// numbers, mode and owner: a privileged container gets them all, as on
+/// Kubernetes. Symbolic links are left out.
+fn host_devices(dir: &Path) -> Result<Vec<LinuxDevice>, OciSpecError> {
+    let mut devices = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(devices);
+    };
+    for entry in entries.flatten() {
+        if NOT_HOST_DEVICES
+            .iter()
+            .any(|name| entry.file_name() == *name)
+        {
+            continue;
+        }
+        let path = entry.path();
+        let Ok(file_type) = entry.file_type() else {
+            continue;
+        };
+        let typ = if file_type.is_dir() {
+            devices.extend(host_devices(&path)?);
+            continue;
+        } else if file_type.is_block_device() {
+            LinuxDeviceType::B
+        } else if file_type.is_char_device() {
+            LinuxDeviceType::C
+        } else {
+            continue;
+        };
+        let Ok(metadata) = entry.metadata() else {
+            continue;
+        };
+        let number = metadata.rdev();
+        devices.push(
+            LinuxDeviceBuilder::default()
+                .path(path)
+                .typ(typ)
+                .major(libc::major(number) as i64)
+                .minor(libc::minor(number) as i64)
+                .file_mode(metadata.mode() & 0o7777)
+                .uid(metadata.uid())
+                .gid(metadata.gid())
+                .build()?,
+        );
+    }
+    Ok(devices)
+}
+
 fn resources(
     spec: &ContainerSpec,
 ) -> Result<libcontainer::oci_spec::runtime::LinuxResources, OciSpecError> {
     let limits = &spec.resources;
     let mut resources = LinuxResourcesBuilder::default();
+    if spec.security.privileged {
+        // Every device, as the host's are all in the container.
+        resources = resources.devices(vec![
+            LinuxDeviceCgroupBuilder::default()
+                .allow(true)
+                .typ(LinuxDeviceType::A)
+                .access("rwm")
+                .build()?,
+        ]);
+    }
     if let Some(limit) = limits.memory_limit_bytes {
         resources = resources.memory(LinuxMemoryBuilder::default().limit(limit).build()?);
     }

@@ -1,7 +1,8 @@
 //! What a pod's security settings let its containers do, checked from inside
 //! real containers on the server's own node with `kubectl exec`: a shared
-//! process namespace, privileged containers, a read-only root filesystem,
-//! the users containers run as, and capabilities added and dropped.
+//! process namespace, privileged containers (with the host's devices), a
+//! read-only root filesystem, the users containers run as, capabilities
+//! added and dropped, and allowPrivilegeEscalation.
 //!
 //! Each test also runs the same command where the setting is absent, so a
 //! setting that does nothing fails the test.
@@ -125,11 +126,50 @@ fn a_privileged_container_may_change_the_network_and_mount_what_a_plain_one_may_
         "mkdir -p /scratch && mount -t tmpfs tmpfs /scratch && grep ' /scratch ' /proc/mounts";
     assert!(succeeds(server, &ns, "admin", "privileged", mount).contains("tmpfs"));
 
+    let host = host_devices();
+    let listed = succeeds(server, &ns, "admin", "privileged", "ls -1 /dev");
+    let missing: Vec<&String> = host
+        .iter()
+        .filter(|d| !listed.lines().any(|l| l == d.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "the privileged container lacks {missing:?}"
+    );
+
     let link = "ip link add tug-plain type bridge";
     let err = refused(server, &ns, "admin", "plain", link);
     assert!(err.contains("Operation not permitted"), "{err}");
     let err = refused(server, &ns, "admin", "plain", mount);
     assert!(err.to_lowercase().contains("permission denied"), "{err}");
+    let listed = succeeds(server, &ns, "admin", "plain", "ls -1 /dev");
+    let shown: Vec<&String> = host
+        .iter()
+        .filter(|d| listed.lines().any(|l| l == d.as_str()))
+        .collect();
+    assert!(shown.is_empty(), "a plain container has {shown:?}");
+}
+
+/// The host's own devices at the top of /dev (its disk, `kmsg`, `fuse`...),
+/// which only privileged containers get: not the few every container has.
+fn host_devices() -> Vec<String> {
+    use std::os::unix::fs::FileTypeExt;
+    const EVERY_CONTAINERS: [&str; 8] = [
+        "null", "zero", "full", "random", "urandom", "tty", "console", "ptmx",
+    ];
+    let mut names: Vec<String> = std::fs::read_dir("/dev")
+        .expect("/dev")
+        .flatten()
+        .filter(|e| {
+            e.file_type()
+                .is_ok_and(|t| t.is_block_device() || t.is_char_device())
+        })
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| !EVERY_CONTAINERS.contains(&name.as_str()))
+        .collect();
+    names.sort();
+    assert!(!names.is_empty(), "the host has devices in /dev");
+    names
 }
 
 #[test]
@@ -247,7 +287,7 @@ fn run_as_non_root_refuses_a_container_that_would_run_as_root() {
 }
 
 #[test]
-fn added_and_dropped_capabilities_change_what_a_container_may_do() {
+fn capabilities_and_privilege_escalation_change_what_a_container_may_do() {
     let server = node_server();
     let ns = server.namespace("capabilities");
     let manifest = with_security(
@@ -258,6 +298,7 @@ fn added_and_dropped_capabilities_change_what_a_container_may_do() {
                 ("default", "exec sleep 3600"),
                 ("net-admin", "exec sleep 3600"),
                 ("no-raw", "exec sleep 3600"),
+                ("no-escalation", "exec sleep 3600"),
             ],
             json!({}),
         ),
@@ -265,6 +306,7 @@ fn added_and_dropped_capabilities_change_what_a_container_may_do() {
             json!({}),
             json!({"capabilities": {"add": ["NET_ADMIN"]}}),
             json!({"capabilities": {"drop": ["NET_RAW"]}}),
+            json!({"allowPrivilegeEscalation": false}),
         ],
     );
     create(server, &ns, &manifest);
@@ -279,4 +321,15 @@ fn added_and_dropped_capabilities_change_what_a_container_may_do() {
     assert!(succeeds(server, &ns, "caps", "default", ping).contains("1 packets received"));
     let err = refused(server, &ns, "caps", "no-raw", ping);
     assert!(err.contains("permission denied"), "{err}");
+
+    // allowPrivilegeEscalation: false is the no_new_privs bit on the container's process.
+    let no_new_privs = "grep NoNewPrivs /proc/1/status";
+    assert_eq!(
+        succeeds(server, &ns, "caps", "default", no_new_privs),
+        "NoNewPrivs:\t0\n"
+    );
+    assert_eq!(
+        succeeds(server, &ns, "caps", "no-escalation", no_new_privs),
+        "NoNewPrivs:\t1\n"
+    );
 }
