@@ -43,7 +43,7 @@ use tokio::task::JoinSet;
 use binding::Binder;
 use cache::Cache;
 use queue::Queue;
-use schedule::Decision;
+use schedule::{Decision, Scheduler};
 use volumes::Volumes;
 
 /// Bindings in flight at once: the next pods are scheduled while earlier
@@ -98,11 +98,12 @@ async fn schedule_pods(
     queue: Arc<Queue>,
 ) -> anyhow::Result<()> {
     let bindings = Arc::new(Semaphore::new(CONCURRENT_BINDINGS));
+    let mut scheduler = Scheduler::default();
     loop {
         let pod = queue.pop().await;
         let decision = {
             let mut cache = cache.lock().expect("cache lock");
-            let decision = schedule::decide(&pod, &cache, &volumes);
+            let decision = scheduler.decide(&pod, &cache, &volumes);
             match &decision {
                 Decision::Bind(node) => cache.assume(pod.clone(), node),
                 Decision::Preempt(plan, _) => cache.nominate(pod.clone(), &plan.node),

@@ -5,7 +5,7 @@
 //! let them fit, or five minutes pass.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BinaryHeap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -55,12 +55,16 @@ struct Inner {
     entries: HashMap<String, Entry>,
     active: BinaryHeap<(i32, Reverse<u64>, String)>,
     backoff: BinaryHeap<Reverse<(Instant, u64, String)>>,
+    /// The keys of the entries in state Unschedulable, so that a cluster
+    /// change or a pop looks at those alone, not at every pod waiting.
+    unschedulable: HashSet<String>,
     generation: u64,
     changes: u64,
 }
 
 impl Inner {
     fn activate(&mut self, key: &str) {
+        self.unschedulable.remove(key);
         self.generation += 1;
         let generation = self.generation;
         if let Some(entry) = self.entries.get_mut(key) {
@@ -73,6 +77,7 @@ impl Inner {
 
     /// Back-off if the pod's back-off has not run out, else active.
     fn retry(&mut self, key: &str) {
+        self.unschedulable.remove(key);
         let Some(entry) = self.entries.get(key) else {
             return;
         };
@@ -108,12 +113,14 @@ impl Inner {
             }
         }
         let stale: Vec<String> = self
-            .entries
+            .unschedulable
             .iter()
-            .filter(|(_, e)| {
-                e.state == State::Unschedulable && e.failed_at + MAX_UNSCHEDULABLE <= now
+            .filter(|k| {
+                self.entries
+                    .get(*k)
+                    .is_some_and(|e| e.failed_at + MAX_UNSCHEDULABLE <= now)
             })
-            .map(|(k, _)| k.clone())
+            .cloned()
             .collect();
         for key in stale {
             self.activate(&key);
@@ -172,19 +179,16 @@ impl Queue {
 
     /// A pod bound, deleted or no longer ours.
     pub fn remove(&self, key: &str) {
-        self.lock().entries.remove(key);
+        let mut inner = self.lock();
+        inner.entries.remove(key);
+        inner.unschedulable.remove(key);
     }
 
     /// Something changed that may let unschedulable pods fit.
     pub fn cluster_changed(&self) {
         let mut inner = self.lock();
         inner.changes += 1;
-        let waiting: Vec<String> = inner
-            .entries
-            .iter()
-            .filter(|(_, e)| e.state == State::Unschedulable)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let waiting = std::mem::take(&mut inner.unschedulable);
         for key in waiting {
             inner.retry(&key);
         }
@@ -233,6 +237,7 @@ impl Queue {
             inner.retry(key);
         } else {
             entry.state = State::Unschedulable;
+            inner.unschedulable.insert(key.to_owned());
         }
         drop(inner);
         self.wake.notify_one();

@@ -17,12 +17,15 @@ pub fn schedulable(pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
         .as_ref()
         .and_then(|s| s.unschedulable)
         .unwrap_or(false);
+    if !cordoned {
+        return Ok(());
+    }
     let taint = Taint {
         key: "node.kubernetes.io/unschedulable".to_owned(),
         effect: "NoSchedule".to_owned(),
         ..Taint::default()
     };
-    if cordoned && !tolerates(pod, &taint) {
+    if !tolerates(pod, &taint) {
         return Err(Unfit::unresolvable("node(s) were unschedulable"));
     }
     Ok(())

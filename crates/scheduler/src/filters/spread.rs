@@ -77,10 +77,7 @@ impl Spread {
                             && matches(&constraint.selector, p)
                     })
                     .count() as i64;
-                *constraint
-                    .counts
-                    .entry(labels[&constraint.key].clone())
-                    .or_default() += matching;
+                add_to_domain(&mut constraint.counts, &labels[&constraint.key], matching);
             }
         }
         for (constraint, spec) in constraints.iter_mut().zip(&hard) {
@@ -123,6 +120,17 @@ pub fn eligible(pod: &PodInfo, node: &NodeInfo, constraint: &TopologySpreadConst
     let taints_policy = constraint.node_taints_policy.as_deref().unwrap_or("Ignore");
     (affinity_policy == "Ignore" || node_filters::affinity(pod, node).is_ok())
         && (taints_policy == "Ignore" || taints::tolerated(pod, node).is_ok())
+}
+
+/// Adds `matching` to the domain `value`, copying its name only the first
+/// time the domain is seen.
+pub fn add_to_domain(counts: &mut HashMap<String, i64>, value: &str, matching: i64) {
+    match counts.get_mut(value) {
+        Some(count) => *count += matching,
+        None => {
+            counts.insert(value.to_owned(), matching);
+        }
+    }
 }
 
 /// The constraint's selector, narrowed by `matchLabelKeys` to pods sharing

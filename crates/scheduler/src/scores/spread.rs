@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::TopologySpreadConstraint;
 
 use super::MAX_SCORE;
 use crate::cache::{Cache, NodeInfo};
-use crate::filters::spread::eligible;
+use crate::filters::spread::{add_to_domain, eligible};
 use crate::labels::{node_labels, selector_matches};
 use crate::pod::PodInfo;
 
@@ -93,7 +93,7 @@ impl Spreading {
                         })
                         .count() as i64,
                 };
-                *c.counts.entry(value.clone()).or_default() += matching;
+                add_to_domain(&mut c.counts, value, matching);
             }
         }
         spreading
