@@ -76,6 +76,10 @@ struct Args {
     /// The scheduler workloads, NODESxPODS, comma-separated.
     #[arg(long, value_delimiter = ',', default_value = "1000x10000,5000x50000")]
     scheduler_cases: Vec<scheduler::Case>,
+    /// The replicas of the scheduler part's Deployment (on 100 simulated
+    /// nodes, controllers running); 0 leaves it out.
+    #[arg(long, default_value_t = 1_000)]
+    scheduler_deployment: usize,
     /// Only the scheduler part.
     #[arg(long, conflicts_with_all = ["api_only", "store_only"])]
     scheduler_only: bool,
@@ -222,6 +226,15 @@ async fn scheduler_part(args: &Args, run: &std::path::Path) -> anyhow::Result<()
         ]);
     }
     table.print();
+    if args.scheduler_deployment > 0 {
+        let nodes = 100;
+        let took = scheduler::deployment(&args.tug, run, nodes, args.scheduler_deployment).await?;
+        println!(
+            "Scheduler: a Deployment of {} replicas on {nodes} simulated nodes, created to all bound: {}",
+            count(args.scheduler_deployment as f64),
+            ms(took)
+        );
+    }
     Ok(())
 }
 

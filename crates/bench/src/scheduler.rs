@@ -4,7 +4,9 @@
 //! and a watch counts the pods as they are bound. Throughput is the pods
 //! over the time from the first binding seen to the last (the figure
 //! Kubernetes' scheduler_perf reports); the wall time from the scheduler's
-//! start, its initial lists included, is printed beside it.
+//! start, its initial lists included, is printed beside it. A second
+//! case runs the controllers too: a Deployment of many replicas on a few
+//! simulated nodes, timed from its creation until every pod is bound.
 
 use std::collections::HashSet;
 use std::path::Path;
@@ -14,6 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::{StreamExt, TryStreamExt};
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Namespace, Node, Pod};
 use kube::api::{PostParams, WatchEvent, WatchParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
@@ -62,31 +65,8 @@ pub async fn measure(tug: &Path, run: &Path, case: Case) -> anyhow::Result<Outco
         "--disable-controllers",
         "--disable-scheduler",
     ];
-    let (server, _) = TugServer::start(tug, &data, free_port()?, &flags).await?;
-    let kubeconfig = data.join("admin.kubeconfig");
-    let client = connect(&kubeconfig).await?;
-
     let setup = Instant::now();
-    Api::<Namespace>::all(client.clone())
-        .create(
-            &PostParams::default(),
-            &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?,
-        )
-        .await?;
-    create_all(case.nodes, {
-        let nodes: Api<Node> = Api::all(client.clone());
-        move |i| {
-            let nodes = nodes.clone();
-            async move {
-                nodes
-                    .create(&PostParams::default(), &node(i)?)
-                    .await
-                    .map(drop)
-                    .map_err(anyhow::Error::from)
-            }
-        }
-    })
-    .await?;
+    let (server, client) = cluster(tug, &data, &flags, case.nodes).await?;
     let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
     create_all(case.pods, {
         let pods = pods.clone();
@@ -103,23 +83,120 @@ pub async fn measure(tug: &Path, run: &Path, case: Case) -> anyhow::Result<Outco
     .await?;
     let setup = setup.elapsed();
 
-    let from = pods
+    let from = current_revision(&pods).await?;
+    let started = Instant::now();
+    let _scheduler = Scheduler::start(tug, &data)?;
+    let first = wait_until_bound(&pods, &from, case.pods).await?;
+    let wall = started.elapsed();
+    let busy = first.elapsed();
+    drop(server);
+    Ok(Outcome {
+        pods_per_second: case.pods as f64 / busy.as_secs_f64(),
+        wall,
+        setup,
+    })
+}
+
+/// The Deployment case: a Deployment of `replicas` pods on `nodes`
+/// simulated nodes, with the controllers making its ReplicaSet's pods and
+/// the scheduler (synced beforehand) placing them; the time from the
+/// Deployment's creation until every pod is bound.
+pub async fn deployment(
+    tug: &Path,
+    run: &Path,
+    nodes: usize,
+    replicas: usize,
+) -> anyhow::Result<Duration> {
+    let data = run.join(format!("sched-deployment-{replicas}"));
+    let flags = ["--disable-agent", "--disable-scheduler"];
+    let (server, client) = cluster(tug, &data, &flags, nodes).await?;
+    let _scheduler = Scheduler::start(tug, &data)?;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), NAMESPACE);
+    let from = current_revision(&pods).await?;
+    // Time for the scheduler to list the nodes, so that its start is not
+    // counted against the Deployment.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let started = Instant::now();
+    Api::<Deployment>::namespaced(client, NAMESPACE)
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({
+                "metadata": {"name": "app"},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {"app": "app"}},
+                    "template": {
+                        "metadata": {"labels": {"app": "app"}},
+                        "spec": {"containers": [{
+                            "name": "app",
+                            "image": "registry.example/bench/app:1.0",
+                            "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                        }]},
+                    },
+                },
+            }))?,
+        )
+        .await?;
+    wait_until_bound(&pods, &from, replicas).await?;
+    let took = started.elapsed();
+    drop(server);
+    Ok(took)
+}
+
+/// A `tug server` with `flags`, the bench namespace and `nodes` simulated
+/// nodes.
+async fn cluster(
+    tug: &Path,
+    data: &Path,
+    flags: &[&str],
+    nodes: usize,
+) -> anyhow::Result<(TugServer, Client)> {
+    let (server, _) = TugServer::start(tug, data, free_port()?, flags).await?;
+    let client = connect(&data.join("admin.kubeconfig")).await?;
+    Api::<Namespace>::all(client.clone())
+        .create(
+            &PostParams::default(),
+            &serde_json::from_value(json!({"metadata": {"name": NAMESPACE}}))?,
+        )
+        .await?;
+    create_all(nodes, {
+        let nodes: Api<Node> = Api::all(client.clone());
+        move |i| {
+            let nodes = nodes.clone();
+            async move {
+                nodes
+                    .create(&PostParams::default(), &node(i)?)
+                    .await
+                    .map(drop)
+                    .map_err(anyhow::Error::from)
+            }
+        }
+    })
+    .await?;
+    Ok((server, client))
+}
+
+async fn current_revision(pods: &Api<Pod>) -> anyhow::Result<String> {
+    Ok(pods
         .list_metadata(&Default::default())
         .await?
         .metadata
         .resource_version
-        .unwrap_or_default();
-    let mut events = pods.watch(&WatchParams::default(), &from).await?.boxed();
-    let started = Instant::now();
-    let _scheduler = Scheduler::start(tug, &kubeconfig, &data)?;
+        .unwrap_or_default())
+}
+
+/// Watches from revision `from` until `count` pods are bound; returns when
+/// the first binding was seen.
+async fn wait_until_bound(pods: &Api<Pod>, from: &str, count: usize) -> anyhow::Result<Instant> {
+    let mut events = pods.watch(&WatchParams::default(), from).await?.boxed();
     let mut bound = HashSet::new();
     let mut first = None;
-    while bound.len() < case.pods {
+    while bound.len() < count {
         let event = tokio::time::timeout(Duration::from_secs(120), events.try_next())
             .await
             .context("no pod bound for 120 s")??;
         match event {
-            Some(WatchEvent::Modified(pod))
+            Some(WatchEvent::Added(pod) | WatchEvent::Modified(pod))
                 if pod
                     .spec
                     .as_ref()
@@ -131,29 +208,22 @@ pub async fn measure(tug: &Path, run: &Path, case: Case) -> anyhow::Result<Outco
             }
             Some(WatchEvent::Error(e)) => anyhow::bail!("watch: {e}"),
             Some(_) => {}
-            None => events = pods.watch(&WatchParams::default(), &from).await?.boxed(),
+            None => events = pods.watch(&WatchParams::default(), from).await?.boxed(),
         }
     }
-    let wall = started.elapsed();
-    let busy = first.map_or(wall, |f| f.elapsed());
-    drop(server);
-    Ok(Outcome {
-        pods_per_second: case.pods as f64 / busy.as_secs_f64(),
-        wall,
-        setup,
-    })
+    Ok(first.unwrap_or_else(Instant::now))
 }
 
 /// `tug scheduler` in a process of its own; killed when dropped.
 struct Scheduler(Child);
 
 impl Scheduler {
-    fn start(tug: &Path, kubeconfig: &Path, data: &Path) -> anyhow::Result<Scheduler> {
+    fn start(tug: &Path, data: &Path) -> anyhow::Result<Scheduler> {
         let log = std::fs::File::create(data.with_extension("scheduler.log"))?;
         let child = Command::new(tug)
             .arg("scheduler")
             .arg("--kubeconfig")
-            .arg(kubeconfig)
+            .arg(data.join("admin.kubeconfig"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
