@@ -18,6 +18,7 @@
 //!   and orphan deletion.
 //! - `namespace`: empties a namespace being deleted, then finalizes it.
 //! - `node_lifecycle`: silent nodes go NotReady and get tainted; their pods are evicted.
+//! - `pod_gc`: pods of deleted nodes, and finished pods past a threshold, are deleted.
 //! - `resource_quota`: ResourceQuotas' `status.used` follows what their namespace uses.
 //! - `replicaset`: ReplicaSets and ReplicationControllers keep their pod count.
 //! - `deployment`: Deployments roll their pods through ReplicaSets, by revision.
@@ -39,6 +40,7 @@ mod job;
 mod namespace;
 mod node_lifecycle;
 mod placement;
+mod pod_gc;
 mod pods;
 mod replicaset;
 mod resource_quota;
@@ -63,6 +65,9 @@ pub struct Config {
     /// How long a node may go unheard before it is NotReady
     /// (`--node-monitor-grace-period`).
     pub node_monitor_grace_period: Duration,
+    /// How many finished pods may stay before the oldest are deleted
+    /// (`--terminated-pod-gc-threshold`; 0: no limit).
+    pub terminated_pod_gc_threshold: usize,
 }
 
 /// Runs every controller until one of them fails.
@@ -76,6 +81,10 @@ pub async fn run(client: Client, config: Config) -> anyhow::Result<()> {
     controllers.spawn(node_lifecycle::run(
         client.clone(),
         config.node_monitor_grace_period,
+    ));
+    controllers.spawn(pod_gc::run(
+        client.clone(),
+        config.terminated_pod_gc_threshold,
     ));
     controllers.spawn(replicaset::run(client.clone()));
     controllers.spawn(deployment::run(client.clone()));

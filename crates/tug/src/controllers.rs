@@ -20,6 +20,10 @@ pub struct ControllerSettings {
     /// node is marked NotReady (`40s`, `1m`...).
     #[arg(long, default_value = "40s")]
     node_monitor_grace_period: jiff::SignedDuration,
+    /// How many finished pods (Succeeded or Failed) may stay before the
+    /// oldest are deleted; 0 keeps them all.
+    #[arg(long, default_value_t = 12500)]
+    terminated_pod_gc_threshold: usize,
 }
 
 pub async fn run(args: ControllersArgs) -> anyhow::Result<()> {
@@ -32,6 +36,7 @@ pub async fn start(kubeconfig: &Path, settings: &ControllerSettings) -> anyhow::
     let settings = tugboat_controllers::Config {
         root_ca: crate::client::root_ca_pem(&config),
         node_monitor_grace_period: settings.node_monitor_grace_period.unsigned_abs(),
+        terminated_pod_gc_threshold: settings.terminated_pod_gc_threshold,
     };
     tugboat_controllers::run(kube::Client::try_from(config)?, settings).await
 }

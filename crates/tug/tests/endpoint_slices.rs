@@ -8,6 +8,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::nodes::node_without_kubelet;
 use common::nodes::{NodeSpec, SimulatedNode};
 use common::{Server, arg, eventually, nodeless_server, temp_manifest};
 use serde_json::{Value, json};
@@ -57,6 +58,7 @@ fn set_status(server: &Server, namespace: &str, name: &str, ip: &str, ready: boo
 /// Creates a pod and gives it an address and readiness.
 fn running_pod(server: &Server, namespace: &str, pod: Value, ip: &str, ready: bool) {
     let name = pod["metadata"]["name"].as_str().unwrap().to_owned();
+    node_without_kubelet(server, pod["spec"]["nodeName"].as_str().unwrap());
     server.apply_json(namespace, &pod);
     set_status(server, namespace, &name, ip, ready);
 }

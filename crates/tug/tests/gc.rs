@@ -6,6 +6,7 @@
 
 mod common;
 
+use common::nodes::node_without_kubelet;
 use common::{Server, eventually, nodeless_server};
 use serde_json::{Value, json};
 
@@ -369,6 +370,7 @@ fn orphaning_a_deployment_leaves_its_replicaset_and_pods_running() {
 fn a_terminating_pod_outlives_its_last_finalizer_until_its_grace_is_cut() {
     let server = nodeless_server();
     let ns = server.namespace("gc-graceful");
+    node_without_kubelet(server, "a-node-without-kubelet");
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "held", "namespace": ns, "finalizers": ["example.com/hold"]},

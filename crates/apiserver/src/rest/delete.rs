@@ -240,9 +240,15 @@ fn set_propagation_finalizers(obj: &mut Value, policy: Option<&str>) {
 }
 
 /// Seconds a pod running on a node gets to stop; 0 (immediate) for everything
-/// else, and for pods no node has taken yet.
+/// else, for pods no node has taken yet and for pods whose containers have
+/// all finished (Succeeded or Failed), as kube-apiserver's pod strategy says.
 fn grace_period(ctx: &Ctx, obj: &Value, opts: &DeleteOptions) -> i64 {
+    let finished = matches!(
+        obj.pointer("/status/phase").and_then(Value::as_str),
+        Some("Succeeded" | "Failed")
+    );
     if ctx.target.kind.kind != "Pod"
+        || finished
         || obj
             .pointer("/spec/nodeName")
             .and_then(Value::as_str)

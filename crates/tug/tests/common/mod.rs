@@ -554,8 +554,18 @@ pub fn node_name() -> String {
 
 /// Polls `check` until it returns `Ok`, failing with `what` (and the last
 /// thing seen) after the harness's patience.
-pub fn eventually<T>(what: &str, mut check: impl FnMut() -> Result<T, String>) -> T {
-    let deadline = Instant::now() + PATIENCE;
+pub fn eventually<T>(what: &str, check: impl FnMut() -> Result<T, String>) -> T {
+    eventually_within(PATIENCE, what, check)
+}
+
+/// [`eventually`] with a patience of its own, for what Kubernetes itself
+/// takes long to do.
+pub fn eventually_within<T>(
+    patience: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + patience;
     loop {
         match check() {
             Ok(value) => return value,

@@ -196,6 +196,16 @@ impl Drop for SimulatedNode {
     }
 }
 
+/// A Node with no kubelet behind it, for pods a test binds to it by name
+/// (a pod bound to a node that does not exist is deleted by the pod
+/// garbage collector); unschedulable, so nothing else lands there.
+pub fn node_without_kubelet(server: &Server, name: &str) {
+    let node = NodeSpec::new(name).unschedulable().object();
+    server
+        .kubectl_stdin(&["apply", "-f", "-"], &node.to_string())
+        .ok();
+}
+
 /// Starts `count` nodes named `{prefix}-1`..., each from `spec` under its own name.
 pub fn start_nodes(
     server: &Server,
