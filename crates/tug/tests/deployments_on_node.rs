@@ -51,6 +51,29 @@ fn serving(pod: &Value) -> bool {
         })
 }
 
+/// Each pod's name, whether it is being deleted and its Ready condition.
+fn describe(pods: &[Value]) -> String {
+    pods.iter()
+        .map(|p| {
+            let ready = p["status"]["conditions"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|c| c["type"] == "Ready")
+                .cloned()
+                .unwrap_or_default();
+            format!(
+                "{} phase={} deleting={} ready={}",
+                p["metadata"]["name"].as_str().unwrap_or_default(),
+                p["status"]["phase"],
+                p["metadata"].get("deletionTimestamp").is_some(),
+                ready
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// `kubectl rollout status` until it says the rollout is done.
 fn rolled_out(server: &Server, namespace: &str) {
     let out = server
@@ -142,18 +165,17 @@ fn set_image_never_drops_below_replicas_minus_max_unavailable() {
 
     // A watcher counting serving pods for as long as the rollout runs.
     let stop = Arc::new(AtomicBool::new(false));
-    let fewest = Arc::new(Mutex::new(usize::MAX));
+    let fewest = Arc::new(Mutex::new((usize::MAX, String::new())));
     let watcher = {
         let (stop, fewest, ns) = (stop.clone(), fewest.clone(), ns.clone());
         std::thread::spawn(move || {
             while !stop.load(Ordering::SeqCst) {
-                let count = node_server()
-                    .list_json(&ns, "pods")
-                    .iter()
-                    .filter(|p| serving(p))
-                    .count();
+                let pods = node_server().list_json(&ns, "pods");
+                let count = pods.iter().filter(|p| serving(p)).count();
                 let mut low = fewest.lock().unwrap();
-                *low = (*low).min(count);
+                if count < low.0 {
+                    *low = (count, describe(&pods));
+                }
             }
         })
     };
@@ -170,8 +192,11 @@ fn set_image_never_drops_below_replicas_minus_max_unavailable() {
     rolled_out(server, &ns);
     stop.store(true, Ordering::SeqCst);
     watcher.join().expect("the watcher");
-    let fewest = *fewest.lock().unwrap();
-    assert!(fewest >= 3, "only {fewest} pods served at one moment");
+    let (fewest, pods) = fewest.lock().unwrap().clone();
+    assert!(
+        fewest >= 3,
+        "only {fewest} pods served at one moment:\n{pods}"
+    );
 
     // Old pods may still be stopping when the rollout is done.
     let after = eventually("four busybox pods", || {

@@ -85,6 +85,13 @@ pub fn available(rs: &ReplicaSet) -> i32 {
         .unwrap_or(0)
 }
 
+/// The available pods that will stay: no more than the ReplicaSet's count,
+/// since a status written before it was scaled down still counts the pods
+/// its controller is about to delete.
+pub fn staying_available(rs: &ReplicaSet) -> i32 {
+    available(rs).min(replicas(rs))
+}
+
 pub fn ready(rs: &ReplicaSet) -> i32 {
     rs.status
         .as_ref()
@@ -401,6 +408,7 @@ pub async fn clean_up_history(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::apps::v1::ReplicaSetStatus;
 
     fn template(image: &str) -> PodTemplateSpec {
         serde_json::from_value(json!({
@@ -408,6 +416,27 @@ mod tests {
             "spec": {"containers": [{"name": "app", "image": image}]},
         }))
         .unwrap()
+    }
+
+    #[test]
+    fn a_scaled_down_set_counts_no_more_available_pods_than_it_keeps() {
+        let rs = |replicas: i32, available: i32| ReplicaSet {
+            spec: Some(ReplicaSetSpec {
+                replicas: Some(replicas),
+                ..ReplicaSetSpec::default()
+            }),
+            status: Some(ReplicaSetStatus {
+                available_replicas: Some(available),
+                ..ReplicaSetStatus::default()
+            }),
+            ..ReplicaSet::default()
+        };
+        assert_eq!(
+            staying_available(&rs(3, 4)),
+            3,
+            "status from before the scale down"
+        );
+        assert_eq!(staying_available(&rs(3, 2)), 2);
     }
 
     #[test]

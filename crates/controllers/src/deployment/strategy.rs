@@ -10,7 +10,7 @@ use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use kube::ResourceExt;
 
-use super::sets::{self, Sets, available, replicas, scale};
+use super::sets::{self, Sets, available, replicas, scale, staying_available};
 use super::{Context, spec_of};
 
 /// maxSurge and maxUnavailable as pod counts for this Deployment.
@@ -141,7 +141,7 @@ async fn scale_down_old(
         cleaned += down;
     }
     // Then available ones, as long as enough stay available.
-    let available_now = sets.total(available);
+    let available_now = sets.total(staying_available);
     let mut spare = available_now - min_available;
     for rs in &mut sets.old {
         if spare <= 0 {
