@@ -4,8 +4,9 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use common::{Server, arg, manifest, pod_manifest};
+use common::{Server, arg, eventually, manifest, pod_manifest};
 use serde_json::Value;
 
 /// Every object of the kinds this test writes, by `kind/namespace/name`:
@@ -48,7 +49,9 @@ fn resource_version(object: &Value) -> u64 {
 
 #[test]
 fn objects_survive_kill_9_and_resource_versions_keep_increasing() {
-    let mut server = Server::start();
+    // No node and no scheduler: nothing writes the pods after the crash,
+    // so their resourceVersions must come back exactly as they were.
+    let mut server = Server::start_with(&["--disable-agent", "--disable-scheduler"]);
     let ns = server.namespace("durable");
     server
         .kubectl(&["apply", "-n", &ns, "-f", arg(&manifest("app"))])
@@ -65,6 +68,14 @@ fn objects_survive_kill_9_and_resource_versions_keep_increasing() {
     server
         .kubectl(&["delete", "service", "multi", "-n", &ns])
         .ok();
+    // The controllers finish what those writes asked for (pods, statuses).
+    eventually("the controllers settled", || {
+        let first = snapshot(&server);
+        std::thread::sleep(Duration::from_secs(1));
+        (snapshot(&server) == first)
+            .then_some(())
+            .ok_or_else(|| "objects still changing".to_owned())
+    });
     // The last write is acknowledged right before the crash.
     server
         .kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &pod_manifest("last", &[]))
