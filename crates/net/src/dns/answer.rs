@@ -4,7 +4,10 @@
 //! endpoint addresses, CNAME for ExternalName Services, pod names,
 //! NXDOMAIN for names that do not exist and an empty NOERROR for names
 //! that exist with no record of the type asked (both with the zone's SOA,
-//! so resolvers cache the answer).
+//! so resolvers cache the answer). Until the index has the whole cluster,
+//! a name it lacks gets SERVFAIL instead of NXDOMAIN, as CoreDNS answers
+//! before its first sync: the name may exist, and a resolver would cache
+//! its absence.
 
 use std::net::IpAddr;
 
@@ -46,6 +49,19 @@ impl Zone {
     /// answer (outside the zone, or a reverse name of no Service or
     /// endpoint) and goes upstream.
     pub fn answer(&self, index: &Index, name: &Name, rtype: RecordType) -> Option<Answer> {
+        let answer = self.look_up(index, name, rtype)?;
+        if answer.code == ResponseCode::NXDomain && !index.synced() {
+            return Some(Answer {
+                code: ResponseCode::ServFail,
+                ..Answer::default()
+            });
+        }
+        Some(answer)
+    }
+
+    /// The answer as the index stands, whether it has the whole cluster
+    /// or not.
+    fn look_up(&self, index: &Index, name: &Name, rtype: RecordType) -> Option<Answer> {
         if let Some(ip) = names::reverse(name) {
             let (key, label) = index.reverse(&ip)?;
             let target = self.service_name(key, label.as_deref());
@@ -313,6 +329,7 @@ mod tests {
 
     fn index() -> Index {
         let mut index = Index::default();
+        index.mark_synced();
         let add = |index: &mut Index, svc: serde_json::Value, slices: Vec<serde_json::Value>| {
             let svc: Service = serde_json::from_value(svc).unwrap();
             let slices: Vec<EndpointSlice> = slices
@@ -453,6 +470,20 @@ mod tests {
         let ns = ask("default.svc.cluster.local.", RecordType::A).unwrap();
         assert_eq!(ns.code, ResponseCode::NoError);
         assert!(ask("example.com.", RecordType::A).is_none());
+    }
+
+    #[test]
+    fn before_the_first_sync_a_missing_name_is_a_server_failure_not_nxdomain() {
+        let unsynced = Index::default();
+        let ask =
+            |name: &str| zone().answer(&unsynced, &Name::from_ascii(name).unwrap(), RecordType::A);
+        let answer = ask("web.default.svc.cluster.local.").unwrap();
+        assert_eq!(answer.code, ResponseCode::ServFail);
+        assert!(answer.soa.is_none() && answer.answers.is_empty());
+        // What needs no index is answered, and other zones still go upstream.
+        let pod = ask("10-42-0-9.default.pod.cluster.local.").unwrap();
+        assert_eq!(data(&pod), ["10.42.0.9"]);
+        assert!(ask("example.com.").is_none());
     }
 
     #[test]

@@ -175,9 +175,22 @@ pub struct Index {
     services: HashMap<ServiceKey, ServiceRecords>,
     namespaces: HashMap<String, usize>,
     reverse: HashMap<IpAddr, Vec<(ServiceKey, Option<String>)>>,
+    /// Whether it holds the whole cluster: Services and EndpointSlices
+    /// both listed once.
+    synced: bool,
 }
 
 impl Index {
+    /// Whether a name missing here is missing from the cluster, rather
+    /// than not yet listed.
+    pub fn synced(&self) -> bool {
+        self.synced
+    }
+
+    pub fn mark_synced(&mut self) {
+        self.synced = true;
+    }
+
     pub fn service(&self, key: &ServiceKey) -> Option<&ServiceRecords> {
         self.services.get(key)
     }

@@ -21,11 +21,13 @@ enum Change {
 }
 
 /// The objects as the watches last saw them, with the slices grouped by
-/// the Service they belong to.
+/// the Service they belong to, and whether each kind was listed yet.
 #[derive(Default)]
 struct Objects {
     services: HashMap<ServiceKey, Service>,
     slices: HashMap<ServiceKey, BTreeMap<String, EndpointSlice>>,
+    services_listed: bool,
+    slices_listed: bool,
 }
 
 impl Objects {
@@ -39,6 +41,9 @@ impl Objects {
         let mut index = Index::default();
         for key in self.services.keys() {
             index.set(key.clone(), self.records(key));
+        }
+        if self.services_listed && self.slices_listed {
+            index.mark_synced();
         }
         index
     }
@@ -104,6 +109,7 @@ pub async fn run(client: Client, index: Arc<RwLock<Index>>) {
                 }
                 watcher::Event::InitDone => {
                     objects.services = listing_services.take().unwrap_or_default();
+                    objects.services_listed = true;
                     *write(&index) = objects.rebuild();
                     None
                 }
@@ -135,6 +141,7 @@ pub async fn run(client: Client, index: Arc<RwLock<Index>>) {
                 }
                 watcher::Event::InitDone => {
                     objects.slices = listing_slices.take().unwrap_or_default();
+                    objects.slices_listed = true;
                     *write(&index) = objects.rebuild();
                     None
                 }
@@ -167,4 +174,19 @@ pub async fn run(client: Client, index: Arc<RwLock<Index>>) {
 /// taken as it is.
 fn write(index: &RwLock<Index>) -> std::sync::RwLockWriteGuard<'_, Index> {
     index.write().unwrap_or_else(|e| e.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_index_has_the_cluster_once_services_and_slices_are_both_listed() {
+        let mut objects = Objects::default();
+        assert!(!objects.rebuild().synced());
+        objects.services_listed = true;
+        assert!(!objects.rebuild().synced());
+        objects.slices_listed = true;
+        assert!(objects.rebuild().synced());
+    }
 }
