@@ -179,10 +179,7 @@ fn many_replicas_are_created_once_each() {
     wait_status(server, &ns, "rs", "many", "replicas", 60);
     // A controller that trusted a cache not yet showing its own creations
     // would make too many pods and then delete the extra ones.
-    assert_eq!(
-        server.event_messages(&ns, "many", "SuccessfulCreate").len(),
-        60
-    );
+    assert_eq!(server.event_count(&ns, "many", "SuccessfulCreate"), 60);
     assert!(
         server
             .event_messages(&ns, "many", "SuccessfulDelete")

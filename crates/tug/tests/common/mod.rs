@@ -311,8 +311,13 @@ impl Server {
         list["items"].as_array().cloned().unwrap_or_default()
     }
 
-    /// The messages of the events about `object` with `reason`.
-    pub fn event_messages(&self, namespace: &str, object: &str, reason: &str) -> Vec<String> {
+    /// The events about `object` with `reason`.
+    pub fn events_about(
+        &self,
+        namespace: &str,
+        object: &str,
+        reason: &str,
+    ) -> Vec<serde_json::Value> {
         let selector = format!("involvedObject.name={object},reason={reason}");
         let out = self
             .kubectl(&[
@@ -327,12 +332,25 @@ impl Server {
             ])
             .ok();
         let events: serde_json::Value = serde_json::from_str(&out).expect("events as JSON");
-        events["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
+        events["items"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// The messages of the events about `object` with `reason`.
+    pub fn event_messages(&self, namespace: &str, object: &str, reason: &str) -> Vec<String> {
+        self.events_about(namespace, object, reason)
+            .iter()
             .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
             .collect()
+    }
+
+    /// How many times events about `object` with `reason` were recorded:
+    /// the sum of their counts, as an event recorded again is counted in
+    /// the Event already written.
+    pub fn event_count(&self, namespace: &str, object: &str, reason: &str) -> i64 {
+        self.events_about(namespace, object, reason)
+            .iter()
+            .map(|e| e["count"].as_i64().unwrap_or(1))
+            .sum()
     }
 
     /// The names (`kind/name`) kubectl lists for `args`, sorted.

@@ -1,0 +1,279 @@
+//! Which Event a new one is counted in, as client-go's EventCorrelator
+//! decides it (its spam filter aside):
+//!
+//! - similar events (the same object, type, reason and source, whatever
+//!   the message) are written apart until 10 different messages come within
+//!   10 minutes; from then on each new message goes into one Event whose
+//!   message starts "(combined from similar events): " (the
+//!   EventAggregator), so a stream of ever different messages stays one
+//!   Event;
+//! - the same event again (the message too) within 10 minutes of the last
+//!   raises the `count` and `lastTimestamp` of the Event written for it
+//!   instead of writing another (the EventLogger), which is what `kubectl
+//!   describe` shows as `(x3 over 2m)`.
+//!
+//! The caches are bounded as client-go's LRU caches are: past 4,096 keys,
+//! those unused for 10 minutes go, then the least recently used.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use jiff::{SignedDuration, Timestamp};
+use k8s_openapi::api::core::v1::Event;
+use tokio::sync::Mutex;
+
+/// How long a series stays open after its last event (client-go's
+/// maxIntervalInSeconds).
+const WINDOW: SignedDuration = SignedDuration::from_mins(10);
+/// How many different messages similar events may have before they are
+/// combined (client-go's defaultAggregateMaxEvents).
+const MAX_MESSAGES: usize = 10;
+/// How many keys each cache holds (client-go's maxLruCacheEntries).
+const MAX_KEYS: usize = 4096;
+/// What the message of combined events starts with.
+pub const COMBINED: &str = "(combined from similar events): ";
+
+/// The Event a series was written as.
+#[derive(Debug)]
+pub struct Written {
+    pub name: String,
+    pub count: i32,
+    /// When it was last written.
+    pub last: Timestamp,
+}
+
+impl Written {
+    /// Whether an event at `now` is counted in this one rather than
+    /// written anew.
+    pub fn continues_at(&self, now: Timestamp) -> bool {
+        now.duration_since(self.last) <= WINDOW
+    }
+}
+
+/// One series: the Event written for it, if any yet. Its lock is held
+/// across the write, so the same event recorded twice at once is counted
+/// twice in one Event, not written as two.
+pub type Series = Arc<Mutex<Option<Written>>>;
+
+#[derive(Default)]
+pub struct Correlator {
+    /// The messages of similar events in the window, by [`similar_key`].
+    similar: HashMap<String, Used<HashSet<String>>>,
+    /// The series by [`event_key`], or by [`similar_key`] for combined ones.
+    series: HashMap<String, Used<Series>>,
+}
+
+struct Used<T> {
+    value: T,
+    at: Timestamp,
+}
+
+impl Correlator {
+    /// The series `event` at `now` is counted in; its message is rewritten
+    /// when it is combined with similar ones.
+    pub fn correlate(&mut self, event: &mut Event, now: Timestamp) -> Series {
+        let key = self.aggregate(event, now);
+        let used = entry(&mut self.series, key, now);
+        used.at = now;
+        used.value.clone()
+    }
+
+    /// The key of the series `event` joins: its own, or, once similar
+    /// events have had too many messages, theirs.
+    fn aggregate(&mut self, event: &mut Event, now: Timestamp) -> String {
+        let key = similar_key(event);
+        let similar = entry(&mut self.similar, key.clone(), now);
+        if now.duration_since(similar.at) > WINDOW {
+            similar.value.clear();
+        }
+        similar.at = now;
+        let message = event.message.clone().unwrap_or_default();
+        similar.value.insert(message.clone());
+        if similar.value.len() < MAX_MESSAGES {
+            return event_key(event);
+        }
+        // Kept one short of the limit, so every further new message is combined.
+        similar.value.remove(&message);
+        event.message = Some(format!("{COMBINED}{message}"));
+        key
+    }
+}
+
+/// What makes events similar: client-go's EventAggregatorByReasonFunc.
+fn similar_key(event: &Event) -> String {
+    key(
+        "similar",
+        event,
+        &[
+            event.reporting_component.as_deref(),
+            event.reporting_instance.as_deref(),
+        ],
+    )
+}
+
+/// What makes events the same: client-go's getEventKey.
+fn event_key(event: &Event) -> String {
+    key(
+        "same",
+        event,
+        &[
+            event.involved_object.field_path.as_deref(),
+            event.message.as_deref(),
+        ],
+    )
+}
+
+/// A key of `kind` from what both keys take of an event (its source,
+/// object, type and reason) and `more`, joined by a byte no name or
+/// message holds, so that different parts never make the same key.
+fn key(kind: &str, event: &Event, more: &[Option<&str>]) -> String {
+    let object = &event.involved_object;
+    let source = event.source.as_ref();
+    let shared = [
+        source.and_then(|s| s.component.as_deref()),
+        source.and_then(|s| s.host.as_deref()),
+        object.kind.as_deref(),
+        object.namespace.as_deref(),
+        object.name.as_deref(),
+        object.uid.as_deref(),
+        object.api_version.as_deref(),
+        event.type_.as_deref(),
+        event.reason.as_deref(),
+    ];
+    let mut parts = vec![kind];
+    parts.extend(shared.iter().chain(more).map(|p| p.unwrap_or_default()));
+    parts.join("\0")
+}
+
+/// The cache's entry for `key`, made when it has none (room first).
+fn entry<T: Default>(
+    cache: &mut HashMap<String, Used<T>>,
+    key: String,
+    now: Timestamp,
+) -> &mut Used<T> {
+    if !cache.contains_key(&key) {
+        make_room(cache, now);
+    }
+    cache.entry(key).or_insert_with(|| Used {
+        value: T::default(),
+        at: now,
+    })
+}
+
+/// Keeps a cache under [`MAX_KEYS`] before a key is added: first without the
+/// keys unused for the window, else without the least recently used.
+fn make_room<T>(cache: &mut HashMap<String, Used<T>>, now: Timestamp) {
+    if cache.len() < MAX_KEYS {
+        return;
+    }
+    cache.retain(|_, used| now.duration_since(used.at) <= WINDOW);
+    if cache.len() < MAX_KEYS {
+        return;
+    }
+    let oldest = cache
+        .iter()
+        .min_by_key(|(_, used)| used.at)
+        .map(|(key, _)| key.clone());
+    if let Some(oldest) = oldest {
+        cache.remove(&oldest);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(pod: &str, message: &str) -> Event {
+        serde_json::from_value(json!({
+            "metadata": {"name": "x", "namespace": "default"},
+            "involvedObject": {"kind": "Pod", "namespace": "default", "name": pod, "uid": "u1"},
+            "reason": "FailedScheduling",
+            "message": message,
+            "type": "Warning",
+            "source": {"component": "default-scheduler"},
+        }))
+        .unwrap()
+    }
+
+    fn at(seconds: i64) -> Timestamp {
+        Timestamp::from_second(1_700_000_000 + seconds).unwrap()
+    }
+
+    #[test]
+    fn the_same_event_joins_its_series_and_another_message_or_object_does_not() {
+        let mut correlator = Correlator::default();
+        let first = correlator.correlate(&mut event("web", "0/1 nodes"), at(0));
+        let again = correlator.correlate(&mut event("web", "0/1 nodes"), at(30));
+        assert!(Arc::ptr_eq(&first, &again));
+        let other_message = correlator.correlate(&mut event("web", "0/2 nodes"), at(31));
+        assert!(!Arc::ptr_eq(&first, &other_message));
+        let other_pod = correlator.correlate(&mut event("db", "0/1 nodes"), at(32));
+        assert!(!Arc::ptr_eq(&first, &other_pod));
+    }
+
+    #[test]
+    fn a_series_continues_for_ten_minutes_after_its_last_event() {
+        let last = Written {
+            name: "web.1".to_owned(),
+            count: 3,
+            last: at(0),
+        };
+        assert!(last.continues_at(at(600)));
+        assert!(!last.continues_at(at(601)));
+    }
+
+    #[test]
+    fn the_tenth_different_message_of_similar_events_is_combined_and_so_are_the_next() {
+        let mut correlator = Correlator::default();
+        let mut apart = Vec::new();
+        for n in 0..9 {
+            let mut e = event("web", &format!("attempt {n}"));
+            apart.push(correlator.correlate(&mut e, at(n)));
+            assert_eq!(e.message.unwrap(), format!("attempt {n}"));
+        }
+        let mut tenth = event("web", "attempt 9");
+        let combined = correlator.correlate(&mut tenth, at(9));
+        assert_eq!(tenth.message.unwrap(), format!("{COMBINED}attempt 9"));
+        assert!(apart.iter().all(|s| !Arc::ptr_eq(s, &combined)));
+        let mut eleventh = event("web", "attempt 10");
+        let again = correlator.correlate(&mut eleventh, at(10));
+        assert_eq!(eleventh.message.unwrap(), format!("{COMBINED}attempt 10"));
+        assert!(Arc::ptr_eq(&combined, &again));
+
+        // Another pod's events are not similar to these.
+        let mut other = event("db", "attempt 11");
+        correlator.correlate(&mut other, at(11));
+        assert_eq!(other.message.unwrap(), "attempt 11");
+    }
+
+    #[test]
+    fn similar_messages_are_counted_afresh_after_ten_quiet_minutes() {
+        let mut correlator = Correlator::default();
+        for n in 0..9 {
+            correlator.correlate(&mut event("web", &format!("attempt {n}")), at(n));
+        }
+        let mut late = event("web", "attempt 9");
+        correlator.correlate(&mut late, at(8 + 601));
+        assert_eq!(late.message.unwrap(), "attempt 9");
+    }
+
+    #[test]
+    fn a_full_cache_forgets_the_least_recently_used_key() {
+        let mut correlator = Correlator::default();
+        let pod = |n: usize| event(&format!("pod-{n}"), "m");
+        let ms = |n: usize| at(0) + SignedDuration::from_millis(n as i64);
+        let first: Vec<Series> = (0..MAX_KEYS)
+            .map(|n| correlator.correlate(&mut pod(n), ms(n)))
+            .collect();
+        // Used again, pod-0 is no longer the least recently used: pod-1 is.
+        let kept = correlator.correlate(&mut pod(0), ms(MAX_KEYS));
+        assert!(Arc::ptr_eq(&first[0], &kept));
+        correlator.correlate(&mut event("new", "m"), ms(MAX_KEYS + 1));
+        assert_eq!(correlator.series.len(), MAX_KEYS);
+        let pod_0 = correlator.correlate(&mut pod(0), ms(MAX_KEYS + 2));
+        assert!(Arc::ptr_eq(&first[0], &pod_0));
+        let pod_1 = correlator.correlate(&mut pod(1), ms(MAX_KEYS + 3));
+        assert!(!Arc::ptr_eq(&first[1], &pod_1));
+    }
+}
