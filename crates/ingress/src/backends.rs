@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Service, ServicePort};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
@@ -14,6 +15,15 @@ use k8s_openapi::api::networking::v1::{IngressServiceBackend, ServiceBackendPort
 
 /// The label tying an EndpointSlice to its Service.
 const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
+
+/// Where a rule sends requests: the backend, and how long its Ingress lets
+/// an endpoint take to answer. Rules of several Ingresses share a backend
+/// (one turn order over its endpoints), each with its own timeout.
+#[derive(Clone, Debug)]
+pub struct Target {
+    pub backend: Arc<Backend>,
+    pub read_timeout: Duration,
+}
 
 /// One Service port that requests are forwarded to.
 #[derive(Debug)]

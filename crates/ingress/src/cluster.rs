@@ -21,7 +21,8 @@ use rustls::sign::CertifiedKey;
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
 
-use crate::backends::{Backend, Resolver, backend_name};
+use crate::annotations;
+use crate::backends::{Backend, Resolver, Target, backend_name};
 use crate::class::Classes;
 use crate::current::Current;
 use crate::proxy::Routes;
@@ -104,7 +105,7 @@ where
 
 /// One rebuild's results.
 struct Built {
-    routes: Table<Arc<Backend>>,
+    routes: Table<Target>,
     certificates: Certificates,
     classes: Classes,
     /// What is wrong with the served Ingresses' TLS, for the log.
@@ -161,8 +162,13 @@ impl Cluster {
         for ingress in &served {
             let namespace = ingress.namespace().unwrap_or_default();
             let Some(spec) = &ingress.spec else { continue };
+            let read_timeout = annotations::read_timeout(ingress);
+            let target = |backend| Target {
+                backend,
+                read_timeout,
+            };
             if let Some(backend) = backends.get(&namespace, spec.default_backend.as_ref()) {
-                built.routes.set_default(backend);
+                built.routes.set_default(target(backend));
             }
             for rule in spec.rules.iter().flatten() {
                 let host = rule.host.as_deref().unwrap_or_default();
@@ -170,7 +176,7 @@ impl Cluster {
                     if let Some(backend) = backends.get(&namespace, Some(&path.backend)) {
                         let path_type = PathType::from_api(&path.path_type);
                         let path = path.path.as_deref().unwrap_or("/");
-                        built.routes.add(host, path, path_type, backend);
+                        built.routes.add(host, path, path_type, target(backend));
                     }
                 }
             }

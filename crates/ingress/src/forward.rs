@@ -4,6 +4,9 @@
 //! another when one cannot be connected to (refused, unreachable, timed
 //! out): nothing of the request has been sent then, so trying again is safe
 //! whatever its method, and its body is still there for the next attempt.
+//! An endpoint that takes the request but sends no answer's head within the
+//! read timeout (connecting included) is given up, and not tried again
+//! elsewhere: its body has gone to it.
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -36,6 +39,8 @@ pub enum Failure {
     Unreachable(Vec<String>),
     /// The endpoint took the request but failed before a full answer.
     Broken(SocketAddr, String),
+    /// The endpoint sent no answer within the read timeout.
+    TimedOut(SocketAddr, Duration),
 }
 
 pub struct Forwarder {
@@ -54,11 +59,13 @@ impl Forwarder {
     }
 
     /// Sends `request` (its headers already as the endpoint should see them)
-    /// to one of the backend's endpoints.
+    /// to one of the backend's endpoints, waiting `read_timeout` at most for
+    /// its answer.
     pub async fn send(
         &self,
         backend: &Backend,
         request: Request<Incoming>,
+        read_timeout: Duration,
     ) -> Result<Response<Incoming>, Failure> {
         let endpoints = match &backend.endpoints {
             Err(problem) => return Err(Failure::NoEndpoints(problem.clone())),
@@ -90,10 +97,11 @@ impl Forwarder {
             *attempt.uri_mut() = uri;
             *attempt.version_mut() = Version::HTTP_11;
             *attempt.headers_mut() = parts.headers.clone();
-            match self.client.request(attempt).await {
-                Ok(response) => return Ok(response),
-                Err(e) if e.is_connect() => refused.push(format!("{endpoint}: {}", causes(&e))),
-                Err(e) => return Err(Failure::Broken(endpoint, causes(&e))),
+            match tokio::time::timeout(read_timeout, self.client.request(attempt)).await {
+                Err(_) => return Err(Failure::TimedOut(endpoint, read_timeout)),
+                Ok(Ok(response)) => return Ok(response),
+                Ok(Err(e)) if e.is_connect() => refused.push(format!("{endpoint}: {}", causes(&e))),
+                Ok(Err(e)) => return Err(Failure::Broken(endpoint, causes(&e))),
             }
         }
         Err(Failure::Unreachable(refused))

@@ -8,15 +8,17 @@
 //!                class      the `tug` class (made at start), which Ingresses are ours
 //!                routes     host and path rules → backend, matched as Kubernetes says
 //!                backends   Service port → its ready endpoints' addresses
+//!                annotations  an Ingress's proxy-read-timeout (ingress-nginx's; 60 s)
 //!                tls        spec.tls Secrets → certificates by SNI name, a default one
 //!                current    the table and certificates, swapped whole ◀─────────┘
 //!                status     status.loadBalancer.ingress ← this node's InternalIP
 //!
 //! client ──▶ listen  :80 HTTP, :443 HTTPS (ports: flags; taken: logged, skipped)
 //!            proxy   route → X-Forwarded-* → forward; upgrades (WebSocket) carried
-//!                    through; 404 / 502 / 503 with why
+//!                    through; 404 / 502 / 503 / 504 with why
 //!            forward pooled HTTP/1.1 client to pod addresses, round robin,
-//!                    the next endpoint when one refuses the connection
+//!                    the next endpoint when one refuses the connection, no
+//!                    more than the read timeout for an answer
 //! ```
 //!
 //! ```text
@@ -26,6 +28,7 @@
 //! No request waits on the API server: every answer comes from the table of
 //! the last rebuild.
 
+mod annotations;
 mod backends;
 mod class;
 mod cluster;

@@ -109,7 +109,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backends::Backend;
+    use crate::backends::{Backend, Target};
     use crate::current::Current;
     use crate::routes::{PathType, Table};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -123,6 +123,47 @@ mod tests {
             head.push(byte[0]);
         }
         String::from_utf8(head).unwrap()
+    }
+
+    /// An ingress in front of one backend at `address` for every host and
+    /// path, serving one connection; where it listens.
+    async fn front(address: SocketAddr, read_timeout: Duration) -> SocketAddr {
+        let mut table = Table::default();
+        let backend = Backend::new("t/backend:80".into(), Ok(vec![address]));
+        let target = Target {
+            backend: Arc::new(backend),
+            read_timeout,
+        };
+        table.add("", "/", PathType::Prefix, target);
+        let proxy = Arc::new(Proxy::new(Arc::new(Current::new(table))));
+        let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let front_address = front.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (stream, client) = front.accept().await.unwrap();
+            serve(stream, client, proxy, "http").await;
+        });
+        front_address
+    }
+
+    #[tokio::test]
+    async fn a_backend_silent_past_the_read_timeout_gets_504() {
+        // A backend that takes the request and never answers.
+        let backend = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let backend_address = backend.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = backend.accept().await.unwrap();
+            read_head(&mut stream).await;
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+        });
+        let front_address = front(backend_address, Duration::from_secs(1)).await;
+
+        let mut client = TcpStream::connect(front_address).await.unwrap();
+        client
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let head = read_head(&mut client).await;
+        assert!(head.starts_with("HTTP/1.1 504"), "{head}");
     }
 
     #[tokio::test]
@@ -141,16 +182,7 @@ mod tests {
             let (mut from, mut to) = stream.split();
             tokio::io::copy(&mut from, &mut to).await.unwrap();
         });
-        let mut table = Table::default();
-        let echo = Backend::new("t/echo:80".into(), Ok(vec![backend_address]));
-        table.add("", "/", PathType::Prefix, Arc::new(echo));
-        let proxy = Arc::new(Proxy::new(Arc::new(Current::new(table))));
-        let front = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let front_address = front.local_addr().unwrap();
-        tokio::spawn(async move {
-            let (stream, client) = front.accept().await.unwrap();
-            serve(stream, client, proxy, "http").await;
-        });
+        let front_address = front(backend_address, Duration::from_secs(60)).await;
 
         let mut client = TcpStream::connect(front_address).await.unwrap();
         client

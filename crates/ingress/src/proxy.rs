@@ -1,8 +1,9 @@
 //! One request through the ingress: the route its host and path take, the
 //! headers a reverse proxy adds, connections switched to another protocol
 //! (WebSocket) carried through, and the answer when no backend can give one
-//! (404 for no route, 503 for no endpoint, 502 for endpoints that do not
-//! answer), each with a body saying why.
+//! (404 for no route, 503 for no endpoint, 502 for endpoints that refuse or
+//! fail, 504 for one that does not answer in time), each with a body saying
+//! why, as ingress-nginx answers.
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -17,12 +18,12 @@ use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 
-use crate::backends::Backend;
+use crate::backends::{Backend, Target};
 use crate::current::Current;
 use crate::forward::{Failure, Forwarder};
 use crate::routes::Table;
 
-pub type Routes = Current<Table<Arc<Backend>>>;
+pub type Routes = Current<Table<Target>>;
 pub type ProxyBody = BoxBody<Bytes, hyper::Error>;
 
 /// Headers that describe one connection, not the message, so a proxy does
@@ -67,7 +68,7 @@ impl Proxy {
             .unwrap_or_default()
             .to_owned();
         let path = request.uri().path().to_owned();
-        let Some(backend) = self.routes.load().find(&host, &path).cloned() else {
+        let Some(target) = self.routes.load().find(&host, &path).cloned() else {
             return Ok(text(
                 StatusCode::NOT_FOUND,
                 format!("no Ingress rule matches host {host:?} and path {path:?}"),
@@ -81,7 +82,11 @@ impl Proxy {
             headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
             headers.insert(header::UPGRADE, protocol);
         }
-        let answer = match self.forwarder.send(&backend, request).await {
+        let sent = self
+            .forwarder
+            .send(&target.backend, request, target.read_timeout)
+            .await;
+        let answer = match sent {
             Ok(mut response) => {
                 match client_side {
                     Some(client_side) if response.status() == StatusCode::SWITCHING_PROTOCOLS => {
@@ -93,7 +98,7 @@ impl Proxy {
                 }
                 response.map(BodyExt::boxed)
             }
-            Err(failure) => failed(&backend, failure),
+            Err(failure) => failed(&target.backend, failure),
         };
         Ok(answer)
     }
@@ -109,6 +114,15 @@ fn failed(backend: &Backend, failure: Failure) -> Response<ProxyBody> {
                 "no endpoint of service {} accepted a connection ({})",
                 backend.name,
                 tried.join("; ")
+            ),
+        ),
+        Failure::TimedOut(endpoint, timeout) => text(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "endpoint {endpoint} of service {} sent no answer within {} s \
+                 (nginx.ingress.kubernetes.io/proxy-read-timeout)",
+                backend.name,
+                timeout.as_secs()
             ),
         ),
         Failure::Broken(endpoint, why) => text(

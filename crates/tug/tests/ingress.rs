@@ -563,6 +563,45 @@ fn a_refusing_endpoint_is_passed_over_and_failures_say_why() {
     );
 }
 
+/// A CGI program that takes the request and never answers.
+const SILENT_CGI: &str = "#!/bin/sh
+exec sleep 3600
+";
+
+#[test]
+fn an_endpoint_silent_past_the_ingress_read_timeout_gets_504() {
+    let node = node();
+    let server = &node.server;
+    let ns = server.namespace("ingress-timeout");
+    let ip = cgi_backend(server, &ns, "silent", SILENT_CGI);
+    service(server, &ns, "silent", &[(&ip, 8080)]);
+    let mut timeout = ingress(
+        "timeout",
+        json!({"rules": [{"host": "slow.timeout.test", "http": {"paths": [path("/", "Prefix", "silent")]}}]}),
+    );
+    timeout["metadata"]["annotations"] =
+        json!({"nginx.ingress.kubernetes.io/proxy-read-timeout": "2"});
+    server.apply_json(&ns, &timeout);
+    answers("slow.timeout.test", "/index.html", 200, "silent");
+
+    let (code, body) = curl(
+        "http",
+        "slow.timeout.test",
+        node.http,
+        "/cgi-bin/silent",
+        &[],
+    );
+    assert_eq!(code, 504, "{body}");
+    assert!(
+        body.contains(&format!(
+            "endpoint {ip}:8080 of service ingress-timeout/silent:80 sent no answer within 2 s"
+        )),
+        "{body}"
+    );
+    // The endpoint's other requests are answered as before.
+    answers("slow.timeout.test", "/index.html", 200, "silent");
+}
+
 /// A CGI program for busybox httpd: prints the request's headers as the
 /// server hands them over (`HTTP_*`), and its body.
 const ECHO_CGI: &str = "#!/bin/sh
@@ -571,26 +610,34 @@ env | grep '^HTTP_' | sort
 if [ -n \"$CONTENT_LENGTH\" ]; then echo \"BODY=$(head -c \"$CONTENT_LENGTH\")\"; fi
 ";
 
+/// A running [`backend_pod`] that also serves `script` as
+/// `/cgi-bin/<name>`; returns its pod IP.
+fn cgi_backend(server: &Server, namespace: &str, name: &str, script: &str) -> String {
+    server.apply_json(
+        namespace,
+        &json!({
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": format!("{name}-cgi")},
+            "data": {name: script},
+        }),
+    );
+    let mut pod = backend_pod(name, &["index.html"]);
+    pod["spec"]["volumes"] = json!([{
+        "name": "cgi",
+        "configMap": {"name": format!("{name}-cgi"), "defaultMode": 0o755},
+    }]);
+    pod["spec"]["containers"][0]["volumeMounts"] =
+        json!([{"name": "cgi", "mountPath": "/www/cgi-bin"}]);
+    run_pod(server, namespace, &pod)
+}
+
 #[test]
 fn backends_see_who_asked_for_which_host_over_what_and_the_body() {
     let node = node();
     let server = &node.server;
     let ns = server.namespace("ingress-headers");
-    server.apply_json(
-        &ns,
-        &json!({
-            "apiVersion": "v1",
-            "kind": "ConfigMap",
-            "metadata": {"name": "cgi"},
-            "data": {"echo": ECHO_CGI},
-        }),
-    );
-    let mut pod = backend_pod("echo", &["index.html"]);
-    pod["spec"]["volumes"] =
-        json!([{"name": "cgi", "configMap": {"name": "cgi", "defaultMode": 0o755}}]);
-    pod["spec"]["containers"][0]["volumeMounts"] =
-        json!([{"name": "cgi", "mountPath": "/www/cgi-bin"}]);
-    let ip = run_pod(server, &ns, &pod);
+    let ip = cgi_backend(server, &ns, "echo", ECHO_CGI);
     // One endpoint refuses: requests that try it first go on to the other,
     // their bodies with them.
     service(server, &ns, "echo", &[(&ip, 8080), (&ip, 8081)]);
