@@ -79,12 +79,13 @@ impl NodeInfo {
         }
     }
 
-    pub fn remove_pod(&mut self, key: &str) {
+    /// Takes the pod off the node; returns it if it was there.
+    pub fn remove_pod(&mut self, key: &str) -> Option<Arc<PodInfo>> {
         self.pods_with_anti_affinity.remove(key);
         self.pods_with_affinity.remove(key);
-        if let Some(old) = self.pods.remove(key) {
-            self.forget_requests(&old);
-        }
+        let old = self.pods.remove(key)?;
+        self.forget_requests(&old);
+        Some(old)
     }
 
     fn forget_requests(&mut self, pod: &PodInfo) {
@@ -111,6 +112,13 @@ struct Placement {
 pub struct Cache {
     nodes: BTreeMap<String, NodeInfo>,
     placements: HashMap<String, Placement>,
+    /// The names of the nodes holding a pod with pod affinity or
+    /// anti-affinity, the only ones inter-pod affinity must look at for an
+    /// incoming pod with no terms of its own.
+    with_pod_affinity: BTreeSet<String>,
+    /// The names of the nodes holding pods of each controller (by uid), the
+    /// only ones spreading its pods must count.
+    with_controller: HashMap<String, BTreeSet<String>>,
     /// Preemptors and the node their victims are leaving, by pod key: the
     /// room is theirs, not a lower-priority pod's that comes first.
     nominated: HashMap<String, (String, Arc<PodInfo>)>,
@@ -147,6 +155,35 @@ impl Cache {
         self.nodes.values().filter(|n| n.node.is_some())
     }
 
+    /// The nodes inter-pod affinity looks at for an incoming pod: every
+    /// node when the pod has terms of its own (`own_terms`), else only
+    /// those holding a pod with terms, as only their terms can matter.
+    pub fn nodes_for_pod_affinity(
+        &self,
+        own_terms: bool,
+    ) -> Box<dyn Iterator<Item = &NodeInfo> + '_> {
+        if own_terms {
+            return Box::new(self.nodes());
+        }
+        Box::new(self.named(&self.with_pod_affinity))
+    }
+
+    /// The nodes pods can go to that hold pods of the controller `uid`.
+    pub fn nodes_with_controller(&self, uid: &str) -> impl Iterator<Item = &NodeInfo> {
+        self.with_controller
+            .get(uid)
+            .into_iter()
+            .flat_map(|names| self.named(names))
+    }
+
+    /// The nodes of these names that pods can go to.
+    fn named<'a>(&'a self, names: &'a BTreeSet<String>) -> impl Iterator<Item = &'a NodeInfo> {
+        names
+            .iter()
+            .filter_map(|name| self.nodes.get(name))
+            .filter(|n| n.node.is_some())
+    }
+
     pub fn node_names(&self) -> Vec<String> {
         self.nodes().map(|n| n.name().to_owned()).collect()
     }
@@ -178,6 +215,9 @@ impl Cache {
         pod: &PodInfo,
         node: &'a NodeInfo,
     ) -> std::borrow::Cow<'a, NodeInfo> {
+        if self.nominated.is_empty() {
+            return std::borrow::Cow::Borrowed(node);
+        }
         let claims: Vec<&Arc<PodInfo>> = self
             .nominated
             .iter()
@@ -205,6 +245,15 @@ impl Cache {
                 assumed,
             },
         );
+        if pod.has_pod_affinity() {
+            self.with_pod_affinity.insert(node.to_owned());
+        }
+        if let Some(uid) = pod.controller_uid() {
+            self.with_controller
+                .entry(uid.to_owned())
+                .or_default()
+                .insert(node.to_owned());
+        }
         self.nodes
             .entry(node.to_owned())
             .or_insert_with(NodeInfo::empty)
@@ -229,7 +278,20 @@ impl Cache {
             return false;
         };
         if let Some(info) = self.nodes.get_mut(&placement.node) {
-            info.remove_pod(key);
+            let removed = info.remove_pod(key);
+            if info.pods_with_affinity.is_empty() {
+                self.with_pod_affinity.remove(&placement.node);
+            }
+            let controller = removed.as_deref().and_then(PodInfo::controller_uid);
+            if let Some(uid) = controller
+                && !info.by_controller.contains_key(uid)
+                && let Some(names) = self.with_controller.get_mut(uid)
+            {
+                names.remove(&placement.node);
+                if names.is_empty() {
+                    self.with_controller.remove(uid);
+                }
+            }
             if info.node.is_none() && info.pods.is_empty() {
                 self.nodes.remove(&placement.node);
             }
@@ -267,4 +329,57 @@ fn scheduling_view(node: &Node) -> impl PartialEq + use<> {
         conditions,
         status.images,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn the_nodes_holding_a_controllers_pods_or_affinity_terms_follow_the_pods() {
+        let mut cache = Cache::default();
+        for name in ["a", "b", "c"] {
+            let node = json!({"metadata": {"name": name}});
+            cache.set_node(serde_json::from_value(node).expect("a node"));
+        }
+        cache.assume(pod("web-1", "rs-web", false), "a");
+        cache.set_pod(pod("web-2", "rs-web", true), "b");
+        cache.set_pod(pod("db-1", "rs-db", false), "b");
+        assert_eq!(names(cache.nodes_with_controller("rs-web")), ["a", "b"]);
+        assert_eq!(names(cache.nodes_for_pod_affinity(false)), ["b"]);
+        assert_eq!(names(cache.nodes_for_pod_affinity(true)), ["a", "b", "c"]);
+
+        cache.remove_pod("default/web-2");
+        assert_eq!(names(cache.nodes_with_controller("rs-web")), ["a"]);
+        assert!(names(cache.nodes_for_pod_affinity(false)).is_empty());
+        cache.forget("default/web-1");
+        assert!(names(cache.nodes_with_controller("rs-web")).is_empty());
+
+        cache.set_pod(pod("db-1", "rs-db", false), "c");
+        assert_eq!(names(cache.nodes_with_controller("rs-db")), ["c"]);
+        cache.remove_node("c");
+        assert!(names(cache.nodes_with_controller("rs-db")).is_empty());
+    }
+
+    fn pod(name: &str, controller: &str, anti_affinity: bool) -> Arc<PodInfo> {
+        let affinity = anti_affinity.then(|| {
+            json!({"podAntiAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": [{
+                "labelSelector": {"matchLabels": {"app": "web"}},
+                "topologyKey": "kubernetes.io/hostname",
+            }]}})
+        });
+        let pod = json!({
+            "metadata": {"name": name, "namespace": "default", "ownerReferences": [{
+                "apiVersion": "apps/v1", "kind": "ReplicaSet", "name": controller,
+                "uid": controller, "controller": true,
+            }]},
+            "spec": {"containers": [{"name": "app"}], "affinity": affinity},
+        });
+        Arc::new(PodInfo::new(serde_json::from_value(pod).expect("a pod")))
+    }
+
+    fn names<'a>(nodes: impl Iterator<Item = &'a NodeInfo>) -> Vec<&'a str> {
+        nodes.map(NodeInfo::name).collect()
+    }
 }

@@ -31,9 +31,9 @@ static NO_SPEC: std::sync::LazyLock<PodSpec> = std::sync::LazyLock::new(PodSpec:
 
 impl PodInfo {
     pub fn new(pod: Pod) -> PodInfo {
-        let spec = pod.spec.clone().unwrap_or_default();
-        let requests = pod_requests(&spec);
-        let scoring_requests = scoring_requests(&spec);
+        let spec = pod.spec.as_ref().unwrap_or(&NO_SPEC);
+        let requests = pod_requests(spec);
+        let scoring_requests = scoring_requests(spec);
         PodInfo {
             key: key_of(&pod),
             requests,

@@ -30,7 +30,8 @@ impl InterPod {
     pub fn count(pod: &PodInfo, cache: &Cache) -> InterPod {
         let mut counts = InterPod::default();
         let (affinity, anti) = pod.required_terms();
-        for node in cache.nodes() {
+        let own_terms = !affinity.is_empty() || !anti.is_empty();
+        for node in cache.nodes_for_pod_affinity(own_terms) {
             let labels = node_labels(node.object());
             let add = |map: &mut HashMap<Domain, usize>, key: &str| {
                 if let Some(value) = labels.get(key) {
@@ -48,7 +49,7 @@ impl InterPod {
                     }
                 }
             }
-            if affinity.is_empty() && anti.is_empty() {
+            if !own_terms {
                 continue;
             }
             for existing in node.pods.values() {
@@ -72,8 +73,11 @@ impl InterPod {
     }
 
     pub fn check(&self, pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
-        let labels = node_labels(node.object());
         let (affinity, anti) = pod.required_terms();
+        if affinity.is_empty() && anti.is_empty() && self.existing_anti_affinity.is_empty() {
+            return Ok(());
+        }
+        let labels = node_labels(node.object());
         if !self.affinity_satisfied(pod, affinity, labels) {
             return Err(Unfit::unresolvable(
                 "node(s) didn't match pod affinity rules",

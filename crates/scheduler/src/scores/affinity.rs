@@ -44,7 +44,7 @@ impl Company {
         let mut scores = HashMap::new();
         let (preferred, preferred_anti) = preferred_terms(pod);
         let own_terms = !preferred.is_empty() || !preferred_anti.is_empty();
-        for node in cache.nodes() {
+        for node in cache.nodes_for_pod_affinity(own_terms) {
             let labels = node_labels(node.object());
             let mut add = |term: &PodAffinityTerm, weight: i64| {
                 if let Some(value) = labels.get(&term.topology_key) {

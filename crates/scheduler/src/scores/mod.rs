@@ -75,7 +75,7 @@ fn totals(pod: &PodInfo, feasible: &[&NodeInfo], cache: &Cache) -> Vec<i64> {
 
     let spreading = spread::Spreading::count(pod, cache);
     if !spreading.is_empty() {
-        add(2, spreading.scores(feasible));
+        add(2, spreading.scores(pod, feasible));
     }
     totals
 }

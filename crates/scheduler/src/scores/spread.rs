@@ -3,6 +3,10 @@
 //! a pod with no constraints of its own, made by a controller, gets
 //! Kubernetes' defaults (at most 3 more per node, 5 more per zone) over its
 //! controller's pods, so a ReplicaSet's replicas spread across nodes.
+//! The pods of each domain are counted once per attempt, over the nodes
+//! holding the controller's pods for the defaults, else over every node;
+//! a node's own domain (its hostname) is counted on the node when it is
+//! scored, as kube-scheduler counts it.
 
 use std::collections::{HashMap, HashSet};
 
@@ -27,6 +31,7 @@ enum Matcher {
 struct Constraint {
     spec: TopologySpreadConstraint,
     matcher: Matcher,
+    /// Matching pods per value of the key; not kept for the hostname.
     counts: HashMap<String, i64>,
 }
 
@@ -64,35 +69,32 @@ impl Spreading {
             constraints,
             require_all_keys,
         };
-        for node in cache.nodes() {
-            let labels = node_labels(node.object());
-            if require_all_keys
-                && !spreading
-                    .constraints
-                    .iter()
-                    .all(|c| labels.contains_key(&c.spec.topology_key))
-            {
+        let keys: Vec<String> = spreading
+            .constraints
+            .iter()
+            .map(|c| c.spec.topology_key.clone())
+            .collect();
+        for c in &mut spreading.constraints {
+            if c.spec.topology_key == HOSTNAME {
                 continue;
             }
-            for c in &mut spreading.constraints {
+            // A node with none of the controller's pods adds nothing.
+            let nodes: Box<dyn Iterator<Item = &NodeInfo>> = match &c.matcher {
+                Matcher::Controller(uid) => Box::new(cache.nodes_with_controller(uid)),
+                Matcher::Selector(_) => Box::new(cache.nodes()),
+            };
+            for node in nodes {
+                let labels = node_labels(node.object());
+                if require_all_keys && !keys.iter().all(|k| labels.contains_key(k)) {
+                    continue;
+                }
                 let Some(value) = labels.get(&c.spec.topology_key) else {
                     continue;
                 };
                 if !eligible(pod, node, &c.spec) {
                     continue;
                 }
-                let matching = match &c.matcher {
-                    Matcher::Controller(uid) => node.by_controller.get(uid).copied().unwrap_or(0),
-                    Matcher::Selector(selector) => node
-                        .pods
-                        .values()
-                        .filter(|p| {
-                            p.namespace() == pod.namespace()
-                                && p.pod.metadata.deletion_timestamp.is_none()
-                                && selector_matches(selector, p.labels())
-                        })
-                        .count() as i64,
-                };
+                let matching = c.matching(pod, node);
                 add_to_domain(&mut c.counts, value, matching);
             }
         }
@@ -105,7 +107,7 @@ impl Spreading {
 
     /// Raw scores for `feasible` (lower raw is better), normalized to 0..100
     /// with the emptiest domains highest; a node lacking a key scores 0.
-    pub fn scores(&self, feasible: &[&NodeInfo]) -> Vec<i64> {
+    pub fn scores(&self, pod: &PodInfo, feasible: &[&NodeInfo]) -> Vec<i64> {
         let weights: Vec<f64> = self
             .constraints
             .iter()
@@ -118,7 +120,10 @@ impl Spreading {
                 ((domains + 2) as f64).ln()
             })
             .collect();
-        let raw: Vec<Option<i64>> = feasible.iter().map(|n| self.raw(n, &weights)).collect();
+        let raw: Vec<Option<i64>> = feasible
+            .iter()
+            .map(|n| self.raw(pod, n, &weights))
+            .collect();
         let max = raw.iter().flatten().copied().max().unwrap_or(0);
         let min = raw.iter().flatten().copied().min().unwrap_or(0);
         raw.into_iter()
@@ -131,7 +136,7 @@ impl Spreading {
     }
 
     /// `weights`: per constraint, the log of its domain count (plus 2).
-    fn raw(&self, node: &NodeInfo, weights: &[f64]) -> Option<i64> {
+    fn raw(&self, pod: &PodInfo, node: &NodeInfo, weights: &[f64]) -> Option<i64> {
         let labels = node_labels(node.object());
         let mut score = 0.0;
         for (c, weight) in self.constraints.iter().zip(weights) {
@@ -141,10 +146,32 @@ impl Spreading {
                 }
                 continue;
             };
-            let count = c.counts.get(value).copied().unwrap_or(0);
+            let count = if c.spec.topology_key == HOSTNAME {
+                c.matching(pod, node)
+            } else {
+                c.counts.get(value).copied().unwrap_or(0)
+            };
             score += count as f64 * weight + f64::from(c.spec.max_skew - 1);
         }
         Some(score.round() as i64)
+    }
+}
+
+impl Constraint {
+    /// How many of the pods on `node` the constraint counts for `pod`.
+    fn matching(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
+        match &self.matcher {
+            Matcher::Controller(uid) => node.by_controller.get(uid).copied().unwrap_or(0),
+            Matcher::Selector(selector) => node
+                .pods
+                .values()
+                .filter(|p| {
+                    p.namespace() == pod.namespace()
+                        && p.pod.metadata.deletion_timestamp.is_none()
+                        && selector_matches(selector, p.labels())
+                })
+                .count() as i64,
+        }
     }
 }
 
