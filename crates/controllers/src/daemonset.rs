@@ -7,8 +7,10 @@
 //! pod). Pods are placed by the default scheduler: each carries a required
 //! node affinity on `metadata.name` naming its node, as Kubernetes has done
 //! since 1.12. Templates are kept as ControllerRevisions (`revisions`); a
-//! RollingUpdate replaces old pods at most `maxUnavailable` at a time, and
-//! OnDelete only once the user deletes them.
+//! RollingUpdate either deletes old pods first, at most `maxUnavailable`
+//! nodes at a time, or with `maxSurge` starts the new pod beside the old one
+//! on at most that many nodes at a time, deleting the old one once the new
+//! one is available; OnDelete replaces pods only once the user deletes them.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -138,11 +140,19 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, kube
     let now = Timestamp::now();
     let is_updated = |p: &Pod| p.labels().get(HASH_LABEL) == Some(&current_hash);
 
+    let strategy = spec.update_strategy.clone().unwrap_or_default();
+    let rolling = strategy
+        .rolling_update
+        .filter(|_| strategy.type_.as_deref() != Some("OnDelete"));
+    let max_surge = rolling.as_ref().and_then(|r| r.max_surge.clone());
+    // Whether a node may hold a new pod beside its old one during a rollout.
+    let surging = scaled(max_surge.as_ref(), 1, 0) > 0;
+
     let mut to_create = Vec::new();
     let mut to_delete: Vec<&Pod> = Vec::new();
     let mut counts = Counts::default();
-    // Old pods on nodes that keep theirs, for the rolling update.
-    let mut old_pods: Vec<&Pod> = Vec::new();
+    // What nodes that should run a pod keep, for the rolling update.
+    let mut kept_pods: Vec<(String, Kept)> = Vec::new();
     for node in &nodes {
         let node_name = node.name_any();
         let eligibility = eligibility(&template_spec, node);
@@ -181,14 +191,19 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, kube
             }
             continue;
         }
-        // Several pods on one node: keep the oldest, as Kubernetes does.
         active.sort_by_key(|p| p.metadata.creation_timestamp.clone().map(|t| t.0));
-        to_delete.extend(active.drain(1..));
-        let pod = active[0];
+        let kept = if surging {
+            Kept::surging(active, &is_updated, min_ready, now, &mut to_delete)
+        } else {
+            // Several pods on one node: keep the oldest, as Kubernetes does.
+            to_delete.extend(active.drain(1..));
+            Kept::one(active[0], &is_updated)
+        };
         if !eligibility.should_run {
             // Tolerated to stay, not to be scheduled: not counted as desired.
             continue;
         }
+        let pod = kept.oldest();
         counts.scheduled += 1;
         if pods::is_ready(pod) {
             counts.ready += 1;
@@ -198,31 +213,26 @@ async fn reconcile(ds: Arc<DaemonSet>, ctx: Arc<Context>) -> Result<Action, kube
         }
         if is_updated(pod) {
             counts.updated += 1;
-        } else {
-            old_pods.push(pod);
         }
+        kept_pods.push((node_name, kept));
     }
     // Pods on nodes that are gone.
     to_delete.extend(by_node.into_values().flatten());
 
-    let strategy = spec.update_strategy.clone().unwrap_or_default();
-    if strategy.type_.as_deref() != Some("OnDelete") {
-        let max_unavailable = max_unavailable(
-            strategy
-                .rolling_update
-                .as_ref()
-                .and_then(|r| r.max_unavailable.as_ref()),
-            counts.desired,
-        );
-        let mut unavailable = counts.desired - counts.available;
-        for pod in old_pods {
-            if !pods::is_available(pod, min_ready, now) {
-                // Already unavailable: replacing it costs nothing.
-                to_delete.push(pod);
-            } else if unavailable < max_unavailable {
-                unavailable += 1;
-                to_delete.push(pod);
-            }
+    if let Some(rolling) = &rolling {
+        let available = |p: &Pod| pods::is_available(p, min_ready, now);
+        if surging {
+            let max_surge = scaled(max_surge.as_ref(), counts.desired, 0);
+            to_create.extend(surge_onto(&kept_pods, max_surge, available));
+        } else {
+            let max_unavailable =
+                scaled(rolling.max_unavailable.as_ref(), counts.desired, 1).max(1);
+            to_delete.extend(take_away(
+                &kept_pods,
+                max_unavailable,
+                counts.desired - counts.available,
+                available,
+            ));
         }
     }
 
@@ -326,18 +336,130 @@ fn phase(pod: &Pod) -> Option<&str> {
     pod.status.as_ref().and_then(|s| s.phase.as_deref())
 }
 
-/// `maxUnavailable` as a number of nodes: a percentage of `desired` rounded
-/// up, 1 when unset, and at least 1 so that a rollout can move.
-fn max_unavailable(value: Option<&IntOrString>, desired: i32) -> i32 {
-    let n = match value {
-        None => 1,
+/// The pods a node keeps. One, the oldest; or, while surging, the oldest
+/// of the current revision beside the oldest of an older one.
+struct Kept<'a> {
+    updated: Option<&'a Pod>,
+    old: Option<&'a Pod>,
+}
+
+impl<'a> Kept<'a> {
+    fn one(pod: &'a Pod, is_updated: &impl Fn(&Pod) -> bool) -> Kept<'a> {
+        if is_updated(pod) {
+            Kept {
+                updated: Some(pod),
+                old: None,
+            }
+        } else {
+            Kept {
+                updated: None,
+                old: Some(pod),
+            }
+        }
+    }
+
+    /// From a node's pods, oldest first: the old pod stays beside the new
+    /// one only while it is ready and the new one not yet available (the
+    /// daemon controller's rule); every other pod goes to `to_delete`.
+    fn surging(
+        pods: Vec<&'a Pod>,
+        is_updated: &impl Fn(&Pod) -> bool,
+        min_ready: i32,
+        now: Timestamp,
+        to_delete: &mut Vec<&'a Pod>,
+    ) -> Kept<'a> {
+        let mut kept = Kept {
+            updated: None,
+            old: None,
+        };
+        for pod in pods {
+            let slot = if is_updated(pod) {
+                &mut kept.updated
+            } else {
+                &mut kept.old
+            };
+            if slot.is_none() {
+                *slot = Some(pod);
+            } else {
+                to_delete.push(pod);
+            }
+        }
+        if let (Some(updated), Some(old)) = (kept.updated, kept.old)
+            && (!pods::is_ready(old) || pods::is_available(updated, min_ready, now))
+        {
+            to_delete.push(old);
+            kept.old = None;
+        }
+        kept
+    }
+
+    /// The pod the node's status counts: the older of the two.
+    fn oldest(&self) -> &'a Pod {
+        match (self.old, self.updated) {
+            (Some(old), _) => old,
+            (None, Some(updated)) => updated,
+            (None, None) => unreachable!("a node keeps at least one pod"),
+        }
+    }
+}
+
+/// Nodes to get a new pod beside their old one: every node whose old pod
+/// is unavailable anyway, and as many others as `max_surge` leaves room
+/// for beside the new pods not yet available.
+fn surge_onto(
+    kept: &[(String, Kept)],
+    max_surge: i32,
+    available: impl Fn(&Pod) -> bool,
+) -> Vec<String> {
+    let mut surging = 0;
+    let mut now = Vec::new();
+    let mut candidates = Vec::new();
+    for (node, pods) in kept {
+        match (pods.old, pods.updated) {
+            (Some(_), Some(_)) => surging += 1,
+            (Some(old), None) if !available(old) => now.push(node.clone()),
+            (Some(_), None) => candidates.push(node.clone()),
+            (None, _) => {}
+        }
+    }
+    let room = usize::try_from(max_surge - surging).unwrap_or(0);
+    now.extend(candidates.into_iter().take(room));
+    now
+}
+
+/// Old pods to delete so that new ones replace them: those unavailable
+/// anyway, and available ones while fewer than `max_unavailable` nodes
+/// are without an available pod.
+fn take_away<'a>(
+    kept: &[(String, Kept<'a>)],
+    max_unavailable: i32,
+    mut unavailable: i32,
+    available: impl Fn(&Pod) -> bool,
+) -> Vec<&'a Pod> {
+    let mut deleted = Vec::new();
+    for old in kept.iter().filter_map(|(_, pods)| pods.old) {
+        if !available(old) {
+            deleted.push(old);
+        } else if unavailable < max_unavailable {
+            unavailable += 1;
+            deleted.push(old);
+        }
+    }
+    deleted
+}
+
+/// `maxUnavailable` or `maxSurge` as a number of nodes: a percentage of
+/// `desired` rounded up, as the daemon controller scales them; `unset`
+/// when absent.
+fn scaled(value: Option<&IntOrString>, desired: i32, unset: i32) -> i32 {
+    match value {
+        None => unset,
         Some(IntOrString::Int(n)) => *n,
         Some(IntOrString::String(s)) => {
             let percent: i64 = s.trim_end_matches('%').parse().unwrap_or(0);
             ((percent * i64::from(desired) + 99) / 100) as i32
         }
-    };
-    n.max(1)
+    }
 }
 
 /// The template's spec with the tolerations every daemon pod gets, so that
@@ -571,14 +693,61 @@ mod tests {
         assert_eq!(eligibility(&plain, &cordoned), RUN);
     }
 
+    fn pod(name: &str, hash: &str, ready: bool) -> Pod {
+        from_value(json!({
+            "metadata": {"name": name, "labels": {HASH_LABEL: hash}},
+            "status": {"conditions": [{"type": "Ready", "status": if ready { "True" } else { "False" }}]},
+        }))
+        .unwrap()
+    }
+
     #[test]
-    fn max_unavailable_rounds_percentages_up() {
-        assert_eq!(max_unavailable(None, 10), 1);
-        assert_eq!(
-            max_unavailable(Some(&IntOrString::String("25%".into())), 10),
-            3
+    fn a_surge_keeps_the_old_pod_until_the_new_one_is_available() {
+        let is_updated = |p: &Pod| p.labels().get(HASH_LABEL).is_some_and(|h| h == "new");
+        let now = Timestamp::now();
+        let (old, waiting, ready) = (
+            pod("old", "old", true),
+            pod("waiting", "new", false),
+            pod("ready", "new", true),
         );
-        assert_eq!(max_unavailable(Some(&IntOrString::Int(0)), 10), 1);
-        assert_eq!(max_unavailable(Some(&IntOrString::Int(4)), 10), 4);
+        let mut deleted = Vec::new();
+        let kept = Kept::surging(vec![&old, &waiting], &is_updated, 0, now, &mut deleted);
+        assert!(deleted.is_empty());
+        assert_eq!(kept.oldest().name_any(), "old");
+        let kept = Kept::surging(vec![&old, &ready], &is_updated, 0, now, &mut deleted);
+        assert_eq!(
+            deleted.iter().map(|p| p.name_any()).collect::<Vec<_>>(),
+            ["old"]
+        );
+        assert!(kept.old.is_none());
+    }
+
+    #[test]
+    fn a_surge_starts_new_pods_on_at_most_max_surge_nodes() {
+        let available = |p: &Pod| pods::is_ready(p);
+        let (old, broken, waiting) = (
+            pod("old", "old", true),
+            pod("broken", "old", false),
+            pod("waiting", "new", false),
+        );
+        let node = |name: &str, updated, old| (name.to_owned(), Kept { updated, old });
+        let nodes = [
+            node("a", Some(&waiting), Some(&old)),
+            node("b", None, Some(&old)),
+            node("c", None, Some(&old)),
+            node("d", None, Some(&broken)),
+        ];
+        // One surge is in progress on a; d's old pod is down anyway.
+        assert_eq!(surge_onto(&nodes, 2, available), ["d", "b"]);
+        assert_eq!(surge_onto(&nodes, 1, available), ["d"]);
+    }
+
+    #[test]
+    fn percentages_of_nodes_round_up() {
+        assert_eq!(scaled(None, 10, 1), 1);
+        assert_eq!(scaled(Some(&IntOrString::String("25%".into())), 10, 1), 3);
+        assert_eq!(scaled(Some(&IntOrString::String("30%".into())), 4, 0), 2);
+        assert_eq!(scaled(Some(&IntOrString::Int(0)), 10, 1), 0);
+        assert_eq!(scaled(Some(&IntOrString::Int(4)), 10, 1), 4);
     }
 }

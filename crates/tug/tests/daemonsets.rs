@@ -2,11 +2,12 @@
 //! (selectors, taints and tolerations, cordoned nodes) placed through the
 //! scheduler on simulated nodes, and on the server's own node: node
 //! selectors followed as node labels change, rolling updates that `kubectl
-//! rollout status` follows, history and undo from ControllerRevisions.
+//! rollout status` follows, history and undo from ControllerRevisions,
+//! surging updates that start the new pod before the old one goes.
 
 mod common;
 
-use common::nodes::{NodeSpec, SimulatedNode};
+use common::nodes::{NodeSpec, SimulatedNode, start_nodes};
 use common::{Server, eventually, node_name, node_server};
 use serde_json::{Value, json};
 
@@ -284,4 +285,176 @@ fn one_pod_goes_to_each_node_its_selector_and_tolerations_admit() {
             }
         });
     }
+}
+
+/// A surging DaemonSet of busybox whose pods turn ready unless
+/// `VERSION=broken`: the readiness probe finds the file the container
+/// writes at start.
+fn surging_daemon_set(name: &str, max_surge: Value) -> Value {
+    let script = r#"[ "$VERSION" = broken ] || touch /tmp/ready; exec sleep 3600"#;
+    let mut ds = daemon_set(
+        name,
+        "1",
+        json!({"containers": [{
+            "name": "agent",
+            "image": BUSYBOX,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", "-c", script],
+            "env": [{"name": "VERSION", "value": "1"}],
+            "readinessProbe": {"exec": {"command": ["cat", "/tmp/ready"]}, "periodSeconds": 1},
+        }]}),
+    );
+    ds["spec"]["updateStrategy"] = json!({
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": max_surge, "maxUnavailable": 0},
+    });
+    ds
+}
+
+#[test]
+fn a_surge_starts_the_new_pod_beside_the_old_one_and_deletes_the_old_once_ready() {
+    let server = node_server();
+    let ns = server.namespace("ds-surge");
+    server.apply_json(&ns, &surging_daemon_set("surge", json!(1)));
+    let first = wait_one_ready(server, &ns, "surge", "1");
+
+    // A new template that never turns ready: the old pod keeps serving
+    // beside the new one instead of making way for it.
+    server
+        .kubectl(&["set", "env", "ds/surge", "-n", &ns, "VERSION=broken"])
+        .ok();
+    let waiting = eventually("a broken pod running beside the old one", || {
+        let pods = live_pods(server, &ns, "surge");
+        let new = pods.iter().find(|p| env_version(p) == "broken");
+        match new {
+            Some(new)
+                if pods.len() == 2
+                    && new["status"]["containerStatuses"][0]["state"]["running"].is_object() =>
+            {
+                Ok(new.clone())
+            }
+            _ => Err(format!("{pods:#?}")),
+        }
+    });
+    assert_eq!(waiting["spec"]["nodeName"], node_name());
+    let old = live_pods(server, &ns, "surge")
+        .into_iter()
+        .find(|p| p["metadata"]["uid"] == first["metadata"]["uid"])
+        .expect("the old pod is still there while the new one is not ready");
+    assert!(is_ready(&old), "{old:#?}");
+    assert!(!is_ready(&waiting), "{waiting:#?}");
+
+    // A template that works replaces both: the old pod goes only once the
+    // new one is available, and the rollout completes.
+    server
+        .kubectl(&["set", "env", "ds/surge", "-n", &ns, "VERSION=3"])
+        .ok();
+    let out = server
+        .kubectl(&["rollout", "status", "ds/surge", "-n", &ns, "--timeout=90s"])
+        .ok();
+    assert!(out.contains("successfully rolled out"), "{out}");
+    let last = wait_one_ready(server, &ns, "surge", "3");
+    assert_ne!(last["metadata"]["uid"], first["metadata"]["uid"]);
+}
+
+/// Marks a pod on a simulated node Ready, as its kubelet would.
+fn make_ready(server: &Server, namespace: &str, pod: &str) {
+    let patch = json!({"status": {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "True"}],
+    }});
+    server
+        .kubectl(&[
+            "patch",
+            "pod",
+            pod,
+            "-n",
+            namespace,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            &patch.to_string(),
+        ])
+        .ok();
+}
+
+/// The live pods of `app`: how many are not at `VERSION=2`, and the names
+/// of those that are.
+fn by_version(server: &Server, namespace: &str, app: &str) -> (usize, Vec<String>) {
+    let pods = live_pods(server, namespace, app);
+    let new: Vec<String> = pods
+        .iter()
+        .filter(|p| env_version(p) == "2")
+        .map(|p| p["metadata"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    (pods.len() - new.len(), new)
+}
+
+#[test]
+fn a_percentage_surge_is_of_the_desired_nodes_rounded_up() {
+    let server = Server::start_with(&["--disable-agent"]);
+    let ns = server.namespace("ds-surge-percent");
+    let _nodes = start_nodes(&server, "surge", 4, NodeSpec::new);
+    server.apply_json(&ns, &surging_daemon_set("fleet", json!("30%")));
+    let pods = eventually("a pod bound on each of the 4 nodes", || {
+        let pods = live_pods(&server, &ns, "fleet");
+        if bound_nodes(&server, &ns, "fleet").is_some_and(|b| b.len() == 4) {
+            Ok(pods)
+        } else {
+            Err(format!("{pods:#?}"))
+        }
+    });
+    for pod in &pods {
+        make_ready(&server, &ns, pod["metadata"]["name"].as_str().unwrap());
+    }
+    server
+        .kubectl(&["set", "env", "ds/fleet", "-n", &ns, "VERSION=2"])
+        .ok();
+
+    // 30% of 4 nodes is 1.2: two nodes at a time get a new pod beside the old.
+    let new = eventually(
+        "new pods on two nodes beside the four old ones",
+        || match by_version(&server, &ns, "fleet") {
+            (4, new) if new.len() == 2 => Ok(new),
+            seen => Err(format!("{seen:?}")),
+        },
+    );
+    // One new pod available: its old pod goes, and the next node surges.
+    make_ready(&server, &ns, &new[0]);
+    eventually("three old pods and three new", || {
+        match by_version(&server, &ns, "fleet") {
+            (3, new) if new.len() == 3 => Ok(()),
+            seen => Err(format!("{seen:?}")),
+        }
+    });
+    let status = server.get_json(&ns, "ds", "fleet")["status"].clone();
+    assert_eq!(status["desiredNumberScheduled"], 4, "{status}");
+    assert_eq!(status["updatedNumberScheduled"], 1, "{status}");
+}
+
+#[test]
+fn a_rolling_update_with_neither_surge_nor_unavailability_is_refused() {
+    let server = node_server();
+    let ns = server.namespace("ds-surge-invalid");
+    let mut ds = daemon_set("stuck", "1", json!({}));
+    ds["spec"]["updateStrategy"] = json!({
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0},
+    });
+    let err = server
+        .kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &ds.to_string())
+        .fails();
+    assert!(
+        err.contains(r#"The DaemonSet "stuck" is invalid: spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0"#),
+        "{err}"
+    );
+    // maxUnavailable defaults to 1, and a DaemonSet may not do both.
+    ds["spec"]["updateStrategy"]["rollingUpdate"] = json!({"maxSurge": "10%"});
+    let err = server
+        .kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &ds.to_string())
+        .fails();
+    assert!(
+        err.contains(r#"spec.updateStrategy.rollingUpdate.maxSurge: Invalid value: intstr.IntOrString{Type:1, IntVal:0, StrVal:"10%"}: may not be set when maxUnavailable is non-zero"#),
+        "{err}"
+    );
 }

@@ -20,6 +20,20 @@ pub fn scalar(v: &Value) -> String {
     }
 }
 
+/// An `intstr.IntOrString`, which Go prints as a struct:
+/// `intstr.IntOrString{Type:0, IntVal:1, StrVal:""}` for a number,
+/// `Type:1` with the text for a string.
+pub fn int_or_string(v: &Value) -> String {
+    let (kind, int, text) = match v {
+        Value::String(s) => (1, 0, s.as_str()),
+        other => (0, other.as_i64().unwrap_or(0), ""),
+    };
+    format!(
+        "intstr.IntOrString{{Type:{kind}, IntVal:{int}, StrVal:{}}}",
+        quoted(text)
+    )
+}
+
 /// `map[string]string{"a":"b", "c":"d"}`, keys sorted as Go prints maps;
 /// `map[string]string(nil)` for an absent map.
 pub fn string_map(v: Option<&Value>) -> String {

@@ -330,7 +330,7 @@ fn deployment_strategy() {
     assert_eq!(
         summaries(&check(d.clone(), None)),
         vec![
-            "spec.strategy.rollingUpdate.maxUnavailable: Invalid value: 0: may not be 0 when `maxSurge` is 0"
+            r#"spec.strategy.rollingUpdate.maxUnavailable: Invalid value: intstr.IntOrString{Type:0, IntVal:0, StrVal:""}: may not be 0 when `maxSurge` is 0"#
         ]
     );
     d["spec"]["strategy"] = json!({"type": "Recreate", "rollingUpdate": {}});
@@ -389,6 +389,51 @@ fn daemonset_and_replication_controller() {
         summaries(&check(mismatched, None)),
         vec![
             r#"spec.template.metadata.labels: Invalid value: map[string]string{"app":"x"}: `selector` does not match template `labels`"#
+        ]
+    );
+}
+
+#[test]
+fn daemonset_rolling_update_surges_or_takes_away_never_both() {
+    let ds = |rolling: Value| {
+        json!({
+            "apiVersion": "apps/v1", "kind": "DaemonSet", "metadata": {"name": "agent", "namespace": "default"},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                     "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": rolling},
+                     "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "a", "image": "agent"}]}}}
+        })
+    };
+    assert_eq!(
+        check(ds(json!({"maxSurge": "25%", "maxUnavailable": 0})), None),
+        vec![]
+    );
+    assert_eq!(
+        check(ds(json!({"maxSurge": 0, "maxUnavailable": "10%"})), None),
+        vec![]
+    );
+    assert_eq!(
+        summaries(&check(
+            ds(json!({"maxSurge": 0, "maxUnavailable": "0%"})),
+            None
+        )),
+        vec![
+            "spec.updateStrategy.rollingUpdate.maxUnavailable: Required value: cannot be 0 when maxSurge is 0"
+        ]
+    );
+    // maxUnavailable defaults to 1, so a surge alone must say 0 for it.
+    assert_eq!(
+        summaries(&check(ds(json!({"maxSurge": 1})), None)),
+        vec![
+            r#"spec.updateStrategy.rollingUpdate.maxSurge: Invalid value: intstr.IntOrString{Type:0, IntVal:1, StrVal:""}: may not be set when maxUnavailable is non-zero"#
+        ]
+    );
+    assert_eq!(
+        summaries(&check(
+            ds(json!({"maxSurge": "150%", "maxUnavailable": 0})),
+            None
+        )),
+        vec![
+            r#"spec.updateStrategy.rollingUpdate.maxSurge: Invalid value: "150%": must not be greater than 100%"#
         ]
     );
 }

@@ -153,21 +153,53 @@ pub(super) fn validate_daemon_set(obj: &Value, old: Option<&Value>) -> Vec<Field
     }
     check_non_negative(&mut errs, spec, "minReadySeconds", "spec");
     check_non_negative(&mut errs, spec, "revisionHistoryLimit", "spec");
-    let strategy_type = spec
-        .pointer("/updateStrategy/type")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    if !["OnDelete", "RollingUpdate"].contains(&strategy_type) {
-        errs.push(FieldError::not_supported(
-            "spec.updateStrategy.type",
-            strategy_type,
-            &["OnDelete", "RollingUpdate"],
-        ));
-    }
+    validate_daemon_set_strategy(spec, &mut errs);
     if let Some(old) = old {
         check_selector_immutable(spec, field(old, "spec"), &mut errs);
     }
     errs
+}
+
+/// `ValidateDaemonSetUpdateStrategy`: a rolling update either starts new
+/// pods beside the old ones (`maxSurge`) or takes old ones away first
+/// (`maxUnavailable`), exactly one of the two.
+fn validate_daemon_set_strategy(spec: &Value, errs: &mut Vec<FieldError>) {
+    let strategy = field(spec, "updateStrategy");
+    match str_of(strategy, "type") {
+        "OnDelete" => {}
+        "RollingUpdate" => {
+            const PATH: &str = "spec.updateStrategy.rollingUpdate";
+            let Some(rolling) = strategy.get("rollingUpdate").filter(|r| r.is_object()) else {
+                errs.push(FieldError::required(PATH));
+                return;
+            };
+            let mut amount = |key: &str| {
+                let path = format!("{PATH}.{key}");
+                let amount = check_int_or_percent(rolling.get(key), &path, errs);
+                check_at_most_100_percent(rolling.get(key), amount, &path, errs);
+                amount.unwrap_or_else(|| int_value(rolling.get(key)))
+            };
+            let unavailable = amount("maxUnavailable");
+            let surge = amount("maxSurge");
+            match (unavailable != 0, surge != 0) {
+                (true, true) => errs.push(FieldError::invalid_unquoted(
+                    format!("{PATH}.maxSurge"),
+                    go_format::int_or_string(field(rolling, "maxSurge")),
+                    "may not be set when maxUnavailable is non-zero",
+                )),
+                (false, false) => errs.push(FieldError::required_because(
+                    format!("{PATH}.maxUnavailable"),
+                    "cannot be 0 when maxSurge is 0",
+                )),
+                _ => {}
+            }
+        }
+        other => errs.push(FieldError::not_supported(
+            "spec.updateStrategy.type",
+            other,
+            &["OnDelete", "RollingUpdate"],
+        )),
+    }
 }
 
 pub(super) fn validate_replication_controller(obj: &Value) -> Vec<FieldError> {
@@ -564,19 +596,16 @@ fn validate_deployment_strategy(spec: &Value, errs: &mut Vec<FieldError>) {
             if unavailable == Some(0) && surge == Some(0) {
                 errs.push(FieldError::invalid_unquoted(
                     format!("{PATH}.maxUnavailable"),
-                    go_format::scalar(field(rolling, "maxUnavailable")),
+                    go_format::int_or_string(field(rolling, "maxUnavailable")),
                     "may not be 0 when `maxSurge` is 0",
                 ));
             }
-            if let Some(Value::String(percent)) = rolling.get("maxUnavailable")
-                && unavailable.is_some_and(|p| p > 100)
-            {
-                errs.push(FieldError::invalid(
-                    format!("{PATH}.maxUnavailable"),
-                    percent,
-                    "must not be greater than 100%",
-                ));
-            }
+            check_at_most_100_percent(
+                rolling.get("maxUnavailable"),
+                unavailable,
+                &format!("{PATH}.maxUnavailable"),
+                errs,
+            );
         }
         other => errs.push(FieldError::not_supported(
             "spec.strategy.type",
@@ -617,6 +646,34 @@ fn check_int_or_percent(v: Option<&Value>, field: &str, errs: &mut Vec<FieldErro
             }
         }
         _ => None,
+    }
+}
+
+/// `IsNotMoreThan100Percent`: a percentage past 100% (`amount` is its number).
+fn check_at_most_100_percent(
+    v: Option<&Value>,
+    amount: Option<i64>,
+    field: &str,
+    errs: &mut Vec<FieldError>,
+) {
+    if let Some(Value::String(percent)) = v
+        && amount.is_some_and(|p| p > 100)
+    {
+        errs.push(FieldError::invalid(
+            field,
+            percent,
+            "must not be greater than 100%",
+        ));
+    }
+}
+
+/// Go's `IntOrString.IntValue()` for what is not a valid percentage: a
+/// numeric string counts as its number, anything else as 0.
+fn int_value(v: Option<&Value>) -> i64 {
+    match v {
+        Some(Value::Number(n)) => n.as_i64().unwrap_or(0),
+        Some(Value::String(s)) => s.parse().unwrap_or(0),
+        _ => 0,
     }
 }
 
