@@ -2,8 +2,9 @@
 //! evaluators reckon it: `count/<resource>[.<group>]` for every kind, the
 //! standard object counts (`pods`, `services`, `configmaps`...), and for
 //! pods that have not finished their compute requests and limits
-//! (`requests.cpu`, `limits.memory`, `cpu`...). Used by the API server's
-//! quota admission and by the quota controller that keeps `status.used`.
+//! (`requests.cpu`, `limits.memory`, `cpu`...); and which objects a quota
+//! with scopes covers ([`covers`]). Used by the API server's quota
+//! admission and by the quota controller that keeps `status.used`.
 
 use std::collections::BTreeMap;
 
@@ -54,6 +55,111 @@ pub fn usage(kind: &Kind, obj: &Value) -> Usage {
         _ => {}
     }
     usage
+}
+
+/// Whether a quota with `spec` covers `obj`, an object of `kind`. A quota
+/// without scopes covers everything; one with `scopes` or a
+/// `scopeSelector` covers only the pods every one of them matches (the
+/// pod quota evaluator's rules), and no object of another kind.
+pub fn covers(spec: &Value, kind: &Kind, obj: &Value) -> bool {
+    let requirements = scope_requirements(spec);
+    requirements.is_empty()
+        || (kind.group.is_empty()
+            && kind.kind == "Pod"
+            && requirements.iter().all(|r| r.matches(obj)))
+}
+
+/// One condition on a pod: a scope of `spec.scopes` (operator `Exists`)
+/// or a `scopeSelector` match expression.
+struct ScopeRequirement<'a> {
+    scope: &'a str,
+    operator: &'a str,
+    values: Vec<&'a str>,
+}
+
+fn scope_requirements(spec: &Value) -> Vec<ScopeRequirement<'_>> {
+    let scopes = spec
+        .get("scopes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|scope| ScopeRequirement {
+            scope: scope.as_str().unwrap_or_default(),
+            operator: "Exists",
+            values: Vec::new(),
+        });
+    let expressions = spec
+        .pointer("/scopeSelector/matchExpressions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|e| ScopeRequirement {
+            scope: e["scopeName"].as_str().unwrap_or_default(),
+            operator: e["operator"].as_str().unwrap_or_default(),
+            values: e["values"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect(),
+        });
+    scopes.chain(expressions).collect()
+}
+
+impl ScopeRequirement<'_> {
+    fn matches(&self, pod: &Value) -> bool {
+        let spec = &pod["spec"];
+        match self.scope {
+            "Terminating" => is_terminating(spec),
+            "NotTerminating" => !is_terminating(spec),
+            "BestEffort" => crate::defaults::pod_qos_class(pod) == "BestEffort",
+            "NotBestEffort" => crate::defaults::pod_qos_class(pod) != "BestEffort",
+            "PriorityClass" => self.selects(spec["priorityClassName"].as_str().unwrap_or_default()),
+            "CrossNamespacePodAffinity" => uses_cross_namespace_affinity(spec),
+            _ => false,
+        }
+    }
+
+    /// The requirement as a label selector on the one label
+    /// `PriorityClass=<class>`, which a pod without a class lacks.
+    fn selects(&self, class: &str) -> bool {
+        let named = !class.is_empty() && self.values.contains(&class);
+        match self.operator {
+            "In" => named,
+            "NotIn" => !named,
+            "Exists" => !class.is_empty(),
+            "DoesNotExist" => class.is_empty(),
+            _ => false,
+        }
+    }
+}
+
+/// A pod with an active deadline, which ends on its own.
+fn is_terminating(spec: &Value) -> bool {
+    spec["activeDeadlineSeconds"]
+        .as_i64()
+        .is_some_and(|s| s >= 0)
+}
+
+/// Whether a pod (anti-)affinity term of the pod names other namespaces
+/// or selects them.
+fn uses_cross_namespace_affinity(spec: &Value) -> bool {
+    ["podAffinity", "podAntiAffinity"].iter().any(|kind| {
+        let affinity = &spec["affinity"][kind];
+        let required = affinity["requiredDuringSchedulingIgnoredDuringExecution"]
+            .as_array()
+            .into_iter()
+            .flatten();
+        let preferred = affinity["preferredDuringSchedulingIgnoredDuringExecution"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|weighted| &weighted["podAffinityTerm"]);
+        required.chain(preferred).any(|term| {
+            term["namespaces"].as_array().is_some_and(|n| !n.is_empty())
+                || !term["namespaceSelector"].is_null()
+        })
+    })
 }
 
 /// The kind whose objects count towards the quota resource `resource`.
@@ -220,6 +326,51 @@ mod tests {
         assert_eq!(format(usage["limits.cpu"]), "1");
         let done = json!({"spec": pod["spec"], "status": {"phase": "Succeeded"}});
         assert!(super::usage(pods, &done).is_empty());
+    }
+
+    #[test]
+    fn scopes_pick_the_pods_a_quota_covers() {
+        let pods = registry::by_plural("", "v1", "pods").unwrap();
+        let best_effort = json!({"spec": {"containers": [{}]}});
+        let burstable = json!({"spec": {
+            "containers": [{"resources": {"requests": {"cpu": "100m"}}}],
+            "activeDeadlineSeconds": 30,
+            "priorityClassName": "high",
+        }});
+        let covers = |spec: Value, pod: &Value| covers(&spec, pods, pod);
+        assert!(covers(json!({"hard": {"pods": "1"}}), &best_effort));
+        assert!(covers(json!({"scopes": ["BestEffort"]}), &best_effort));
+        assert!(!covers(json!({"scopes": ["BestEffort"]}), &burstable));
+        assert!(covers(
+            json!({"scopes": ["NotBestEffort", "Terminating"]}),
+            &burstable
+        ));
+        assert!(!covers(json!({"scopes": ["Terminating"]}), &best_effort));
+        let selector = |operator: &str, values: Value| {
+            json!({"scopeSelector": {"matchExpressions": [
+                {"scopeName": "PriorityClass", "operator": operator, "values": values}]}})
+        };
+        assert!(covers(selector("In", json!(["high"])), &burstable));
+        assert!(!covers(selector("In", json!(["high"])), &best_effort));
+        assert!(covers(selector("NotIn", json!(["high"])), &best_effort));
+        assert!(!covers(
+            selector("NotIn", json!(["high", "low"])),
+            &burstable
+        ));
+        assert!(covers(selector("Exists", json!(null)), &burstable));
+        assert!(covers(selector("DoesNotExist", json!(null)), &best_effort));
+        let affinity = json!({"spec": {"affinity": {"podAntiAffinity": {
+            "preferredDuringSchedulingIgnoredDuringExecution": [
+                {"weight": 1, "podAffinityTerm": {"namespaceSelector": {}, "topologyKey": "x"}}]}}}});
+        let cross = json!({"scopes": ["CrossNamespacePodAffinity"]});
+        assert!(covers(cross.clone(), &affinity));
+        assert!(!covers(cross, &best_effort));
+        let configmaps = registry::by_plural("", "v1", "configmaps").unwrap();
+        assert!(!super::covers(
+            &json!({"scopes": ["NotTerminating"]}),
+            configmaps,
+            &json!({})
+        ));
     }
 
     #[test]

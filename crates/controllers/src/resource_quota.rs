@@ -1,6 +1,7 @@
 //! The resource quota controller: every ResourceQuota's `status.hard` and
 //! `status.used` say what its namespace may use and uses now, counted as
-//! the API server's quota admission counts (`tugboat_api::quota`), so
+//! the API server's quota admission counts (`tugboat_api::quota`, scopes
+//! included: a scoped quota counts only the pods it covers), so
 //! `kubectl describe quota` shows use going up and down as objects come
 //! and go.
 
@@ -39,7 +40,8 @@ async fn recount(client: &Client, quotas: &Api<ResourceQuota>) -> kube::Result<(
             .into_iter()
             .map(|(name, amount)| (name, amount.0))
             .collect();
-        let used = used_in(client, &namespace, &hard).await?;
+        let spec = serde_json::to_value(&q.spec).map_err(kube::Error::SerdeError)?;
+        let used = used_in(client, &namespace, &spec, &hard).await?;
         let used: BTreeMap<String, String> = hard
             .keys()
             .map(|name| {
@@ -67,10 +69,12 @@ async fn recount(client: &Client, quotas: &Api<ResourceQuota>) -> kube::Result<(
     Ok(())
 }
 
-/// What the namespace's objects use of each quota resource in `hard`.
+/// What the namespace's objects the quota with `spec` covers use of each
+/// quota resource in `hard`.
 async fn used_in(
     client: &Client,
     namespace: &str,
+    spec: &serde_json::Value,
     hard: &BTreeMap<String, String>,
 ) -> kube::Result<Usage> {
     let mut kinds: Vec<_> = hard.keys().filter_map(|n| quota::counted_kind(n)).collect();
@@ -88,6 +92,9 @@ async fn used_in(
         let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), namespace, &resource);
         for obj in api.list(&ListParams::default()).await?.items {
             let obj = serde_json::to_value(&obj).map_err(kube::Error::SerdeError)?;
+            if !quota::covers(spec, kind, &obj) {
+                continue;
+            }
             for (name, amount) in quota::usage(kind, &obj) {
                 if hard.contains_key(&name) {
                     *used.entry(name).or_insert(0) += amount;

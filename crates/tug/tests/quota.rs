@@ -2,7 +2,9 @@
 //! limit is refused (403) in kube-apiserver's words, the quota's
 //! `status.used` follows what the namespace holds, and a namespace's
 //! LimitRange gives pods' containers their default requests and limits and
-//! refuses those outside its bounds.
+//! refuses those outside its bounds. Quotas with scopes (BestEffort,
+//! Terminating, a PriorityClass selector...) count and limit only the pods
+//! they cover, and bad scopes are refused with Kubernetes' messages.
 
 mod common;
 
@@ -209,4 +211,171 @@ fn a_limit_range_defaults_container_resources_and_bounds_them() {
         "{err}"
     );
     server.assert_absent(&ns, "pod", "greedy");
+}
+
+/// A pod like [`pod`] with `extra` put into its spec.
+fn pod_with(namespace: &str, name: &str, resources: Value, extra: Value) -> String {
+    let mut pod: Value = serde_json::from_str(&self::pod(namespace, name, resources)).unwrap();
+    pod["spec"]
+        .as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    pod.to_string()
+}
+
+fn quota(namespace: &str, name: &str, hard: Value, scoping: Value) -> String {
+    let mut spec = json!({"hard": hard});
+    spec.as_object_mut()
+        .unwrap()
+        .extend(scoping.as_object().unwrap().clone());
+    json!({
+        "apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": spec,
+    })
+    .to_string()
+}
+
+#[test]
+fn scoped_quotas_count_and_limit_only_the_pods_they_cover() {
+    let server = nodeless_server();
+    let ns = server.namespace("quota-scopes");
+    create(
+        server,
+        &quota(
+            &ns,
+            "best-effort",
+            json!({"pods": "1"}),
+            json!({"scopes": ["BestEffort"]}),
+        ),
+    );
+    create(
+        server,
+        &quota(
+            &ns,
+            "burstable",
+            json!({"pods": "2", "requests.cpu": "1"}),
+            json!({"scopes": ["NotBestEffort", "NotTerminating"]}),
+        ),
+    );
+    create(
+        server,
+        &quota(
+            &ns,
+            "deadlines",
+            json!({"pods": "5"}),
+            json!({"scopes": ["Terminating"]}),
+        ),
+    );
+    for name in ["best-effort", "burstable", "deadlines"] {
+        wait_used(server, &ns, name, "pods", "0");
+    }
+
+    create(server, &pod(&ns, "idle", json!({})));
+    let err = refused(server, &pod(&ns, "idle-too", json!({})));
+    assert!(
+        err.contains(r#"pods "idle-too" is forbidden: exceeded quota: best-effort, requested: pods=1, used: pods=1, limited: pods=1"#),
+        "{err}"
+    );
+    // A pod with requests is not best effort: only the other quota counts it.
+    let requests = json!({"requests": {"cpu": "600m"}});
+    create(server, &pod(&ns, "worker", requests.clone()));
+    let err = refused(server, &pod(&ns, "worker-too", requests.clone()));
+    assert!(
+        err.contains("exceeded quota: burstable, requested: requests.cpu=600m, used: requests.cpu=600m, limited: requests.cpu=1"),
+        "{err}"
+    );
+    // An active deadline makes a pod terminating, which `burstable` leaves out.
+    let deadline = json!({"activeDeadlineSeconds": 600});
+    create(server, &pod_with(&ns, "batch", requests, deadline));
+
+    wait_used(server, &ns, "best-effort", "pods", "1");
+    wait_used(server, &ns, "burstable", "pods", "1");
+    wait_used(server, &ns, "burstable", "requests.cpu", "600m");
+    wait_used(server, &ns, "deadlines", "pods", "1");
+
+    server.kubectl(&["delete", "pod", "idle", "-n", &ns]).ok();
+    wait_used(server, &ns, "best-effort", "pods", "0");
+    create(server, &pod(&ns, "idle-too", json!({})));
+}
+
+#[test]
+fn a_scope_selector_limits_pods_by_priority_class() {
+    let server = nodeless_server();
+    let ns = server.namespace("quota-priority");
+    let class = json!({
+        "apiVersion": "scheduling.k8s.io/v1", "kind": "PriorityClass",
+        "metadata": {"name": "quota-scopes-high"}, "value": 1000,
+    });
+    create(server, &class.to_string());
+    let selector = |operator: &str, values: Value| {
+        json!({"scopeSelector": {"matchExpressions": [
+            {"scopeName": "PriorityClass", "operator": operator, "values": values}]}})
+    };
+    create(
+        server,
+        &quota(
+            &ns,
+            "high",
+            json!({"pods": "1"}),
+            selector("In", json!(["quota-scopes-high"])),
+        ),
+    );
+    create(
+        server,
+        &quota(
+            &ns,
+            "classless",
+            json!({"pods": "2"}),
+            selector("DoesNotExist", json!([])),
+        ),
+    );
+    let high = json!({"priorityClassName": "quota-scopes-high"});
+    create(server, &pod_with(&ns, "urgent", json!({}), high.clone()));
+    let err = refused(server, &pod_with(&ns, "urgent-too", json!({}), high));
+    assert!(
+        err.contains("exceeded quota: high, requested: pods=1, used: pods=1, limited: pods=1"),
+        "{err}"
+    );
+    create(server, &pod(&ns, "plain", json!({})));
+    wait_used(server, &ns, "high", "pods", "1");
+    wait_used(server, &ns, "classless", "pods", "1");
+}
+
+#[test]
+fn scopes_are_validated_as_kubernetes_does() {
+    let server = nodeless_server();
+    let ns = server.namespace("quota-scope-checks");
+    let cases = [
+        (
+            json!({"pods": "1", "requests.cpu": "1"}),
+            json!({"scopes": ["BestEffort"]}),
+            vec![
+                r#"The ResourceQuota "q" is invalid: spec.scopes: Invalid value: []core.ResourceQuotaScope{"BestEffort"}: unsupported scope applied to resource"#,
+            ],
+        ),
+        (
+            json!({"pods": "1"}),
+            json!({"scopes": ["Terminating", "NotTerminating"]}),
+            vec![
+                r#"spec.scopes: Invalid value: []core.ResourceQuotaScope{"Terminating", "NotTerminating"}: conflicting scopes"#,
+            ],
+        ),
+        (
+            json!({"pods": "1"}),
+            json!({"scopeSelector": {"matchExpressions": [
+                {"scopeName": "BestEffort", "operator": "In", "values": ["x"]},
+                {"scopeName": "PriorityClass", "operator": "NotIn"}]}}),
+            vec![
+                r#"spec.scopeSelector.matchExpressions.operator: Invalid value: "In": must be 'Exists' when scope is any of ResourceQuotaScopeTerminating, ResourceQuotaScopeNotTerminating, ResourceQuotaScopeBestEffort, ResourceQuotaScopeNotBestEffort or ResourceQuotaScopeCrossNamespacePodAffinity"#,
+                "spec.scopeSelector.matchExpressions.values: Required value: must be at least one value when `operator` is 'In' or 'NotIn' for scope selector",
+            ],
+        ),
+    ];
+    for (hard, scoping, expected) in cases {
+        let err = refused(server, &quota(&ns, "q", hard, scoping));
+        for expected in expected {
+            assert!(err.contains(expected), "{err}");
+        }
+    }
 }

@@ -13,6 +13,7 @@ mod ingress;
 mod meta;
 pub mod names;
 mod pod;
+mod quota;
 pub mod scheduling;
 mod service;
 mod storage;
@@ -44,6 +45,7 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Vec<FieldError
         ("batch", "Job") => workloads::validate_job(obj, old),
         ("batch", "CronJob") => workloads::validate_cron_job(obj),
         ("", "PersistentVolumeClaim") => storage::validate_claim(obj, old),
+        ("", "ResourceQuota") => quota::validate_resource_quota(obj, old),
         ("", "Namespace") => meta::validate_namespace_finalizers(obj),
         ("networking.k8s.io", "Ingress") => ingress::validate_ingress(obj),
         ("scheduling.k8s.io", "PriorityClass") => scheduling::validate_priority_class(obj, old),

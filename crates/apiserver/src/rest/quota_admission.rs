@@ -4,7 +4,8 @@
 //!   (`default` limits, `defaultRequest` requests) and are refused (403)
 //!   outside their `min` and `max`;
 //! - an object that would take its namespace past a ResourceQuota's `hard`
-//!   amounts is refused (403) with what it asked, what is used and the limit.
+//!   amounts is refused (403) with what it asked, what is used and the limit;
+//!   a quota with scopes counts and limits only the pods its scopes match.
 //!
 //! Use is counted from the store when the object comes, so admission does
 //! not wait for the quota controller's `status.used`.
@@ -96,6 +97,9 @@ pub async fn resource_quotas(
     quotas.sort_by(|a, b| tugboat_api::meta::name(a).cmp(tugboat_api::meta::name(b)));
     let mut charges = Vec::new();
     for q in &quotas {
+        if !quota::covers(&q["spec"], kind, obj) {
+            continue;
+        }
         let hard: Usage = amounts(q.pointer("/spec/hard"));
         let asked: Usage = requested
             .iter()
@@ -105,7 +109,7 @@ pub async fn resource_quotas(
         if asked.is_empty() {
             continue;
         }
-        let used = used_in(objects, namespace, asked.keys()).await?;
+        let used = used_in(objects, namespace, &q["spec"], asked.keys()).await?;
         let exceeded: Vec<&String> = asked
             .iter()
             .filter(|(name, amount)| used.get(*name).copied().unwrap_or(0) + **amount > hard[*name])
@@ -153,10 +157,12 @@ fn charged(q: &Value, asked: &Usage, used: &Usage) -> (String, Value) {
     (key, q)
 }
 
-/// What the namespace's objects use now of each of `names`.
+/// What the namespace's objects the quota with `spec` covers use now of
+/// each of `names`.
 async fn used_in(
     objects: &Objects,
     namespace: &str,
+    spec: &Value,
     names: impl Iterator<Item = &String>,
 ) -> ApiResult<Usage> {
     let names: Vec<&String> = names.collect();
@@ -168,8 +174,9 @@ async fn used_in(
     kinds.dedup_by_key(|k| (k.group, k.plural));
     let mut used = Usage::new();
     for kind in kinds {
-        for obj in list(objects, kind.kind, namespace).await? {
-            for (name, amount) in quota::usage(kind, &obj) {
+        let covered = list(objects, kind.kind, namespace).await?;
+        for obj in covered.iter().filter(|o| quota::covers(spec, kind, o)) {
+            for (name, amount) in quota::usage(kind, obj) {
                 if names.contains(&&name) {
                     *used.entry(name).or_insert(0) += amount;
                 }
