@@ -54,6 +54,11 @@ impl Binder {
                 &binding,
             )
             .await?;
+        Ok(())
+    }
+
+    /// The Scheduled event of a pod bound to `node`.
+    pub async fn scheduled(&self, pod: &PodInfo, node: &str) {
         let message = format!(
             "Successfully assigned {}/{} to {node}",
             pod.namespace(),
@@ -62,7 +67,6 @@ impl Binder {
         self.recorder
             .record(&pod.pod, Type::Normal, "Scheduled", message)
             .await;
-        Ok(())
     }
 
     /// Says on the pod and in an event why it fits nowhere. The condition is

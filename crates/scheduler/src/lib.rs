@@ -117,10 +117,15 @@ async fn schedule_pods(
                 let permit = bindings.clone().acquire_owned().await?;
                 let (binder, cache, queue) = (binder.clone(), cache.clone(), queue.clone());
                 tokio::spawn(async move {
-                    if let Err(e) = binder.bind(&pod, &node).await {
-                        binding_failed(pod, &node, e, &cache, &queue);
-                    }
+                    let bound = binder.bind(&pod, &node).await;
                     drop(permit);
+                    match bound {
+                        // As kube-scheduler's recorder writes events apart
+                        // from its binding cycles, the next bindings do not
+                        // wait for this one's event.
+                        Ok(()) => binder.scheduled(&pod, &node).await,
+                        Err(e) => binding_failed(pod, &node, e, &cache, &queue),
+                    }
                 });
             }
             Decision::Preempt(plan, fit) => {
