@@ -5,7 +5,10 @@
 //! `node.kubernetes.io/not-ready` or `unreachable` taints (NoSchedule and
 //! NoExecute); and pods on a node with NoExecute taints are evicted
 //! (deleted) once their tolerations run out, so that their controllers
-//! replace them elsewhere (the taint eviction controller).
+//! replace them elsewhere (the taint eviction controller). Pressure
+//! conditions and cordoning become NoSchedule taints too
+//! (TaintNodesByCondition), which is what `kubectl describe node` shows and
+//! what a pod must tolerate to land there.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -27,8 +30,40 @@ const PERIOD: Duration = Duration::from_secs(5);
 const WATCHED_CONDITIONS: [&str; 4] = ["Ready", "MemoryPressure", "DiskPressure", "PIDPressure"];
 const NOT_READY: &str = "node.kubernetes.io/not-ready";
 const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
-/// The effects of the readiness taints.
-const EFFECTS: [&str; 2] = ["NoSchedule", "NoExecute"];
+/// The taints this controller keeps in step with the node's conditions:
+/// each with the condition type and status that call for it.
+const CONDITION_TAINTS: [(&str, &str, &str, &str); 8] = [
+    ("Ready", "False", NOT_READY, "NoSchedule"),
+    ("Ready", "False", NOT_READY, "NoExecute"),
+    ("Ready", "Unknown", UNREACHABLE, "NoSchedule"),
+    ("Ready", "Unknown", UNREACHABLE, "NoExecute"),
+    (
+        "MemoryPressure",
+        "True",
+        "node.kubernetes.io/memory-pressure",
+        "NoSchedule",
+    ),
+    (
+        "DiskPressure",
+        "True",
+        "node.kubernetes.io/disk-pressure",
+        "NoSchedule",
+    ),
+    (
+        "PIDPressure",
+        "True",
+        "node.kubernetes.io/pid-pressure",
+        "NoSchedule",
+    ),
+    (
+        "NetworkUnavailable",
+        "True",
+        "node.kubernetes.io/network-unavailable",
+        "NoSchedule",
+    ),
+];
+/// The taint of a cordoned node (`spec.unschedulable`).
+const UNSCHEDULABLE: &str = "node.kubernetes.io/unschedulable";
 
 pub async fn run(client: Client, grace: Duration) -> anyhow::Result<()> {
     let mut monitor = Monitor {
@@ -197,37 +232,24 @@ impl Monitor {
         Ok(())
     }
 
-    /// Gives the node the taints its Ready condition calls for (not-ready
-    /// for False, unreachable for Unknown; NoSchedule so no new pod goes
-    /// there, NoExecute so its pods leave) and drops the others.
+    /// Gives the node the taints its conditions and spec call for
+    /// (not-ready for Ready False, unreachable for Unknown, each NoSchedule
+    /// so no new pod goes there and NoExecute so its pods leave; NoSchedule
+    /// for pressure and for cordoning) and drops those no longer called for.
     async fn taint(&self, node: Node) -> kube::Result<Node> {
-        let conditions = node
-            .status
-            .as_ref()
-            .and_then(|s| s.conditions.as_deref())
-            .unwrap_or_default();
-        let wanted = match ready(conditions).map(|c| c.status.as_str()) {
-            Some("False") => Some(NOT_READY),
-            Some("Unknown") => Some(UNREACHABLE),
-            _ => None,
-        };
         let taints = node
             .spec
             .as_ref()
             .and_then(|s| s.taints.clone())
             .unwrap_or_default();
-        let ours = |t: &Taint| {
-            (t.key == NOT_READY || t.key == UNREACHABLE) && EFFECTS.contains(&t.effect.as_str())
-        };
+        let wanted = wanted_taints(&node);
         let mut updated: Vec<Taint> = taints
             .iter()
-            .filter(|t| !ours(t) || Some(t.key.as_str()) == wanted)
+            .filter(|t| !managed(t) || wanted.contains(&(t.key.as_str(), t.effect.as_str())))
             .cloned()
             .collect();
-        for effect in EFFECTS {
-            if let Some(key) = wanted
-                && !updated.iter().any(|t| t.key == key && t.effect == effect)
-            {
+        for (key, effect) in wanted {
+            if !updated.iter().any(|t| t.key == key && t.effect == effect) {
                 updated.push(Taint {
                     key: key.to_owned(),
                     effect: effect.to_owned(),
@@ -318,6 +340,37 @@ fn ready(conditions: &[NodeCondition]) -> Option<&NodeCondition> {
     conditions.iter().find(|c| c.type_ == "Ready")
 }
 
+/// The (key, effect) of each taint the node's conditions and spec call for.
+fn wanted_taints(node: &Node) -> Vec<(&'static str, &'static str)> {
+    let conditions = node
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_deref())
+        .unwrap_or_default();
+    let mut wanted: Vec<(&str, &str)> = CONDITION_TAINTS
+        .iter()
+        .filter(|(type_, status, ..)| {
+            conditions
+                .iter()
+                .any(|c| c.type_ == *type_ && c.status == *status)
+        })
+        .map(|&(_, _, key, effect)| (key, effect))
+        .collect();
+    if node.spec.as_ref().and_then(|s| s.unschedulable) == Some(true) {
+        wanted.push((UNSCHEDULABLE, "NoSchedule"));
+    }
+    wanted
+}
+
+/// Whether this controller sets and removes `taint`; others' are left be.
+fn managed(taint: &Taint) -> bool {
+    let (key, effect) = (taint.key.as_str(), taint.effect.as_str());
+    (key == UNSCHEDULABLE && effect == "NoSchedule")
+        || CONDITION_TAINTS
+            .iter()
+            .any(|&(_, _, k, e)| k == key && e == effect)
+}
+
 /// Seconds a pod may stay on a node with `taints`, as the taint eviction
 /// controller reckons it: 0 when a taint is not tolerated, else the least
 /// `tolerationSeconds` of the tolerations that match; `None` (forever) when
@@ -357,6 +410,49 @@ mod tests {
             toleration_seconds: seconds,
             ..Toleration::default()
         }
+    }
+
+    fn node(conditions: &[(&str, &str)], unschedulable: bool) -> Node {
+        let conditions = conditions
+            .iter()
+            .map(|(type_, status)| json!({"type": type_, "status": status}))
+            .collect::<Vec<_>>();
+        serde_json::from_value(json!({
+            "metadata": {"name": "n"},
+            "spec": {"unschedulable": unschedulable},
+            "status": {"conditions": conditions},
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn conditions_and_cordoning_call_for_their_taints_only() {
+        let pressed = node(
+            &[
+                ("Ready", "True"),
+                ("MemoryPressure", "True"),
+                ("PIDPressure", "False"),
+            ],
+            true,
+        );
+        assert_eq!(
+            wanted_taints(&pressed),
+            [
+                ("node.kubernetes.io/memory-pressure", "NoSchedule"),
+                (UNSCHEDULABLE, "NoSchedule"),
+            ]
+        );
+        let silent = node(&[("Ready", "Unknown"), ("DiskPressure", "Unknown")], false);
+        assert_eq!(
+            wanted_taints(&silent),
+            [(UNREACHABLE, "NoSchedule"), (UNREACHABLE, "NoExecute")]
+        );
+        let user_taint = Taint {
+            key: "node.kubernetes.io/memory-pressure".to_owned(),
+            effect: "NoExecute".to_owned(),
+            ..Taint::default()
+        };
+        assert!(!managed(&user_taint));
     }
 
     #[test]
