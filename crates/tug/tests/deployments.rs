@@ -21,18 +21,8 @@ const BUSYBOX: &str = "tugboat.test/busybox:latest";
 /// A Deployment `name` of `replicas` pods of `image`; `extra` is merged
 /// into its spec.
 fn deployment(name: &str, replicas: i32, image: &str, extra: Value) -> Value {
-    let mut spec = json!({
-        "replicas": replicas,
-        "selector": {"matchLabels": {"app": name}},
-        "template": {
-            "metadata": {"labels": {"app": name}},
-            "spec": {"containers": [{"name": "app", "image": image}]},
-        },
-    });
-    if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
-        spec.extend(extra);
-    }
-    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name}, "spec": spec})
+    let pod = json!({"containers": [{"name": "app", "image": image}]});
+    common::with_spec(common::deployment(name, replicas, pod), extra)
 }
 
 fn name(object: &Value) -> String {
@@ -72,22 +62,12 @@ fn make_ready(server: &Server, namespace: &str, image: &str) {
         if is_ready(&pod) || pod["spec"]["containers"][0]["image"] != image {
             continue;
         }
-        let status = json!({"status": {
+        let status = json!({
             "phase": "Running",
             "conditions": [{"type": "Ready", "status": "True"}],
-        }});
+        });
         // A pod deleted meanwhile is no longer ours to mark.
-        let _ = server.kubectl(&[
-            "patch",
-            "pod",
-            &name(&pod),
-            "-n",
-            namespace,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ]);
+        let _ = server.patch_status(Some(namespace), "pod", &name(&pod), &status);
     }
 }
 

@@ -19,27 +19,17 @@ const BUSYBOX: &str = "tugboat.test/busybox:latest";
 /// A Deployment of `replicas` busybox httpd servers (either test image
 /// runs the same command), ready when they answer on port 8080.
 fn web(replicas: i32, extra: Value) -> Value {
-    let mut spec = json!({
-        "replicas": replicas,
-        "selector": {"matchLabels": {"app": "web"}},
-        "template": {
-            "metadata": {"labels": {"app": "web"}},
-            "spec": {
-                "terminationGracePeriodSeconds": 2,
-                "containers": [{
-                    "name": "app",
-                    "image": HTTPD,
-                    "imagePullPolicy": "IfNotPresent",
-                    "command": ["sh", "-c", "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www"],
-                    "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
-                }],
-            },
-        },
+    let pod = json!({
+        "terminationGracePeriodSeconds": 2,
+        "containers": [{
+            "name": "app",
+            "image": HTTPD,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", "-c", "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www"],
+            "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
+        }],
     });
-    if let (Some(spec), Value::Object(extra)) = (spec.as_object_mut(), extra) {
-        spec.extend(extra);
-    }
-    json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "web"}, "spec": spec})
+    common::with_spec(common::deployment("web", replicas, pod), extra)
 }
 
 /// Ready and not on its way out: a pod that serves.

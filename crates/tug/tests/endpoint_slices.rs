@@ -36,22 +36,12 @@ fn pod(name: &str, labels: &[(&str, &str)], ports: &[(&str, i32)]) -> Value {
 /// Writes the pod's status as its kubelet would: running at `ip`, Ready or not.
 fn set_status(server: &Server, namespace: &str, name: &str, ip: &str, ready: bool) {
     let ready = if ready { "True" } else { "False" };
-    let status = json!({"status": {
+    let status = json!({
         "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
         "conditions": [{"type": "Ready", "status": ready}],
-    }});
+    });
     server
-        .kubectl(&[
-            "patch",
-            "pod",
-            name,
-            "-n",
-            namespace,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ])
+        .patch_status(Some(namespace), "pod", name, &status)
         .ok();
 }
 
@@ -664,20 +654,10 @@ fn large_services_are_split_into_slices_of_100() {
 /// A simulated node with an InternalIP.
 fn node_at(server: &Server, name: &str, ip: &str, ready: &str) -> SimulatedNode {
     let node = SimulatedNode::start(server, NodeSpec::new(name).ready(ready));
-    let status = json!({"status": {"addresses": [
+    let status = json!({"addresses": [
         {"type": "InternalIP", "address": ip}, {"type": "Hostname", "address": name},
-    ]}});
-    server
-        .kubectl(&[
-            "patch",
-            "node",
-            name,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ])
-        .ok();
+    ]});
+    server.patch_status(None, "node", name, &status).ok();
     node
 }
 

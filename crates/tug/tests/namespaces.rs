@@ -68,18 +68,7 @@ fn deleting_a_namespace_deletes_its_content_then_the_namespace() {
         &json!({"apiVersion": "v1", "kind": "Secret",
                 "metadata": {"name": "token", "namespace": ns}, "stringData": {"k": "v"}}),
     );
-    apply(
-        server,
-        &json!({
-            "apiVersion": "apps/v1", "kind": "Deployment",
-            "metadata": {"name": "web", "namespace": ns},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": {"app": "web"}},
-                "template": {"metadata": {"labels": {"app": "web"}}, "spec": sleeper_spec()},
-            },
-        }),
-    );
+    server.apply_json(&ns, &common::deployment("web", 1, sleeper_spec()));
     eventually("the pod running", || {
         let pod = server.get_json(&ns, "pod", "sleeper");
         (pod["status"]["phase"] == "Running")

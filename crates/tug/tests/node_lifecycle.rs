@@ -3,7 +3,8 @@
 //! unreachable taints, and its pods are evicted once their tolerations run
 //! out, so that their ReplicaSet replaces them on a live node; pods that
 //! tolerate longer stay, marked not Ready. A node reporting Ready=False gets the not-ready
-//! taints, and loses them when it is Ready again.
+//! taints, and loses them when it is Ready again; pressure and cordoning give
+//! NoSchedule taints as long as they last.
 //!
 //! The grace period is shortened with kube-controller-manager's own flag,
 //! `--node-monitor-grace-period`; the toleration seconds are the pods' own.
@@ -76,27 +77,14 @@ fn a_lost_node_goes_not_ready_and_its_pods_move_once_their_tolerations_run_out()
     let server = start();
     let mut lost = SimulatedNode::start(&server, NodeSpec::new("lost"));
     let ns = server.namespace("lifecycle");
-    let deployment = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": ns},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {
-                    "containers": [{"name": "web", "image": "tugboat.test/busybox:latest"}],
-                    "tolerations": [
-                        {"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 3},
-                        {"key": NOT_READY, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 3},
-                    ],
-                },
-            },
-        },
+    let pod = json!({
+        "containers": [{"name": "web", "image": "tugboat.test/busybox:latest"}],
+        "tolerations": [
+            {"key": UNREACHABLE, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 3},
+            {"key": NOT_READY, "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 3},
+        ],
     });
-    server
-        .kubectl_stdin(&["apply", "-f", "-"], &deployment.to_string())
-        .ok();
+    server.apply_json(&ns, &common::deployment("web", 2, pod));
     // A pod with the default tolerations (300 s) outlasts this test.
     let patient = json!({
         "apiVersion": "v1", "kind": "Pod",
@@ -114,22 +102,12 @@ fn a_lost_node_goes_not_ready_and_its_pods_move_once_their_tolerations_run_out()
     });
     let _spare = SimulatedNode::start(&server, NodeSpec::new("spare"));
     // As a kubelet would report it, the patient pod is Ready.
-    let ready = json!({"status": {"conditions": [
+    let ready = json!({"conditions": [
         {"type": "Ready", "status": "True"},
         {"type": "PodScheduled", "status": "True"},
-    ]}});
+    ]});
     server
-        .kubectl(&[
-            "patch",
-            "pod",
-            "patient",
-            "-n",
-            &ns,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &ready.to_string(),
-        ])
+        .patch_status(Some(&ns), "pod", "patient", &ready)
         .ok();
 
     lost.stop_lease();
@@ -224,22 +202,48 @@ fn a_node_not_ready_is_tainted_until_it_is_ready_again() {
         .unwrap();
     assert!(taint["timeAdded"].is_string(), "{taint}");
 
-    let ready = json!({"status": {"conditions": [
+    let ready = json!({"conditions": [
         {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "back"},
-    ]}});
-    server
-        .kubectl(&[
-            "patch",
-            "node",
-            "down",
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &ready.to_string(),
-        ])
-        .ok();
+    ]});
+    server.patch_status(None, "node", "down", &ready).ok();
     eventually("the taints gone", || {
         let taints = taints(&node(&server, "down"));
+        taints.is_empty().then_some(()).ok_or(format!("{taints:?}"))
+    });
+}
+
+#[test]
+fn pressure_and_cordoning_become_no_schedule_taints_while_they_last() {
+    let server = start();
+    let _node = SimulatedNode::start(&server, NodeSpec::new("pressed"));
+    let pressure = |status: &str| {
+        json!({"conditions": [
+            {"type": "Ready", "status": "True", "reason": "KubeletReady", "message": "ready"},
+            {"type": "DiskPressure", "status": status, "reason": "KubeletHasDiskPressure",
+             "message": "kubelet has disk pressure"},
+        ]})
+    };
+    server
+        .patch_status(None, "node", "pressed", &pressure("True"))
+        .ok();
+    server.kubectl(&["cordon", "pressed"]).ok();
+    eventually("the pressure and cordon taints", || {
+        let taints = taints(&node(&server, "pressed"));
+        let wanted = [
+            "node.kubernetes.io/disk-pressure:NoSchedule",
+            "node.kubernetes.io/unschedulable:NoSchedule",
+        ];
+        (taints == wanted)
+            .then_some(())
+            .ok_or(format!("{taints:?}"))
+    });
+
+    server
+        .patch_status(None, "node", "pressed", &pressure("False"))
+        .ok();
+    server.kubectl(&["uncordon", "pressed"]).ok();
+    eventually("the taints gone", || {
+        let taints = taints(&node(&server, "pressed"));
         taints.is_empty().then_some(()).ok_or(format!("{taints:?}"))
     });
 }

@@ -33,19 +33,8 @@ fn the_pods_of_a_deleted_node_are_replaced_on_the_nodes_left() {
     let server = start();
     let mut doomed = SimulatedNode::start(&server, NodeSpec::new("doomed"));
     let ns = server.namespace("pod-gc-node");
-    let deployment = json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": ns},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": [{"name": "web", "image": "tugboat.test/busybox:latest"}]},
-            },
-        },
-    });
-    server.apply_json(&ns, &deployment);
+    let pod = json!({"containers": [{"name": "web", "image": "tugboat.test/busybox:latest"}]});
+    server.apply_json(&ns, &common::deployment("web", 2, pod));
     eventually("two pods on the only node", || {
         let pods = pods(&server, &ns);
         (count_on(&pods, "doomed") == 2)
@@ -93,17 +82,7 @@ fn the_oldest_finished_pods_past_the_threshold_are_deleted() {
         .zip(["Succeeded", "Failed", "Succeeded", "Running"])
     {
         server
-            .kubectl(&[
-                "patch",
-                "pod",
-                name,
-                "-n",
-                &ns,
-                "--subresource=status",
-                "--type=merge",
-                "-p",
-                &json!({"status": {"phase": phase}}).to_string(),
-            ])
+            .patch_status(Some(&ns), "pod", name, &json!({"phase": phase}))
             .ok();
     }
 

@@ -69,22 +69,12 @@ fn wait_status(server: &Server, namespace: &str, kind: &str, name: &str, field: 
 
 /// Marks a pod Ready (Running, Ready=True since `since`), as a kubelet would.
 fn make_ready(server: &Server, namespace: &str, pod: &str, since: &str) {
-    let status = json!({"status": {
+    let status = json!({
         "phase": "Running",
         "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": since}],
-    }});
+    });
     server
-        .kubectl(&[
-            "patch",
-            "pod",
-            pod,
-            "-n",
-            namespace,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &status.to_string(),
-        ])
+        .patch_status(Some(namespace), "pod", pod, &status)
         .ok();
 }
 

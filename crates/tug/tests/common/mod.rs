@@ -353,6 +353,25 @@ impl Server {
             .sum()
     }
 
+    /// Writes `status` (merged) into the status of `kind/name`, as the
+    /// object's controller or kubelet would: `kubectl patch
+    /// --subresource=status`. `namespace` is `None` for nodes.
+    pub fn patch_status(
+        &self,
+        namespace: Option<&str>,
+        kind: &str,
+        name: &str,
+        status: &serde_json::Value,
+    ) -> Run {
+        let patch = serde_json::json!({ "status": status }).to_string();
+        let mut args = vec!["patch", kind, name];
+        if let Some(namespace) = namespace {
+            args.extend(["-n", namespace]);
+        }
+        args.extend(["--subresource=status", "--type=merge", "-p", &patch]);
+        self.kubectl(&args)
+    }
+
     /// The names (`kind/name`) kubectl lists for `args`, sorted.
     pub fn names(&self, args: &[&str]) -> Vec<String> {
         let mut full = args.to_vec();
@@ -562,6 +581,31 @@ pub fn test_images() -> &'static Path {
         assert!(status.success(), "scripts/build-test-images failed");
         dir
     })
+}
+
+/// An apps/v1 Deployment `name` of `replicas` pods running `pod_spec`,
+/// selected and labelled `app: <name>`.
+pub fn deployment(name: &str, replicas: i32, pod_spec: serde_json::Value) -> serde_json::Value {
+    serde_json::json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}}, "spec": pod_spec},
+        },
+    })
+}
+
+/// `object` with the fields of `extra` (a JSON object) put into its spec,
+/// replacing those it had.
+pub fn with_spec(mut object: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {
+    if let (Some(spec), serde_json::Value::Object(extra)) = (object["spec"].as_object_mut(), extra)
+    {
+        spec.extend(extra);
+    }
+    object
 }
 
 /// The node name `tug server` gives its own node: the host name.
