@@ -23,29 +23,18 @@ const BUSYBOX: &str = "tugboat.test/busybox:latest";
 /// A Deployment of `replicas` httpd pods labelled `app: <name>`, each
 /// serving its name on port 8080 and ready while `/tmp/ready` exists.
 fn web(name: &str, replicas: i32) -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {
-                    "terminationGracePeriodSeconds": 2,
-                    "containers": [{
-                        "name": "app",
-                        "image": HTTPD,
-                        "imagePullPolicy": "IfNotPresent",
-                        "command": ["sh", "-c", "mkdir -p /www; hostname > /www/index.html; touch /tmp/ready; exec httpd -f -p 8080 -h /www"],
-                        "ports": [{"name": "web", "containerPort": 8080}],
-                        "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1},
-                    }],
-                },
-            },
-        },
-    })
+    let pod = json!({
+        "terminationGracePeriodSeconds": 2,
+        "containers": [{
+            "name": "app",
+            "image": HTTPD,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", "-c", "mkdir -p /www; hostname > /www/index.html; touch /tmp/ready; exec httpd -f -p 8080 -h /www"],
+            "ports": [{"name": "web", "containerPort": 8080}],
+            "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1},
+        }],
+    });
+    common::deployment(name, replicas, pod)
 }
 
 /// A busybox pod that sleeps, to run clients in.
