@@ -10,6 +10,7 @@ use k8s_openapi::api::core::v1::Node;
 
 use crate::pod::PodInfo;
 use crate::resources::{Resources, node_allocatable};
+use crate::scores::node_images;
 
 #[derive(Clone)]
 pub struct NodeInfo {
@@ -32,6 +33,8 @@ pub struct NodeInfo {
     pub requested: Resources,
     /// The sum of their requests as scores count them (cpu, memory).
     pub scoring_requested: (i64, i64),
+    /// The node's images by normalized name, with their sizes.
+    pub images: HashMap<String, i64>,
 }
 
 impl NodeInfo {
@@ -46,6 +49,7 @@ impl NodeInfo {
             by_controller: HashMap::new(),
             requested: Resources::default(),
             scoring_requested: (0, 0),
+            images: HashMap::new(),
         }
     }
 
@@ -119,6 +123,11 @@ pub struct Cache {
     /// The names of the nodes holding pods of each controller (by uid), the
     /// only ones spreading its pods must count.
     with_controller: HashMap<String, BTreeSet<String>>,
+    /// How many nodes pods can go to, and how many of them hold each image
+    /// (by normalized name), so image locality looks at no node but those
+    /// it scores.
+    node_count: i64,
+    image_holders: HashMap<String, i64>,
     /// Preemptors and the node their victims are leaving, by pod key: the
     /// room is theirs, not a lower-priority pod's that comes first.
     nominated: HashMap<String, (String, Arc<PodInfo>)>,
@@ -135,6 +144,13 @@ impl Cache {
             .as_deref()
             .is_none_or(|old| scheduling_view(old) != scheduling_view(&node));
         (info.allocatable, info.allowed_pods) = node_allocatable(&node);
+        if info.node.is_some() {
+            count_images(&mut self.image_holders, &info.images, -1);
+        } else {
+            self.node_count += 1;
+        }
+        info.images = node_images(&node);
+        count_images(&mut self.image_holders, &info.images, 1);
         info.node = Some(Arc::new(node));
         changed
     }
@@ -143,11 +159,26 @@ impl Cache {
         let Some(info) = self.nodes.get_mut(name) else {
             return;
         };
+        if info.node.is_some() {
+            count_images(&mut self.image_holders, &info.images, -1);
+            self.node_count -= 1;
+        }
         if info.pods.is_empty() {
             self.nodes.remove(name);
         } else {
             info.node = None;
         }
+    }
+
+    /// How many nodes pods can go to.
+    pub fn node_count(&self) -> i64 {
+        self.node_count
+    }
+
+    /// How many of the nodes pods can go to hold the image of this
+    /// normalized name.
+    pub fn image_holders(&self, normalized: &str) -> i64 {
+        self.image_holders.get(normalized).copied().unwrap_or(0)
     }
 
     /// The nodes pods can go to, in name order.
@@ -309,6 +340,17 @@ impl Cache {
     }
 }
 
+/// Adds `by` to the holder count of each of `images`.
+fn count_images(holders: &mut HashMap<String, i64>, images: &HashMap<String, i64>, by: i64) {
+    for name in images.keys() {
+        let count = holders.entry(name.clone()).or_default();
+        *count += by;
+        if *count == 0 {
+            holders.remove(name);
+        }
+    }
+}
+
 /// What of a node scheduling reads: labels, taints, cordon, allocatable,
 /// readiness and images, without the heartbeat times that change every
 /// few seconds.
@@ -360,6 +402,32 @@ mod tests {
         assert_eq!(names(cache.nodes_with_controller("rs-db")), ["c"]);
         cache.remove_node("c");
         assert!(names(cache.nodes_with_controller("rs-db")).is_empty());
+    }
+
+    #[test]
+    fn image_holders_follow_the_nodes() {
+        let mut cache = Cache::default();
+        let busybox = "docker.io/library/busybox:latest";
+        cache.set_node(node_with_images("a", &["busybox"]));
+        cache.set_node(node_with_images("b", &[busybox, "nginx:1.27"]));
+        assert_eq!(cache.node_count(), 2);
+        assert_eq!(cache.image_holders(busybox), 2);
+
+        cache.set_node(node_with_images("b", &["nginx:1.27"]));
+        assert_eq!(cache.image_holders(busybox), 1);
+        assert_eq!(cache.image_holders("docker.io/library/nginx:1.27"), 1);
+        cache.remove_node("a");
+        assert_eq!(cache.node_count(), 1);
+        assert_eq!(cache.image_holders(busybox), 0);
+    }
+
+    fn node_with_images(name: &str, images: &[&str]) -> Node {
+        let images: Vec<_> = images
+            .iter()
+            .map(|image| json!({"names": [image], "sizeBytes": 100 << 20}))
+            .collect();
+        let node = json!({"metadata": {"name": name}, "status": {"images": images}});
+        serde_json::from_value(node).expect("a node")
     }
 
     fn pod(name: &str, controller: &str, anti_affinity: bool) -> Arc<PodInfo> {

@@ -4,6 +4,10 @@
 //! pod to one node), between a floor of 23 MB and a ceiling of 1000 MB per
 //! container.
 
+use std::collections::HashMap;
+
+use k8s_openapi::api::core::v1::Node;
+
 use super::MAX_SCORE;
 use crate::cache::{Cache, NodeInfo};
 use crate::pod::PodInfo;
@@ -12,38 +16,33 @@ const MB: i64 = 1024 * 1024;
 const MIN_THRESHOLD: i64 = 23 * MB;
 const MAX_CONTAINER_THRESHOLD: i64 = 1000 * MB;
 
-/// The pod's images (one per container, with the name a short one
-/// implies) and how many nodes hold each, and how many nodes there are.
+/// The pod's images (one per container, by the name a short one implies)
+/// and how many nodes hold each, and how many nodes there are.
 pub struct ImageSpread {
     images: Vec<Image>,
     nodes: i64,
 }
 
 struct Image {
-    name: String,
     normalized: String,
     holders: i64,
 }
 
 impl ImageSpread {
     pub fn count(pod: &PodInfo, cache: &Cache) -> ImageSpread {
-        let mut images: Vec<Image> = images(pod)
-            .map(|name| Image {
-                name: name.to_owned(),
-                normalized: normalize(name),
-                holders: 0,
+        let images = images(pod)
+            .map(|name| {
+                let normalized = normalize(name);
+                Image {
+                    holders: cache.image_holders(&normalized),
+                    normalized,
+                }
             })
             .collect();
-        let mut nodes = 0;
-        for node in cache.nodes() {
-            nodes += 1;
-            for image in images.iter_mut() {
-                if image.size_on(node).is_some() {
-                    image.holders += 1;
-                }
-            }
+        ImageSpread {
+            images,
+            nodes: cache.node_count(),
         }
-        ImageSpread { images, nodes }
     }
 
     pub fn score(&self, pod: &PodInfo, node: &NodeInfo) -> i64 {
@@ -54,8 +53,8 @@ impl ImageSpread {
             .images
             .iter()
             .filter_map(|image| {
-                let size = image.size_on(node)?;
-                Some((size as f64 * image.holders as f64 / self.nodes as f64) as i64)
+                let size = node.images.get(&image.normalized)?;
+                Some((*size as f64 * image.holders as f64 / self.nodes as f64) as i64)
             })
             .sum();
         let containers = pod.spec().containers.len().max(1) as i64;
@@ -65,25 +64,21 @@ impl ImageSpread {
     }
 }
 
-impl Image {
-    /// The image's size if the node lists it under its name, or under the
-    /// name with the registry and tag a short name implies (`busybox` is
-    /// `docker.io/library/busybox:latest`).
-    fn size_on(&self, node: &NodeInfo) -> Option<i64> {
-        node.object()
-            .status
-            .as_ref()?
-            .images
-            .as_ref()?
-            .iter()
-            .find(|i| {
-                i.names
-                    .iter()
-                    .flatten()
-                    .any(|n| *n == self.name || normalize(n) == self.normalized)
-            })
-            .map(|i| i.size_bytes.unwrap_or(0))
+/// The sizes of the images a node lists, by each of their names with the
+/// registry and tag a short name implies (`busybox` is
+/// `docker.io/library/busybox:latest`); the first image listed under a
+/// name is the one that counts.
+pub fn node_images(node: &Node) -> HashMap<String, i64> {
+    let mut sizes = HashMap::new();
+    let listed = node.status.as_ref().and_then(|s| s.images.as_ref());
+    for image in listed.into_iter().flatten() {
+        for name in image.names.iter().flatten() {
+            sizes
+                .entry(normalize(name))
+                .or_insert(image.size_bytes.unwrap_or(0));
+        }
     }
+    sizes
 }
 
 fn images(pod: &PodInfo) -> impl Iterator<Item = &str> {

@@ -20,6 +20,8 @@ mod taints;
 use crate::cache::{Cache, NodeInfo};
 use crate::pod::PodInfo;
 
+pub use images::node_images;
+
 const MAX_SCORE: i64 = 100;
 
 /// The best of `feasible` (which is not empty) for `pod`.
