@@ -1,6 +1,7 @@
 //! Jobs and CronJobs on the server's own node, driven with the real
 //! kubectl: completions and parallelism, back-off limits (restartPolicy
-//! Never and OnFailure), Indexed Jobs, deadlines, suspension, deletion
+//! Never and OnFailure), Indexed Jobs and their back-off limits per index
+//! (`failedIndexes`, `maxFailedIndexes`, `FailIndex`), deadlines, suspension, deletion
 //! after a TTL; CronJobs that run on schedule, keep their history to its
 //! limits and seed `kubectl create job --from`.
 
@@ -775,5 +776,131 @@ fn an_indexed_job_succeeds_when_its_success_policy_is_met() {
     assert!(
         running.is_empty(),
         "the other indexes were stopped: {running:?}"
+    );
+}
+
+/// The `batch.kubernetes.io/job-index-failure-count` of each pod of one
+/// index, sorted.
+fn failure_counts(pods: &[Value], index: &str) -> Vec<String> {
+    let mut counts: Vec<String> = pods
+        .iter()
+        .filter(|p| {
+            p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] == index
+        })
+        .map(|p| {
+            p["metadata"]["annotations"]["batch.kubernetes.io/job-index-failure-count"]
+                .as_str()
+                .unwrap_or("none")
+                .to_owned()
+        })
+        .collect();
+    counts.sort();
+    counts
+}
+
+#[test]
+fn an_index_out_of_retries_fails_alone_and_the_job_fails_with_failed_indexes() {
+    let server = node_server();
+    let ns = server.namespace("per-index");
+    // Index 1 always fails; index 2 fails with the code a FailIndex rule
+    // matches; index 0 succeeds.
+    let script = r#"case "$JOB_COMPLETION_INDEX" in 1) exit 3;; 2) exit 42;; esac"#;
+    let policy = json!({"rules": [
+        {"action": "FailIndex", "onExitCodes": {"operator": "In", "values": [42]}},
+    ]});
+    let spec = json!({
+        "completionMode": "Indexed", "completions": 3, "parallelism": 3,
+        "backoffLimitPerIndex": 1, "podFailurePolicy": policy,
+    });
+    server.apply_json(&ns, &job("per-index", "Never", script, spec));
+    wait_for(server, &ns, "per-index", "failed");
+
+    let job = server.get_json(&ns, "job", "per-index");
+    let status = &job["status"];
+    assert_eq!(status["completedIndexes"], "0", "{status}");
+    assert_eq!(status["failedIndexes"], "1,2", "{status}");
+    assert_eq!(status["failed"], 3, "index 1 twice, index 2 once: {status}");
+    for type_ in ["FailureTarget", "Failed"] {
+        let c = condition(&job, type_);
+        assert_eq!(c["reason"], "FailedIndexes", "{type_}: {status}");
+        assert_eq!(c["message"], "Job has failed indexes");
+    }
+    // Index 1 was retried once, its second pod knowing of the first failure;
+    // the FailIndex rule left index 2 without a retry.
+    let pods = job_pods(server, &ns, "per-index");
+    assert_eq!(failure_counts(&pods, "1"), ["0", "1"]);
+    assert_eq!(failure_counts(&pods, "2"), ["0"]);
+    assert_eq!(failure_counts(&pods, "0"), ["0"]);
+}
+
+#[test]
+fn more_failed_indexes_than_max_failed_indexes_fail_the_job_at_once() {
+    let server = node_server();
+    let ns = server.namespace("max-failed-indexes");
+    // Indexes 0 and 1 fail at once; index 2 would run for ten minutes.
+    let script = r#"[ "$JOB_COMPLETION_INDEX" = 2 ] && exec sleep 600; exit 1"#;
+    let spec = json!({
+        "completionMode": "Indexed", "completions": 3, "parallelism": 3,
+        "backoffLimitPerIndex": 0, "maxFailedIndexes": 1,
+    });
+    server.apply_json(&ns, &job("fragile", "Never", script, spec));
+    wait_for(server, &ns, "fragile", "failed");
+
+    let job = server.get_json(&ns, "job", "fragile");
+    let failed = condition(&job, "Failed");
+    assert_eq!(
+        failed["reason"], "MaxFailedIndexesExceeded",
+        "{}",
+        job["status"]
+    );
+    assert_eq!(
+        failed["message"],
+        "Job has exceeded the specified maximal number of failed indexes"
+    );
+    // Index 2's pod, stopped when the Job failed, failed its index too: a
+    // pod deleted before it succeeded counts as failed, as in Kubernetes.
+    assert_eq!(job["status"]["failedIndexes"], "0-2", "{}", job["status"]);
+    let running: Vec<Value> = job_pods(server, &ns, "fragile")
+        .into_iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null() && phase(p) == "Running")
+        .collect();
+    assert!(running.is_empty(), "index 2 was stopped: {running:?}");
+}
+
+#[test]
+fn limits_per_index_are_validated_as_kubernetes_does() {
+    let server = node_server();
+    let ns = server.namespace("per-index-checks");
+    let refused = |spec: Value| {
+        server
+            .kubectl_stdin(
+                &["create", "-n", &ns, "-f", "-"],
+                &job("bad", "Never", "true", spec).to_string(),
+            )
+            .fails()
+    };
+    let err = refused(json!({"backoffLimitPerIndex": 1}));
+    assert!(
+        err.contains(
+            "spec.backoffLimitPerIndex: Invalid value: 1: requires indexed completion mode"
+        ),
+        "{err}"
+    );
+    let err =
+        refused(json!({"completionMode": "Indexed", "completions": 2, "maxFailedIndexes": 1}));
+    assert!(
+        err.contains(
+            "spec.backoffLimitPerIndex: Required value: when maxFailedIndexes is specified"
+        ),
+        "{err}"
+    );
+    let err = refused(json!({
+        "completionMode": "Indexed", "completions": 2, "backoffLimitPerIndex": 1, "maxFailedIndexes": 3,
+    }));
+    assert!(
+        err.contains(
+            "spec.maxFailedIndexes: Invalid value: 3: must be less than or equal to completions"
+        ),
+        "{err}"
     );
 }

@@ -291,9 +291,12 @@ fn validate_job_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
         "activeDeadlineSeconds",
         "backoffLimit",
         "ttlSecondsAfterFinished",
+        "backoffLimitPerIndex",
+        "maxFailedIndexes",
     ] {
         check_non_negative(errs, spec, key, path);
     }
+    validate_per_index_limits(spec, path, errs);
     let mode = str_of(spec, "completionMode");
     match mode {
         "" | "NonIndexed" => {}
@@ -322,6 +325,57 @@ fn validate_job_spec(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
             other,
             &["OnFailure", "Never"],
         )),
+    }
+}
+
+/// `backoffLimitPerIndex` and `maxFailedIndexes`: Indexed Jobs only, the
+/// second only with the first and no more than `completions`; and a
+/// `FailIndex` pod failure policy rule only with a limit per index.
+fn validate_per_index_limits(spec: &Value, path: &str, errs: &mut Vec<FieldError>) {
+    let per_index = spec.get("backoffLimitPerIndex").and_then(Value::as_i64);
+    let max_failed = spec.get("maxFailedIndexes").and_then(Value::as_i64);
+    if max_failed.is_some() && per_index.is_none() {
+        errs.push(FieldError::required_because(
+            format!("{path}.backoffLimitPerIndex"),
+            "when maxFailedIndexes is specified",
+        ));
+    }
+    if str_of(spec, "completionMode") == "Indexed" {
+        if let (Some(max), Some(completions)) =
+            (max_failed, spec.get("completions").and_then(Value::as_i64))
+            && max > completions
+        {
+            errs.push(FieldError::invalid_unquoted(
+                format!("{path}.maxFailedIndexes"),
+                max,
+                "must be less than or equal to completions",
+            ));
+        }
+    } else {
+        for (key, value) in [
+            ("backoffLimitPerIndex", per_index),
+            ("maxFailedIndexes", max_failed),
+        ] {
+            if let Some(value) = value {
+                errs.push(FieldError::invalid_unquoted(
+                    format!("{path}.{key}"),
+                    value,
+                    "requires indexed completion mode",
+                ));
+            }
+        }
+    }
+    let rules = spec
+        .pointer("/podFailurePolicy/rules")
+        .and_then(Value::as_array);
+    for (i, rule) in rules.into_iter().flatten().enumerate() {
+        if str_of(rule, "action") == "FailIndex" && per_index.is_none() {
+            errs.push(FieldError::invalid(
+                format!("{path}.podFailurePolicy.rules[{i}].action"),
+                "FailIndex",
+                "requires the backoffLimitPerIndex to be set",
+            ));
+        }
     }
 }
 

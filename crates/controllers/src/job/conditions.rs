@@ -41,6 +41,16 @@ pub const DEADLINE_EXCEEDED: Verdict = Verdict {
     reason: "DeadlineExceeded",
     message: Cow::Borrowed("Job was active longer than specified deadline"),
 };
+pub const MAX_FAILED_INDEXES_EXCEEDED: Verdict = Verdict {
+    success: false,
+    reason: "MaxFailedIndexesExceeded",
+    message: Cow::Borrowed("Job has exceeded the specified maximal number of failed indexes"),
+};
+pub const FAILED_INDEXES: Verdict = Verdict {
+    success: false,
+    reason: "FailedIndexes",
+    message: Cow::Borrowed("Job has failed indexes"),
+};
 
 impl Verdict {
     /// A `FailJob` rule of the pod failure policy matched.
@@ -82,6 +92,8 @@ impl Verdict {
             COMPLETIONS_REACHED.reason,
             BACKOFF_LIMIT_EXCEEDED.reason,
             DEADLINE_EXCEEDED.reason,
+            MAX_FAILED_INDEXES_EXCEEDED.reason,
+            FAILED_INDEXES.reason,
             POD_FAILURE_POLICY,
             SUCCESS_POLICY,
         ]

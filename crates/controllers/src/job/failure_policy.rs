@@ -1,7 +1,7 @@
 //! `podFailurePolicy`: what a failed pod means for its Job, decided by the
 //! first rule that its exit codes or conditions match, as Kubernetes
 //! decides it. Without a matching rule a failure counts against
-//! `backoffLimit`.
+//! `backoffLimit` (and `backoffLimitPerIndex`).
 
 use k8s_openapi::api::batch::v1::{
     Job, PodFailurePolicyOnExitCodesRequirement, PodFailurePolicyOnPodConditionsPattern,
@@ -16,6 +16,8 @@ pub enum Judgement {
     FailJob(String),
     /// The failure is not counted at all.
     Ignore,
+    /// The pod's index fails for good (`backoffLimitPerIndex`).
+    FailIndex,
     /// The failure counts against `backoffLimit`.
     Count,
 }
@@ -44,6 +46,7 @@ pub fn judge(job: &Job, pod: &Pod) -> Judgement {
             return match action {
                 "FailJob" => Judgement::FailJob(message),
                 "Ignore" => Judgement::Ignore,
+                "FailIndex" => Judgement::FailIndex,
                 _ => Judgement::Count,
             };
         }

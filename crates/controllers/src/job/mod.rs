@@ -1,6 +1,7 @@
 //! The Job controller: runs a Job's pods until enough of them succeed
 //! (`completions`, at most `parallelism` at once, each index once when
-//! Indexed) or the Job fails (`backoffLimit`, `activeDeadlineSeconds`), as
+//! Indexed) or the Job fails (`backoffLimit`, `backoffLimitPerIndex` and
+//! `maxFailedIndexes`, `activeDeadlineSeconds`), as
 //! kube-controller-manager's job controller does; suspends and resumes it;
 //! deletes it `ttlSecondsAfterFinished` after it ends. Finished pods are
 //! kept, as Kubernetes keeps them, for their logs.
@@ -11,6 +12,8 @@
 //! - `tracking`: finished pods counted through the job-tracking finalizer;
 //! - `orphans`: that finalizer taken off pods whose Job is gone;
 //! - `indexed`: completion indexes on pods and in `completedIndexes`;
+//! - `per_index`: `backoffLimitPerIndex`, failure counts on pods and
+//!   `failedIndexes`;
 //! - `conditions`: the status conditions and the verdicts behind them;
 //! - `failure_policy`: what `podFailurePolicy` makes of a failed pod;
 //! - `ttl`: deleting finished Jobs.
@@ -19,6 +22,7 @@ mod conditions;
 mod failure_policy;
 mod indexed;
 mod orphans;
+mod per_index;
 mod tracking;
 mod ttl;
 
@@ -186,7 +190,7 @@ impl Pass<'_> {
             };
             let made = match delay {
                 Some(_) => 0,
-                None => self.create_pods(make).await?,
+                None => self.create_pods(make, pods).await?,
             };
             let wake = delay.into_iter().chain(self.deadline_left()).min();
             if let Some(wake) = wake {
@@ -233,6 +237,12 @@ impl Pass<'_> {
             // A work queue is done once a pod succeeded and none is left.
             (None, None) => succeeded > 0 && active.is_empty(),
         };
+        let failed_indexes = indexed::parse(status.failed_indexes.as_deref());
+        let index_verdict = tracking::indexed_completions(self.job)
+            .filter(|_| per_index::limit(self.job).is_some())
+            .and_then(|completions| {
+                per_index::verdict(self.job, &failed_indexes, &completed, completions)
+            });
         let backoff_limit = spec.backoff_limit.unwrap_or(6);
         let success_rule = spec
             .success_policy
@@ -246,6 +256,8 @@ impl Pass<'_> {
             Some(conditions::BACKOFF_LIMIT_EXCEEDED)
         } else if !suspended && self.deadline_left() == Some(Duration::ZERO) {
             Some(conditions::DEADLINE_EXCEEDED)
+        } else if index_verdict.is_some() {
+            index_verdict
         } else if complete {
             Some(conditions::COMPLETIONS_REACHED)
         } else {
@@ -277,9 +289,11 @@ impl Pass<'_> {
                 .count()
         };
         if let Some(completions) = tracking::indexed_completions(self.job) {
-            let completed = indexed::parse(status.completed_indexes.as_deref());
+            // Failed indexes are done too: they get no more pods.
+            let mut done = indexed::parse(status.completed_indexes.as_deref());
+            done.extend(indexed::parse(status.failed_indexes.as_deref()));
             let room = parallelism.saturating_sub(holding);
-            return plan_indexed(completions, &completed, active, room);
+            return plan_indexed(completions, &done, active, room);
         }
         let succeeded = status.succeeded.unwrap_or(0);
         let wanted = match spec.completions {
@@ -304,7 +318,11 @@ impl Pass<'_> {
         (Vec::new(), by_preference)
     }
 
-    async fn create_pods(&self, indexes: Vec<Option<i32>>) -> kube::Result<usize> {
+    /// Makes a pod for each of `indexes` (`None`: a NonIndexed pod); with
+    /// `backoffLimitPerIndex` each carries its index's failures in `pods`.
+    async fn create_pods(&self, indexes: Vec<Option<i32>>, pods: &[Pod]) -> kube::Result<usize> {
+        let failures =
+            per_index::limit(self.job).map(|_| per_index::next_failure_counts(self.job, pods));
         let name = self.job.name_any();
         let namespace = self.job.namespace().unwrap_or_default();
         let template = self
@@ -334,6 +352,9 @@ impl Pass<'_> {
                 .push(tracking::FINALIZER.to_owned());
             if let Some(i) = index {
                 indexed::mark(&mut pod, &name, i);
+                if let Some(failures) = &failures {
+                    per_index::mark(&mut pod, failures.get(&i).copied().unwrap_or(0));
+                }
             }
             let created = self.pods_api.create(&PostParams::default(), &pod).await?;
             made += 1;
@@ -396,9 +417,9 @@ impl Pass<'_> {
     }
 }
 
-/// For an Indexed Job: the lowest indexes neither completed nor running,
-/// as many as `room` allows, and the pods whose index is done, out of
-/// range or run twice.
+/// For an Indexed Job: the lowest indexes neither done (completed or
+/// failed) nor running, as many as `room` allows, and the pods whose index
+/// is done, out of range or run twice.
 fn plan_indexed<'p>(
     completions: i32,
     completed: &BTreeSet<i32>,

@@ -15,7 +15,7 @@ use kube::api::{Patch, PatchParams, PostParams};
 use kube::{Api, ResourceExt};
 
 use super::failure_policy::{self, Judgement};
-use super::indexed;
+use super::{indexed, per_index};
 
 pub const FINALIZER: &str = "batch.kubernetes.io/job-tracking";
 
@@ -54,7 +54,7 @@ pub fn has_finalizer(pod: &Pod) -> bool {
 }
 
 /// Counts the Job's finished pods into `job.status` (succeeded, failed,
-/// completedIndexes), releasing each from the finalizer. The status is
+/// completedIndexes, failedIndexes), releasing each from the finalizer. The status is
 /// written once before any finalizer goes; the caller writes the counts.
 /// Returns the message of a pod failure policy rule that fails the Job.
 pub async fn account(
@@ -64,6 +64,7 @@ pub async fn account(
     pods: &[Pod],
 ) -> kube::Result<Option<String>> {
     let indexed_completions = indexed_completions(job);
+    let limits_per_index = per_index::limit(job).is_some();
     let status = job.status.get_or_insert_default();
     let uncounted = status.uncounted_terminated_pods.get_or_insert_default();
     let mut succeeded: BTreeSet<String> = uncounted
@@ -79,6 +80,7 @@ pub async fn account(
         .into_iter()
         .collect();
     let mut completed = indexed::parse(status.completed_indexes.as_deref());
+    let mut failed_indexes = indexed::parse(status.failed_indexes.as_deref());
     let mut recorded = false;
     let mut ignored = Vec::new();
     let mut fail_job = None;
@@ -97,19 +99,27 @@ pub async fn account(
                 }
                 succeeded.insert(uid);
             }
-            Some(Outcome::Failed) => match failure_policy::judge(job, pod) {
-                Judgement::Ignore => {
-                    ignored.push(pod);
-                    continue;
+            Some(Outcome::Failed) => {
+                let judgement = failure_policy::judge(job, pod);
+                if per_index::fails_index(job, pod, &judgement)
+                    && let Some(index) = indexed::index_of(pod)
+                {
+                    failed_indexes.insert(index);
                 }
-                Judgement::FailJob(message) => {
-                    fail_job.get_or_insert(message);
-                    failed.insert(uid);
+                match judgement {
+                    Judgement::Ignore => {
+                        ignored.push(pod);
+                        continue;
+                    }
+                    Judgement::FailJob(message) => {
+                        fail_job.get_or_insert(message);
+                        failed.insert(uid);
+                    }
+                    Judgement::Count | Judgement::FailIndex => {
+                        failed.insert(uid);
+                    }
                 }
-                Judgement::Count => {
-                    failed.insert(uid);
-                }
-            },
+            }
             None => continue,
         }
         recorded = true;
@@ -117,6 +127,9 @@ pub async fn account(
     let status = job.status.get_or_insert_default();
     if indexed_completions.is_some() {
         status.completed_indexes = Some(indexed::format(&completed));
+    }
+    if limits_per_index {
+        status.failed_indexes = Some(indexed::format(&failed_indexes));
     }
     if recorded {
         status.uncounted_terminated_pods = Some(UncountedTerminatedPods {
