@@ -3,8 +3,9 @@
 //! the propagation policies the API server records as finalizers:
 //! `foregroundDeletion` (dependents go first; the owner waits for those with
 //! `blockOwnerDeletion`) and `orphan` (dependents lose their reference to
-//! the owner). It watches every kind discovery lists, so custom kinds and
-//! kinds added later are collected like the built-in ones.
+//! the owner). It watches every kind discovery lists when it starts; kinds
+//! served only later (the API server serves no custom resources yet) are
+//! not watched until the controllers restart.
 //!
 //! - `graph`: what the watches saw, by uid: owners and dependents.
 //! - here: the watches, a work queue of uids, and what is done for each.
