@@ -123,7 +123,7 @@ pub async fn run(client: Client, mut config: Config) -> anyhow::Result<()> {
     config.kubelet_port = kubelet_api.local_addr()?.port();
     tracing::info!(port = config.kubelet_port, "serving the kubelet API");
     let _kubelet_api = AbortOnDrop(tokio::spawn(kubelet_api.serve()));
-    let mut node = node::NodeReporter::new(client.clone(), config.clone());
+    let mut node = node::NodeReporter::new(client.clone(), config.clone(), pods.images.clone());
     let uid = loop {
         match node.register().await {
             Ok(uid) => break uid,

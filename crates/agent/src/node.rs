@@ -1,5 +1,8 @@
 //! The Node object: registered at start, its status kept current.
 //!
+//! The status carries the node's images (`status.images`), which the
+//! scheduler's image locality score reads.
+//!
 //! Both writes are server-side applies by the field manager `tug-agent`, so
 //! the agent owns exactly the fields it sets and others (kubectl label,
 //! cordon, the node controller's taints) keep theirs.
@@ -12,6 +15,7 @@ use k8s_openapi::api::core::v1::Node;
 use kube::api::{Patch, PatchParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
+use tugboat_images::ImageStore;
 
 use crate::machine::{self, Available, Capacity};
 use crate::{Config, rfc3339, storage};
@@ -32,6 +36,12 @@ const DISK_FREE_MIN_PERCENT: u64 = 10;
 /// PIDPressure once this share of `pid_max` is in use.
 const PIDS_USED_MAX_PERCENT: u64 = 90;
 
+/// How many images the status lists, the largest first, and how many names
+/// each: the kubelet's `nodeStatusMaxImages` and
+/// `maxNamesPerImageInNodeStatus`.
+const MAX_IMAGES: usize = 50;
+const MAX_NAMES_PER_IMAGE: usize = 5;
+
 /// Kubernetes posts an unchanged status every few minutes so that
 /// `lastHeartbeatTime` tells a reader the agent still looks.
 const UNCHANGED_STATUS_EVERY: Duration = Duration::from_secs(60);
@@ -39,10 +49,20 @@ const UNCHANGED_STATUS_EVERY: Duration = Duration::from_secs(60);
 pub struct NodeReporter {
     nodes: Api<Node>,
     config: Config,
+    images: ImageStore,
     /// The last status posted and when, to post only changes and heartbeats.
-    last: Option<(NodeHealth, Capacity, Instant)>,
+    last: Option<(Observed, Instant)>,
     /// When each condition last changed: type -> (status, since).
     transitions: BTreeMap<&'static str, (bool, Timestamp)>,
+}
+
+/// What the status reports of the machine.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Observed {
+    health: NodeHealth,
+    capacity: Capacity,
+    /// `status.images`, as the API takes them.
+    images: Vec<Value>,
 }
 
 /// The conditions as booleans: true means trouble.
@@ -54,10 +74,11 @@ struct NodeHealth {
 }
 
 impl NodeReporter {
-    pub fn new(client: Client, config: Config) -> NodeReporter {
+    pub fn new(client: Client, config: Config, images: ImageStore) -> NodeReporter {
         NodeReporter {
             nodes: Api::all(client),
             config,
+            images,
             last: None,
             transitions: BTreeMap::new(),
         }
@@ -79,24 +100,26 @@ impl NodeReporter {
         Ok(node.metadata.uid.unwrap_or_default())
     }
 
-    /// Posts the status if the machine's health or capacity changed, or if
-    /// the last post is a minute old.
+    /// Posts the status if the machine's health, capacity or images
+    /// changed, or if the last post is a minute old.
     pub async fn report_status(&mut self) -> anyhow::Result<()> {
-        let capacity = machine::capacity(&self.config.data_dir)?;
-        let health = NodeHealth::of(&machine::available(&self.config.data_dir)?);
-        if let Some((last_health, last_capacity, at)) = &self.last
-            && *last_health == health
-            && *last_capacity == capacity
+        let observed = Observed {
+            capacity: machine::capacity(&self.config.data_dir)?,
+            health: NodeHealth::of(&machine::available(&self.config.data_dir)?),
+            images: node_images(self.images.list()?),
+        };
+        if let Some((last, at)) = &self.last
+            && *last == observed
             && at.elapsed() < UNCHANGED_STATUS_EVERY
         {
             return Ok(());
         }
-        let status = self.status(&capacity, &health, Timestamp::now());
+        let status = self.status(&observed, Timestamp::now());
         let params = PatchParams::apply(FIELD_MANAGER).force();
         self.nodes
             .patch_status(&self.config.node_name, &params, &Patch::Apply(status))
             .await?;
-        self.last = Some((health, capacity, Instant::now()));
+        self.last = Some((observed, Instant::now()));
         Ok(())
     }
 
@@ -132,7 +155,8 @@ impl NodeReporter {
         })
     }
 
-    fn status(&mut self, capacity: &Capacity, health: &NodeHealth, now: Timestamp) -> Value {
+    fn status(&mut self, observed: &Observed, now: Timestamp) -> Value {
+        let (capacity, health) = (&observed.capacity, &observed.health);
         let info = machine::system_info();
         let allocatable_memory = capacity.memory_bytes.saturating_sub(MEMORY_RESERVED);
         let allocatable_storage =
@@ -198,6 +222,7 @@ impl NodeReporter {
                     "pods": self.config.max_pods.to_string(),
                 },
                 "conditions": conditions,
+                "images": observed.images,
                 "addresses": [
                     {"type": "InternalIP", "address": machine::internal_ip().to_string()},
                     {"type": "Hostname", "address": self.config.node_name},
@@ -246,6 +271,26 @@ impl NodeReporter {
             "lastTransitionTime": rfc3339(since),
         })
     }
+}
+
+/// `status.images` as the kubelet reports them: the largest images first,
+/// each by its repo digests then its tags; images with no name are left out,
+/// as nothing could ask for them.
+fn node_images(mut images: Vec<tugboat_images::Image>) -> Vec<Value> {
+    images.sort_by_key(|image| std::cmp::Reverse(image.size()));
+    images
+        .iter()
+        .filter_map(|image| {
+            let names: Vec<&String> = image
+                .repo_digests
+                .iter()
+                .chain(&image.repo_tags)
+                .take(MAX_NAMES_PER_IMAGE)
+                .collect();
+            (!names.is_empty()).then(|| json!({"names": names, "sizeBytes": image.size()}))
+        })
+        .take(MAX_IMAGES)
+        .collect()
 }
 
 impl NodeHealth {

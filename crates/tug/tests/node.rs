@@ -101,6 +101,31 @@ fn the_server_registers_its_own_node_ready_with_the_machines_capacity() {
 }
 
 #[test]
+fn the_node_lists_its_images_with_their_names_and_sizes() {
+    let server = shared_server();
+    let name = node_name();
+    wait_ready(server, &name);
+    server.import_image("busybox.oci.tar");
+    let busybox = common::eventually("busybox in the node's status.images", || {
+        let images = node_json(server, &name)["status"]["images"].clone();
+        images
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|image| {
+                image["names"]
+                    .as_array()
+                    .is_some_and(|names| names.iter().any(|n| n == "tugboat.test/busybox:latest"))
+            })
+            .cloned()
+            .ok_or(images.to_string())
+    });
+    let size = busybox["sizeBytes"].as_i64().unwrap_or_default();
+    // busybox-static is about a megabyte, compressed.
+    assert!((100_000..100_000_000).contains(&size), "{busybox}");
+}
+
+#[test]
 fn the_node_lease_is_held_and_renewed() {
     let server = shared_server();
     let name = node_name();
