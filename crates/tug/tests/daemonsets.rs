@@ -396,9 +396,12 @@ fn a_percentage_surge_is_of_the_desired_nodes_rounded_up() {
     let ns = server.namespace("ds-surge-percent");
     let _nodes = start_nodes(&server, "surge", 4, NodeSpec::new);
     server.apply_json(&ns, &surging_daemon_set("fleet", json!("30%")));
+    // Listed after the binding check, so that every pod it saw bound is in
+    // the list made ready: an unready old pod would be replaced at once.
     let pods = eventually("a pod bound on each of the 4 nodes", || {
+        let bound = bound_nodes(&server, &ns, "fleet");
         let pods = live_pods(&server, &ns, "fleet");
-        if bound_nodes(&server, &ns, "fleet").is_some_and(|b| b.len() == 4) {
+        if bound.is_some_and(|b| b.len() == 4) && pods.len() == 4 {
             Ok(pods)
         } else {
             Err(format!("{pods:#?}"))
@@ -407,6 +410,13 @@ fn a_percentage_surge_is_of_the_desired_nodes_rounded_up() {
     for pod in &pods {
         make_ready(&server, &ns, pod["metadata"]["name"].as_str().unwrap());
     }
+    // The controller must have seen them ready, or it replaces them at once.
+    eventually("the DaemonSet counting four ready pods", || {
+        let status = server.get_json(&ns, "ds", "fleet")["status"].clone();
+        (status["numberReady"] == 4)
+            .then_some(())
+            .ok_or(status.to_string())
+    });
     server
         .kubectl(&["set", "env", "ds/fleet", "-n", &ns, "VERSION=2"])
         .ok();
