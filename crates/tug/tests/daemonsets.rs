@@ -359,22 +359,12 @@ fn a_surge_starts_the_new_pod_beside_the_old_one_and_deletes_the_old_once_ready(
 
 /// Marks a pod on a simulated node Ready, as its kubelet would.
 fn make_ready(server: &Server, namespace: &str, pod: &str) {
-    let patch = json!({"status": {
+    let status = json!({
         "phase": "Running",
         "conditions": [{"type": "Ready", "status": "True"}],
-    }});
+    });
     server
-        .kubectl(&[
-            "patch",
-            "pod",
-            pod,
-            "-n",
-            namespace,
-            "--subresource=status",
-            "--type=merge",
-            "-p",
-            &patch.to_string(),
-        ])
+        .patch_status(Some(namespace), "pod", pod, &status)
         .ok();
 }
 
