@@ -411,6 +411,11 @@ fn containers_survive_an_agent_restart_and_are_adopted() {
     std::thread::sleep(Duration::from_secs(3));
     let after = container(&get_pod(&server, &ns, "steady"), "main").clone();
     assert_eq!(after["containerID"], before["containerID"]);
+    assert!(
+        before["imageID"].as_str().is_some_and(|id| !id.is_empty()),
+        "{before}"
+    );
+    assert_eq!(after["imageID"], before["imageID"]);
     assert_eq!(after["restartCount"], 0);
     assert_eq!(after["state"]["running"], before["state"]["running"]);
     assert_eq!(processes_matching(marker), 1);

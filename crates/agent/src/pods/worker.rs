@@ -321,7 +321,11 @@ impl Worker {
                 .get(c.name.as_str())
                 .and_then(|l| l.get(1).copied()),
             waiting: self.waiting.get(&c.name).cloned(),
-            image_id: self.image_ids.get(&c.name).cloned().unwrap_or_default(),
+            image_id: self
+                .image_ids
+                .get(&c.name)
+                .cloned()
+                .unwrap_or_else(|| reported_image_id(pod, &c.name)),
         };
         let apps: Vec<Container> = pod
             .spec
@@ -1258,4 +1262,19 @@ fn go_duration(d: Duration) -> String {
         (0, s) => format!("{s}s"),
         (m, s) => format!("{m}m{s}s"),
     }
+}
+
+/// The imageID the pod's status last gave `container`: what a container
+/// adopted after an agent restart still runs, though this worker never
+/// resolved its image.
+fn reported_image_id(pod: &Pod, container: &str) -> String {
+    let status = pod.status.as_ref();
+    status
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .chain(status.and_then(|s| s.init_container_statuses.as_ref()))
+        .flatten()
+        .find(|c| c.name == container)
+        .map(|c| c.image_id.clone())
+        .unwrap_or_default()
 }
