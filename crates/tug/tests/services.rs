@@ -368,6 +368,85 @@ fn a_service_without_endpoints_refuses_connections() {
     assert!(ruleset().contains(&format!("{ip} . tcp . 80 : goto reject-chain")));
 }
 
+/// The chains of the proxy's `table` whose names hold `part`, listed with
+/// their handles: nft gives a chain or rule a new handle whenever it is
+/// written anew.
+fn chains_with_handles(table: &str, part: &str) -> String {
+    let out = std::process::Command::new("nft")
+        .args(["-a", "list", "table", "ip", table])
+        .output()
+        .expect("run nft");
+    assert!(out.status.success(), "nft -a list table: {out:?}");
+    let mut chains = String::new();
+    let mut inside = false;
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let line = line.trim();
+        if line.starts_with("chain ") {
+            inside = line.contains(part);
+        }
+        if inside {
+            chains.push_str(line);
+            chains.push('\n');
+            inside = line != "}";
+        }
+    }
+    chains
+}
+
+#[test]
+fn a_change_to_one_service_leaves_the_rules_of_another_untouched() {
+    let server = node_server();
+    let ns = server.namespace("svc-apart");
+    let port = json!({"name": "http", "port": 80});
+    let target = json!({"name": "http", "port": 8080});
+    // No packet is sent to these endpoints: only the rules are looked at.
+    let steady = manual_service(
+        "steady",
+        &cluster_ip(201, 11),
+        port.clone(),
+        &["192.0.2.11"],
+        target.clone(),
+    );
+    let [moving, mut moving_slice] = manual_service(
+        "moving",
+        &cluster_ip(201, 12),
+        port,
+        &["192.0.2.11", "192.0.2.12"],
+        target,
+    );
+    for object in steady.iter().chain([&moving, &moving_slice]) {
+        server.apply_json(&ns, object);
+    }
+    let table = proxy_table(server);
+    let steady_part = format!("{ns}/steady/");
+    let before = eventually("both Services programmed", || {
+        let steady = chains_with_handles(&table, &steady_part);
+        let moving = chains_with_handles(&table, &format!("{ns}/moving/"));
+        if steady.contains("dnat to 192.0.2.11:8080") && moving.contains("dnat to 192.0.2.12:8080")
+        {
+            Ok(steady)
+        } else {
+            Err(format!("{steady}{moving}"))
+        }
+    });
+
+    moving_slice["endpoints"] = json!([
+        {"addresses": ["192.0.2.11"], "conditions": {"ready": true}},
+        {"addresses": ["192.0.2.13"], "conditions": {"ready": true}},
+    ]);
+    server.apply_json(&ns, &moving_slice);
+    eventually("the moved endpoint programmed", || {
+        let moving = chains_with_handles(&table, &format!("{ns}/moving/"));
+        if moving.contains("dnat to 192.0.2.13:8080") && !moving.contains("dnat to 192.0.2.12:8080")
+        {
+            Ok(())
+        } else {
+            Err(moving)
+        }
+    });
+    assert_eq!(chains_with_handles(&table, &steady_part), before);
+}
+
 /// A Service `name` selecting `app: name` pods, port 80 to the named
 /// container port `web`, with `extra` merged into its spec.
 fn selecting_service(name: &str, extra: Value) -> Value {

@@ -6,6 +6,8 @@
 //! model      Service + EndpointSlices → ServicePort (addresses, policies,
 //!            endpoints with their conditions)
 //! rules      ServicePort → chains, affinity sets, map elements (text)
+//! programmed what the table holds, Service by Service; what a change to
+//!            some Services changes in it
 //! table      the table's frame; the nft batch from what it holds to what
 //!            it should hold (only what differs), or a whole replacement
 //! nft        `nft -f -`: one batch, one kernel transaction
@@ -20,39 +22,49 @@
 //! keep apart, and `tug killall` finds the table to remove.
 //!
 //! [`run`] programs the whole table at start in one batch (whatever a
-//! crashed proxy left is replaced, tracked connections keep flowing), then
-//! once per burst of changes (after [`MIN_SYNC_PERIOD`]) only the chains
-//! and elements of the Services that changed. A refused batch is logged
-//! with nft's message and retried as a whole replacement.
+//! crashed proxy left is replaced, tracked connections keep flowing). Then
+//! the watches note which Services changed (their own object or one of
+//! their EndpointSlices), and a sync renders those alone and sends only
+//! their chains and elements: at once when a change follows a quiet
+//! spell, else [`MIN_SYNC_PERIOD`] after the last sync began, so that one
+//! batch carries a burst. A refused batch is logged with nft's message and
+//! retried as a whole replacement.
 
 mod conntrack;
 pub mod model;
 mod nft;
+mod programmed;
 pub mod rules;
 pub mod table;
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use ipnet::{IpNet, Ipv4Net};
 use k8s_openapi::api::core::v1::Service;
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::runtime::reflector::{self, Store};
+use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Api, Client};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
+use conntrack::StaleFlows;
+use model::ServiceKey;
 pub use nft::NftError;
+use programmed::{Programmed, Rendered};
 use rules::Contents;
 use table::Table;
 
-/// How long changes are gathered before one batch carries them all, as
-/// kube-proxy's `minSyncPeriod`.
+/// The shortest time from one sync's start to the next, as kube-proxy's
+/// `minSyncPeriod`: changes arriving meanwhile wait and go in one batch.
 pub const MIN_SYNC_PERIOD: Duration = Duration::from_millis(100);
+/// How long without a change before chains emptied by earlier batches
+/// are deleted, if no batch that deletes something did it first.
+const STALE_CHAINS_DELAY: Duration = Duration::from_secs(10);
 /// How long after a refused batch the proxy tries again.
 const RETRY_PERIOD: Duration = Duration::from_secs(2);
 
@@ -84,9 +96,18 @@ pub async fn delete_table(agent_dir: &Path) -> Result<(), NftError> {
 /// Runs the proxy until the process ends: watches Services and
 /// EndpointSlices and keeps the table in step with them.
 pub async fn run(client: Client, config: Config) {
-    let changed = Arc::new(Notify::new());
-    let services = watch(Api::<Service>::all(client.clone()), &changed);
-    let slices = watch(Api::<EndpointSlice>::all(client), &changed);
+    let changes = Arc::new(Changes::default());
+    let services = watch(
+        Api::<Service>::all(client.clone()),
+        &changes,
+        |service: &Service, _| ServiceKey::of_service(service).into_iter().collect(),
+    );
+    let mut owners = HashMap::new();
+    let slices = watch(
+        Api::<EndpointSlice>::all(client),
+        &changes,
+        move |slice: &EndpointSlice, deleted| slice_services(&mut owners, slice, deleted),
+    );
     // As kube-proxy: nothing is programmed before both lists are known, or
     // a restart would briefly reject every Service whose endpoints were
     // not read yet.
@@ -107,23 +128,25 @@ pub async fn run(client: Client, config: Config) {
     );
     loop {
         let started = Instant::now();
-        let first = proxier.applied.is_none();
-        match proxier.sync(&services.state(), &slices.state()).await {
+        let first = proxier.replace;
+        match proxier.sync(&services, &slices, changes.take()).await {
             Ok(()) => {
                 if first {
                     tracing::info!(
                         "service proxy: table ip {} holds {} Service port(s) ({:?})",
                         proxier.table.name(),
-                        proxier.ports.len(),
+                        proxier.programmed.port_count(),
                         started.elapsed()
                     );
                 } else {
                     tracing::debug!("service proxy synced in {:?}", started.elapsed());
                 }
-                changed.notified().await;
-                // Let the rest of a burst (a Deployment's pods becoming
-                // ready) arrive, so one batch carries it.
-                tokio::time::sleep(MIN_SYNC_PERIOD).await;
+                let quiet = tokio::time::timeout(STALE_CHAINS_DELAY, changes.wait()).await;
+                if quiet.is_err() {
+                    proxier.delete_stale_chains().await;
+                    changes.wait().await;
+                }
+                tokio::time::sleep_until((started + MIN_SYNC_PERIOD).into()).await;
             }
             Err(e) => {
                 tracing::error!(
@@ -135,8 +158,70 @@ pub async fn run(client: Client, config: Config) {
     }
 }
 
-/// A reflector of `api`'s objects that pokes `changed` on every event.
-fn watch<K>(api: Api<K>, changed: &Arc<Notify>) -> Store<K>
+/// The Services whose objects or EndpointSlices changed since the last
+/// sync, and a poke for the sync loop.
+#[derive(Default)]
+struct Changes {
+    changed: Mutex<Changed>,
+    notify: Notify,
+}
+
+#[derive(Debug, Default)]
+struct Changed {
+    services: BTreeSet<ServiceKey>,
+    /// A watch listed everything anew (objects deleted meanwhile sent no
+    /// event): every Service is to be looked at.
+    all: bool,
+}
+
+impl Changes {
+    fn note(&self, services: impl IntoIterator<Item = ServiceKey>) {
+        self.changed
+            .lock()
+            .expect("no panic holds the lock")
+            .services
+            .extend(services);
+        self.notify.notify_one();
+    }
+
+    fn note_all(&self) {
+        self.changed.lock().expect("no panic holds the lock").all = true;
+        self.notify.notify_one();
+    }
+
+    fn take(&self) -> Changed {
+        std::mem::take(&mut *self.changed.lock().expect("no panic holds the lock"))
+    }
+
+    async fn wait(&self) {
+        self.notify.notified().await;
+    }
+}
+
+/// The Services an event about `slice` concerns: the one it names, and the
+/// one it named before if its label changed. `owners` remembers which
+/// Service each slice belonged to.
+fn slice_services(
+    owners: &mut HashMap<ObjectRef<EndpointSlice>, ServiceKey>,
+    slice: &EndpointSlice,
+    deleted: bool,
+) -> Vec<ServiceKey> {
+    let slice_ref = ObjectRef::from_obj(slice);
+    let owner = ServiceKey::of_slice(slice);
+    let before = match (&owner, deleted) {
+        (Some(owner), false) => owners.insert(slice_ref, owner.clone()),
+        _ => owners.remove(&slice_ref),
+    };
+    owner.into_iter().chain(before).collect()
+}
+
+/// A reflector of `api`'s objects that notes in `changes` the Services
+/// each event concerns (`concerns` is told whether the object was deleted).
+fn watch<K>(
+    api: Api<K>,
+    changes: &Arc<Changes>,
+    mut concerns: impl FnMut(&K, bool) -> Vec<ServiceKey> + Send + 'static,
+) -> Store<K>
 where
     K: kube::Resource<DynamicType = ()>
         + Clone
@@ -147,13 +232,20 @@ where
         + 'static,
 {
     let (store, writer) = reflector::store();
-    let changed = changed.clone();
+    let changes = changes.clone();
     let stream = watcher(api, watcher::Config::default())
         .default_backoff()
         .reflect(writer);
     tokio::spawn(stream.for_each(move |event| {
         match event {
-            Ok(_) => changed.notify_one(),
+            Ok(watcher::Event::Apply(object)) => changes.note(concerns(&object, false)),
+            Ok(watcher::Event::Delete(object)) => changes.note(concerns(&object, true)),
+            Ok(watcher::Event::InitApply(object)) => {
+                concerns(&object, false);
+            }
+            // The store holds the new list only from here on.
+            Ok(watcher::Event::InitDone) => changes.note_all(),
+            Ok(watcher::Event::Init) => {}
             Err(e) => tracing::warn!("service proxy watch: {e}"),
         }
         std::future::ready(())
@@ -166,13 +258,15 @@ struct Proxier {
     table: Table,
     node_name: String,
     pod_cidr: Option<Ipv4Net>,
-    /// What the table holds; `None` until a whole replacement succeeds.
-    applied: Option<Contents>,
-    /// The Service ports the table was last programmed from.
-    ports: Vec<model::ServicePort>,
-    /// Each Service port's rules by its name, as last rendered: a sync
-    /// renders only the ports that changed.
-    rendered: HashMap<String, (model::ServicePort, Contents)>,
+    /// What the table holds (or, after a refused batch, should hold).
+    programmed: Programmed,
+    /// The next batch must replace the whole table: at start, and after a
+    /// refused batch.
+    replace: bool,
+    /// Chains emptied but not yet deleted (see [`Table::update`]).
+    stale_chains: BTreeSet<String>,
+    /// UDP flows to forget once the rules that stopped them are in.
+    stale_flows: BTreeSet<StaleFlows>,
 }
 
 impl Proxier {
@@ -196,49 +290,104 @@ impl Proxier {
             table: Table::new(table_name(&config.agent_dir), &comment),
             node_name: config.node_name.clone(),
             pod_cidr,
-            applied: None,
-            ports: Vec::new(),
-            rendered: HashMap::new(),
+            programmed: Programmed::default(),
+            replace: true,
+            stale_chains: BTreeSet::new(),
+            stale_flows: BTreeSet::new(),
         }
     }
 
-    /// Brings the table in step with `services` and `slices`.
+    /// Brings the table in step with the Services in `changed` (every
+    /// Service, for a whole replacement or after a watch listed anew).
     async fn sync(
         &mut self,
-        services: &[Arc<Service>],
-        slices: &[Arc<EndpointSlice>],
+        services: &Store<Service>,
+        slices: &Store<EndpointSlice>,
+        changed: Changed,
     ) -> Result<(), NftError> {
-        let ports = model::service_ports(
-            services.iter().map(|s| &**s),
-            slices.iter().map(|s| &**s),
-            &self.node_name,
-        );
-        let mut desired = Contents::default();
-        let mut rendered = HashMap::with_capacity(ports.len());
-        for port in &ports {
-            let name = port.name();
-            let fragment = match self.rendered.remove(&name) {
-                Some((before, fragment)) if before == *port => fragment,
-                _ => {
-                    let mut fragment = Contents::default();
-                    rules::render(port, self.pod_cidr, &mut fragment);
-                    fragment
-                }
-            };
-            desired.merge(&fragment);
-            rendered.insert(name, (port.clone(), fragment));
-        }
-        self.rendered = rendered;
-        let batch = match self.applied.take() {
-            Some(applied) => self.table.update(&applied, &desired),
-            None => self.table.replace(&desired),
+        let keys = if self.replace || changed.all {
+            let listed = services.state();
+            let listed = listed.iter().filter_map(|s| ServiceKey::of_service(s));
+            listed.chain(self.programmed.keys().cloned()).collect()
+        } else {
+            changed.services
         };
-        if !batch.is_empty() {
-            nft::apply(&batch).await?;
+        let change = self.programmed.apply(self.render(&keys, services, slices));
+        self.stale_flows
+            .extend(conntrack::stale(&change.old_ports, &change.new_ports));
+        let batch = if self.replace {
+            self.stale_chains.clear();
+            self.table.replace(&self.programmed.contents())
+        } else {
+            self.table.update(
+                &change.old,
+                &change.new,
+                &change.refill,
+                &mut self.stale_chains,
+            )
+        };
+        if !batch.is_empty()
+            && let Err(e) = nft::apply(&batch).await
+        {
+            self.replace = true;
+            return Err(e);
         }
-        self.applied = Some(desired);
-        conntrack::forget(&conntrack::stale(&self.ports, &ports)).await;
-        self.ports = ports;
+        self.replace = false;
+        conntrack::forget(&std::mem::take(&mut self.stale_flows)).await;
         Ok(())
+    }
+
+    /// Deletes the chains emptied by earlier batches: nft reads every chain
+    /// for it, so it is done in a quiet moment (a failure leaves them for
+    /// the next).
+    async fn delete_stale_chains(&mut self) {
+        if self.stale_chains.is_empty() {
+            return;
+        }
+        match nft::apply(&self.table.delete_chains(&self.stale_chains)).await {
+            Ok(()) => self.stale_chains.clear(),
+            Err(e) => tracing::warn!("service proxy: deleting emptied chains: {e}"),
+        }
+    }
+
+    /// The rules of each of `keys` whose ports differ from those its rules
+    /// were rendered from (`None`: it has none now).
+    fn render(
+        &self,
+        keys: &BTreeSet<ServiceKey>,
+        services: &Store<Service>,
+        slices: &Store<EndpointSlice>,
+    ) -> Vec<(ServiceKey, Option<Rendered>)> {
+        let mut slices_of: HashMap<ServiceKey, Vec<Arc<EndpointSlice>>> = HashMap::new();
+        for slice in slices.state() {
+            if let Some(key) = ServiceKey::of_slice(&slice)
+                && keys.contains(&key)
+            {
+                slices_of.entry(key).or_default().push(slice);
+            }
+        }
+        let mut updates = Vec::new();
+        for key in keys {
+            let service = services.get(&ObjectRef::new(&key.name).within(&key.namespace));
+            let own: Vec<&EndpointSlice> = slices_of
+                .get(key)
+                .map(|s| s.iter().map(|s| &**s).collect())
+                .unwrap_or_default();
+            let ports = service
+                .map(|s| model::ports_of(&s, &own, &self.node_name))
+                .unwrap_or_default();
+            if ports == self.programmed.ports(key) {
+                continue;
+            }
+            let rendered = (!ports.is_empty()).then(|| {
+                let mut contents = Contents::default();
+                for port in &ports {
+                    rules::render(port, self.pod_cidr, &mut contents);
+                }
+                Rendered { ports, contents }
+            });
+            updates.push((key.clone(), rendered));
+        }
+        updates
     }
 }

@@ -157,45 +157,36 @@ impl ServicePort {
     }
 }
 
-/// Every port of every Service this proxy handles, with its endpoints:
-/// Services with a cluster IP (not headless, not ExternalName) whose
-/// addresses are IPv4.
-pub fn service_ports<'a>(
-    services: impl IntoIterator<Item = &'a Service>,
-    slices: impl IntoIterator<Item = &'a EndpointSlice>,
-    node_name: &str,
-) -> Vec<ServicePort> {
-    let mut slices_by_service: BTreeMap<(&str, &str), Vec<&EndpointSlice>> = BTreeMap::new();
-    for slice in slices {
-        let namespace = slice.metadata.namespace.as_deref().unwrap_or_default();
-        let service = slice
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(SERVICE_NAME_LABEL));
-        if let Some(service) = service
-            && slice.address_type == "IPv4"
-        {
-            slices_by_service
-                .entry((namespace, service.as_str()))
-                .or_default()
-                .push(slice);
-        }
-    }
-    let mut ports = Vec::new();
-    for service in services {
-        let namespace = service.metadata.namespace.as_deref().unwrap_or_default();
-        let name = service.metadata.name.as_deref().unwrap_or_default();
-        let slices = slices_by_service
-            .get(&(namespace, name))
-            .map(Vec::as_slice)
-            .unwrap_or_default();
-        ports.extend(ports_of(service, slices, node_name));
-    }
-    ports
+/// A Service by namespace and name: what the proxy keeps its rules by.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ServiceKey {
+    pub namespace: String,
+    pub name: String,
 }
 
-fn ports_of(service: &Service, slices: &[&EndpointSlice], node_name: &str) -> Vec<ServicePort> {
+impl ServiceKey {
+    pub fn of_service(service: &Service) -> Option<Self> {
+        Some(Self {
+            namespace: service.metadata.namespace.clone()?,
+            name: service.metadata.name.clone()?,
+        })
+    }
+
+    /// The Service an EndpointSlice belongs to, by its label.
+    pub fn of_slice(slice: &EndpointSlice) -> Option<Self> {
+        let labels = slice.metadata.labels.as_ref()?;
+        Some(Self {
+            namespace: slice.metadata.namespace.clone()?,
+            name: labels.get(SERVICE_NAME_LABEL)?.clone(),
+        })
+    }
+}
+
+/// Every port of `service` that this proxy handles, with its endpoints
+/// from `slices` (the Service's own): none for a Service without a cluster
+/// IP (headless, ExternalName), one whose addresses are not IPv4, or one
+/// left to another proxy.
+pub fn ports_of(service: &Service, slices: &[&EndpointSlice], node_name: &str) -> Vec<ServicePort> {
     let labels = service.metadata.labels.as_ref();
     if labels.is_some_and(|labels| labels.contains_key(SERVICE_PROXY_NAME_LABEL)) {
         return Vec::new();
@@ -292,7 +283,7 @@ fn ports_of(service: &Service, slices: &[&EndpointSlice], node_name: &str) -> Ve
 /// of the same name and protocol (resolved per pod for named target ports).
 fn endpoints(port: &ServicePort, slices: &[&EndpointSlice], node_name: &str) -> Vec<Endpoint> {
     let mut found: BTreeMap<(Ipv4Addr, u16), Endpoint> = BTreeMap::new();
-    for slice in slices {
+    for slice in slices.iter().filter(|s| s.address_type == "IPv4") {
         let slice_port = slice.ports.iter().flatten().find(|p| {
             p.name.as_deref().unwrap_or_default() == port.port_name
                 && Protocol::parse(p.protocol.as_deref()) == Some(port.protocol)
@@ -345,6 +336,18 @@ mod tests {
         serde_json::from_value(value).unwrap()
     }
 
+    /// The ports of `svc`, with the endpoints of those of `slices` that
+    /// are its own, as seen from node n1.
+    fn service_ports(svc: &Service, slices: &[&EndpointSlice]) -> Vec<ServicePort> {
+        let key = ServiceKey::of_service(svc);
+        let own: Vec<&EndpointSlice> = slices
+            .iter()
+            .copied()
+            .filter(|s| ServiceKey::of_slice(s) == key)
+            .collect();
+        ports_of(svc, &own, "n1")
+    }
+
     fn web_slice() -> EndpointSlice {
         slice(json!({
             "metadata": {"namespace": "ns", "name": "web-abc", "labels": {SERVICE_NAME_LABEL: "web"}},
@@ -365,7 +368,7 @@ mod tests {
             "spec": {"type": "NodePort", "clusterIP": "10.43.0.5",
                      "ports": [{"name": "http", "port": 80, "targetPort": "web", "nodePort": 30001}]},
         }));
-        let ports = service_ports([&svc], [&web_slice()], "n1");
+        let ports = service_ports(&svc, &[&web_slice()]);
         assert_eq!(ports.len(), 1);
         let port = &ports[0];
         assert_eq!(port.name(), "ns/web/tcp/http");
@@ -397,7 +400,9 @@ mod tests {
                          "labels": {SERVICE_PROXY_NAME_LABEL: "someone-else"}},
             "spec": {"clusterIP": "10.43.0.9", "ports": [{"port": 80}]},
         }));
-        assert!(service_ports([&headless, &external, &other], [&web_slice()], "n1").is_empty());
+        for svc in [headless, external, other] {
+            assert!(service_ports(&svc, &[&web_slice()]).is_empty());
+        }
     }
 
     #[test]
@@ -409,7 +414,7 @@ mod tests {
                      "ports": [{"name": "http", "port": 80, "nodePort": 31000}]},
             "status": {"loadBalancer": {"ingress": [{"ip": "192.0.2.2"}, {"ip": "192.0.2.9", "ipMode": "Proxy"}, {"hostname": "lb.example"}]}},
         }));
-        let ports = service_ports([&svc], [&web_slice()], "n1");
+        let ports = service_ports(&svc, &[&web_slice()]);
         let port = &ports[0];
         let external: Vec<_> = port.external_ips.iter().map(Ipv4Addr::to_string).collect();
         assert_eq!(external, ["192.0.2.2", "192.0.2.50"]);
@@ -434,7 +439,7 @@ mod tests {
                       {"name": "dns-tcp", "port": 5354, "protocol": "TCP"}],
             "endpoints": [{"addresses": ["192.0.2.2"]}],
         }));
-        let ports = service_ports([&svc], [&slice], "n1");
+        let ports = service_ports(&svc, &[&slice]);
         assert_eq!(ports.len(), 2);
         assert_eq!(ports[0].affinity_seconds, Some(10_800));
         assert_eq!(
@@ -464,7 +469,7 @@ mod tests {
                 {"addresses": ["10.42.0.6"], "conditions": {"ready": true}, "nodeName": "n2"},
             ],
         }));
-        let ports = service_ports([&svc], [&slice], "n1");
+        let ports = service_ports(&svc, &[&slice]);
         let chosen = ports[0].categorize();
         assert!(
             chosen.cluster.is_empty(),

@@ -69,19 +69,14 @@ pub struct Contents {
 }
 
 impl Contents {
-    /// Adds `other`'s chains, sets and elements; an element whose key is
-    /// taken already (two Services claiming one external address and
-    /// port) keeps the first verdict.
-    pub fn merge(&mut self, other: &Contents) {
+    /// Adds `other`'s chains and sets, which no two Services share (their
+    /// names hold the Service's); map elements, which two Services may
+    /// claim, are left to the caller.
+    pub fn add_chains_and_sets(&mut self, other: &Contents) {
         for (chain, rules) in &other.chains {
             self.chains.insert(chain.clone(), rules.clone());
         }
         self.sets.extend(other.sets.iter().cloned());
-        for (key, verdict) in &other.elements {
-            self.elements
-                .entry(key.clone())
-                .or_insert_with(|| verdict.clone());
-        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! [`Contents`] into it, either all at once or as the difference from what
 //! it holds.
 
+use std::collections::BTreeSet;
 use std::fmt::Write;
 
 use super::rules::{Contents, MARK_MASQ_CHAIN, Map, REJECT_CHAIN};
@@ -38,7 +39,12 @@ impl Table {
     pub fn replace(&self, contents: &Contents) -> String {
         let mut batch = self.delete();
         self.write_frame(&mut batch);
-        batch.push_str(&self.update(&Contents::default(), contents));
+        batch.push_str(&self.update(
+            &Contents::default(),
+            contents,
+            &BTreeSet::new(),
+            &mut BTreeSet::new(),
+        ));
         batch
     }
 
@@ -51,34 +57,63 @@ impl Table {
     /// The batch that turns a table holding `old` into one holding `new`:
     /// only the chains, sets and elements that differ are touched. Empty
     /// when nothing differs.
-    pub fn update(&self, old: &Contents, new: &Contents) -> String {
+    ///
+    /// nft (1.0.6) reads every chain on the host before a batch holding an
+    /// `add rule`, an `add element` or any `delete`: a third of a second at
+    /// 10,000 Services. So a chain is written whole (`add chain` with its
+    /// rules), elements go in through their map's declaration, the maps in
+    /// `refill` are emptied and filled again with all of `new`'s elements
+    /// of theirs rather than lose some, and a chain that goes is only
+    /// emptied: it joins `stale_chains`, which are deleted by the next
+    /// batch that must delete something anyway.
+    pub fn update(
+        &self,
+        old: &Contents,
+        new: &Contents,
+        refill: &BTreeSet<Map>,
+        stale_chains: &mut BTreeSet<String>,
+    ) -> String {
         let t = &self.name;
         let mut batch = String::new();
-        for set in new.sets.difference(&old.sets) {
+        // Every set of the Services written, not only new ones: nft finds a
+        // set a rule names only if this batch declares it.
+        for set in &new.sets {
             writeln!(
                 batch,
                 "add set ip {t} {set} {{ type ipv4_addr; flags dynamic,timeout; }}"
             )
             .unwrap();
         }
-        for chain in new.chains.keys() {
-            if !old.chains.contains_key(chain) {
-                writeln!(batch, "add chain ip {t} {chain}").unwrap();
-            }
+        let written: Vec<(&String, &Vec<String>)> = new
+            .chains
+            .iter()
+            .filter(|(chain, rules)| old.chains.get(*chain) != Some(rules))
+            .collect();
+        // All chains exist, empty, before any rule jumps to one.
+        for (chain, _) in &written {
+            stale_chains.remove(*chain);
+            let verb = if old.chains.contains_key(*chain) {
+                "flush"
+            } else {
+                "add"
+            };
+            writeln!(batch, "{verb} chain ip {t} {chain}").unwrap();
         }
-        for (chain, rules) in &new.chains {
-            match old.chains.get(chain) {
-                Some(old_rules) if old_rules == rules => continue,
-                Some(_) => writeln!(batch, "flush chain ip {t} {chain}").unwrap(),
-                None => {}
-            }
-            for rule in rules {
-                writeln!(batch, "add rule ip {t} {chain} {rule}").unwrap();
-            }
+        for (chain, rules) in &written {
+            writeln!(
+                batch,
+                "add chain ip {t} {chain} {{ {}; }}",
+                rules.join("; ")
+            )
+            .unwrap();
         }
         // Elements whose verdict changed go, then come back with the new
         // one: deletions first.
-        for map in Map::ALL {
+        let mut deletes = false;
+        for map in refill {
+            writeln!(batch, "flush map ip {t} {}", map.name()).unwrap();
+        }
+        for map in Map::ALL.into_iter().filter(|m| !refill.contains(m)) {
             let gone: Vec<&str> = old
                 .elements
                 .iter()
@@ -88,6 +123,7 @@ impl Table {
                 .map(|((_, key), _)| key.as_str())
                 .collect();
             if !gone.is_empty() {
+                deletes = true;
                 writeln!(
                     batch,
                     "delete element ip {t} {} {{ {} }}",
@@ -102,37 +138,47 @@ impl Table {
                 .elements
                 .iter()
                 .filter(|((m, key), verdict)| {
-                    *m == map && old.elements.get(&(map, key.clone())) != Some(*verdict)
+                    *m == map
+                        && (refill.contains(&map)
+                            || old.elements.get(&(map, key.clone())) != Some(*verdict))
                 })
                 .map(|((_, key), verdict)| format!("{key} : {verdict}"))
                 .collect();
             if !added.is_empty() {
                 writeln!(
                     batch,
-                    "add element ip {t} {} {{ {} }}",
+                    "add map ip {t} {} {{ type {} : verdict; elements = {{ {} }}; }}",
                     map.name(),
+                    map.key_type(),
                     added.join(", ")
                 )
                 .unwrap();
             }
         }
-        // Chains that go may jump to each other: all are emptied before
-        // any is deleted.
-        let gone: Vec<&String> = old
-            .chains
-            .keys()
-            .filter(|chain| !new.chains.contains_key(*chain))
-            .collect();
-        for chain in &gone {
-            writeln!(batch, "flush chain ip {t} {chain}").unwrap();
+        for chain in old.chains.keys() {
+            if !new.chains.contains_key(chain) {
+                writeln!(batch, "flush chain ip {t} {chain}").unwrap();
+                stale_chains.insert(chain.clone());
+            }
         }
-        for chain in &gone {
-            writeln!(batch, "delete chain ip {t} {chain}").unwrap();
-        }
-        for set in old.sets.difference(&new.sets) {
-            writeln!(batch, "delete set ip {t} {set}").unwrap();
+        let gone_sets: Vec<&String> = old.sets.difference(&new.sets).collect();
+        if deletes || !gone_sets.is_empty() {
+            batch.push_str(&self.delete_chains(stale_chains));
+            stale_chains.clear();
+            for set in gone_sets {
+                writeln!(batch, "delete set ip {t} {set}").unwrap();
+            }
         }
         batch
+    }
+
+    /// A batch that deletes `chains`, emptied by earlier batches or
+    /// before this one in the same batch, so no rule jumps to them.
+    pub fn delete_chains(&self, chains: &BTreeSet<String>) -> String {
+        chains
+            .iter()
+            .map(|chain| format!("delete chain ip {} {chain}\n", self.name))
+            .collect()
     }
 
     /// The fixed part: hooks, dispatch maps and the helper chains. Filter
@@ -248,7 +294,10 @@ mod tests {
             &[("service-a", &["numgen random mod 1 vmap { 0 : goto e }"])],
             &[(Map::ServiceIps, "10.43.0.5 . tcp . 80", "goto service-a")],
         );
-        assert_eq!(table.update(&both, &both), "");
+        assert_eq!(
+            table.update(&both, &both, &BTreeSet::new(), &mut BTreeSet::new()),
+            ""
+        );
     }
 
     #[test]
@@ -268,7 +317,10 @@ mod tests {
         );
         let new = contents(
             &[
-                ("service-a", &["goto endpoint-a2"]),
+                (
+                    "service-a",
+                    &["ip saddr 10.42.0.6 return", "goto endpoint-a2"],
+                ),
                 ("endpoint-a2", &["dnat to 10.42.0.6:80"]),
                 ("service-b", &["goto endpoint-b1"]),
                 ("endpoint-b1", &["dnat to 10.42.0.9:80"]),
@@ -283,19 +335,98 @@ mod tests {
                 (Map::ServiceIps, "10.43.0.5 . tcp . 80", "goto local-a"),
             ],
         );
+        // Emptied by earlier batches: one comes back, the other goes now.
+        let mut stale = BTreeSet::from(["endpoint-a2".to_owned(), "endpoint-z".to_owned()]);
         assert_eq!(
-            table.update(&old, &new),
+            table.update(&old, &new, &BTreeSet::new(), &mut stale),
             "add chain ip t endpoint-a2
-add rule ip t endpoint-a2 dnat to 10.42.0.6:80
 flush chain ip t service-a
-add rule ip t service-a goto endpoint-a2
+add chain ip t endpoint-a2 { dnat to 10.42.0.6:80; }
+add chain ip t service-a { ip saddr 10.42.0.6 return; goto endpoint-a2; }
 delete element ip t service-ips { 10.43.0.5 . tcp . 80 }
-add element ip t service-ips { 10.43.0.5 . tcp . 80 : goto local-a }
-add element ip t no-endpoint-services { 10.43.0.7 . udp . 53 : goto reject-chain }
+add map ip t service-ips { type ipv4_addr . inet_proto . inet_service : verdict; elements = { 10.43.0.5 . tcp . 80 : goto local-a }; }
+add map ip t no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict; elements = { 10.43.0.7 . udp . 53 : goto reject-chain }; }
 flush chain ip t endpoint-a1
 delete chain ip t endpoint-a1
+delete chain ip t endpoint-z
 "
         );
+        assert!(stale.is_empty());
+    }
+
+    #[test]
+    fn a_batch_that_deletes_no_element_only_empties_chains_that_go() {
+        let table = Table::new("t", "test");
+        let old = contents(
+            &[
+                (
+                    "service-a",
+                    &[
+                        "numgen random mod 2 == 0 goto endpoint-a1",
+                        "goto endpoint-a2",
+                    ],
+                ),
+                ("endpoint-a1", &["dnat to 10.42.0.5:80"]),
+                ("endpoint-a2", &["dnat to 10.42.0.6:80"]),
+            ],
+            &[(Map::ServiceIps, "10.43.0.5 . tcp . 80", "goto service-a")],
+        );
+        let mut new = contents(
+            &[
+                ("service-a", &["goto endpoint-a2"]),
+                ("endpoint-a2", &["dnat to 10.42.0.6:80"]),
+            ],
+            &[
+                (Map::ServiceIps, "10.43.0.5 . tcp . 80", "goto service-a"),
+                (Map::ServiceNodePorts, "tcp . 30001", "goto service-a"),
+            ],
+        );
+        new.sets.insert("affinity-a2".into());
+        let mut stale = BTreeSet::new();
+        let batch = table.update(&old, &new, &BTreeSet::new(), &mut stale);
+        assert_eq!(
+            batch,
+            "add set ip t affinity-a2 { type ipv4_addr; flags dynamic,timeout; }
+flush chain ip t service-a
+add chain ip t service-a { goto endpoint-a2; }
+add map ip t service-nodeports { type inet_proto . inet_service : verdict; elements = { tcp . 30001 : goto service-a }; }
+flush chain ip t endpoint-a1
+"
+        );
+        // None of the commands for which nft reads every chain first.
+        assert!(
+            batch.lines().all(|l| !l.starts_with("add rule")
+                && !l.starts_with("add element")
+                && !l.starts_with("delete")),
+            "{batch}"
+        );
+        assert_eq!(stale, BTreeSet::from(["endpoint-a1".to_owned()]));
+    }
+
+    #[test]
+    fn a_refilled_map_is_emptied_and_filled_again_whole() {
+        let table = Table::new("t", "test");
+        let reject = "goto reject-chain";
+        let old = contents(
+            &[],
+            &[
+                (Map::NoEndpointServices, "10.43.0.7 . tcp . 80", reject),
+                (Map::NoEndpointServices, "10.43.0.8 . tcp . 80", reject),
+            ],
+        );
+        let new = contents(
+            &[],
+            &[(Map::NoEndpointServices, "10.43.0.8 . tcp . 80", reject)],
+        );
+        let mut stale = BTreeSet::from(["endpoint-z".to_owned()]);
+        let refill = BTreeSet::from([Map::NoEndpointServices]);
+        assert_eq!(
+            table.update(&old, &new, &refill, &mut stale),
+            "flush map ip t no-endpoint-services
+add map ip t no-endpoint-services { type ipv4_addr . inet_proto . inet_service : verdict; elements = { 10.43.0.8 . tcp . 80 : goto reject-chain }; }
+"
+        );
+        assert_eq!(stale.len(), 1, "nothing deleted, so emptied chains wait");
     }
 
     #[test]
@@ -307,9 +438,9 @@ delete chain ip t endpoint-a1
         ));
         assert!(batch.starts_with("add table ip tugboat-x\ndelete table ip tugboat-x\ntable ip tugboat-x {\n\tcomment \"node 'n'\""));
         let frame_end = batch.find("\n}\n").unwrap();
-        assert!(batch[frame_end..].contains("add chain ip tugboat-x service-a\n"));
+        assert!(batch[frame_end..].contains("add chain ip tugboat-x service-a\nadd chain ip tugboat-x service-a { goto endpoint-a1; }\n"));
         assert!(batch.ends_with(
-            "add element ip tugboat-x service-ips { 10.43.0.5 . tcp . 80 : goto service-a }\n"
+            "add map ip tugboat-x service-ips { type ipv4_addr . inet_proto . inet_service : verdict; elements = { 10.43.0.5 . tcp . 80 : goto service-a }; }\n"
         ));
     }
 }
