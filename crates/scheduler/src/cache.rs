@@ -1,7 +1,9 @@
 //! The scheduler's picture of the cluster: every node with the pods bound
 //! to it and what they request, kept from the watches. Pods the scheduler
 //! has chosen a node for but whose binding is not yet seen are "assumed"
-//! on that node, so the next pod does not take the same room.
+//! on that node, so the next pod does not take the same room. It also
+//! keeps which nodes hold each controller's pods, pods with affinity terms
+//! and each image, so an attempt looks at those nodes alone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
