@@ -13,13 +13,15 @@
 //!   describe` shows as `(x3 over 2m)`.
 //!
 //! The caches are bounded as client-go's LRU caches are: past 4,096 keys,
-//! those unused for 10 minutes go, then the least recently used.
+//! the least recently used goes.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 
 use jiff::{SignedDuration, Timestamp};
 use k8s_openapi::api::core::v1::Event;
+use lru::LruCache;
 use tokio::sync::Mutex;
 
 /// How long a series stays open after its last event (client-go's
@@ -29,7 +31,7 @@ const WINDOW: SignedDuration = SignedDuration::from_mins(10);
 /// combined (client-go's defaultAggregateMaxEvents).
 const MAX_MESSAGES: usize = 10;
 /// How many keys each cache holds (client-go's maxLruCacheEntries).
-const MAX_KEYS: usize = 4096;
+const MAX_KEYS: NonZeroUsize = NonZeroUsize::new(4096).unwrap();
 /// What the message of combined events starts with.
 pub const COMBINED: &str = "(combined from similar events): ";
 
@@ -55,12 +57,22 @@ impl Written {
 /// twice in one Event, not written as two.
 pub type Series = Arc<Mutex<Option<Written>>>;
 
-#[derive(Default)]
+/// Both caches forget their least recently used key when full, as
+/// client-go's LRU caches do, in constant time per event.
 pub struct Correlator {
     /// The messages of similar events in the window, by [`similar_key`].
-    similar: HashMap<String, Used<HashSet<String>>>,
+    similar: LruCache<String, Used<HashSet<String>>>,
     /// The series by [`event_key`], or by [`similar_key`] for combined ones.
-    series: HashMap<String, Used<Series>>,
+    series: LruCache<String, Used<Series>>,
+}
+
+impl Default for Correlator {
+    fn default() -> Self {
+        Correlator {
+            similar: LruCache::new(MAX_KEYS),
+            series: LruCache::new(MAX_KEYS),
+        }
+    }
 }
 
 struct Used<T> {
@@ -145,38 +157,17 @@ fn key(kind: &str, event: &Event, more: &[Option<&str>]) -> String {
     parts.join("\0")
 }
 
-/// The cache's entry for `key`, made when it has none (room first).
+/// The cache's entry for `key`, made when it has none (the least recently
+/// used key making room).
 fn entry<T: Default>(
-    cache: &mut HashMap<String, Used<T>>,
+    cache: &mut LruCache<String, Used<T>>,
     key: String,
     now: Timestamp,
 ) -> &mut Used<T> {
-    if !cache.contains_key(&key) {
-        make_room(cache, now);
-    }
-    cache.entry(key).or_insert_with(|| Used {
+    cache.get_or_insert_mut(key, || Used {
         value: T::default(),
         at: now,
     })
-}
-
-/// Keeps a cache under [`MAX_KEYS`] before a key is added: first without the
-/// keys unused for the window, else without the least recently used.
-fn make_room<T>(cache: &mut HashMap<String, Used<T>>, now: Timestamp) {
-    if cache.len() < MAX_KEYS {
-        return;
-    }
-    cache.retain(|_, used| now.duration_since(used.at) <= WINDOW);
-    if cache.len() < MAX_KEYS {
-        return;
-    }
-    let oldest = cache
-        .iter()
-        .min_by_key(|(_, used)| used.at)
-        .map(|(key, _)| key.clone());
-    if let Some(oldest) = oldest {
-        cache.remove(&oldest);
-    }
 }
 
 #[cfg(test)]
@@ -263,17 +254,17 @@ mod tests {
         let mut correlator = Correlator::default();
         let pod = |n: usize| event(&format!("pod-{n}"), "m");
         let ms = |n: usize| at(0) + SignedDuration::from_millis(n as i64);
-        let first: Vec<Series> = (0..MAX_KEYS)
+        let first: Vec<Series> = (0..MAX_KEYS.get())
             .map(|n| correlator.correlate(&mut pod(n), ms(n)))
             .collect();
         // Used again, pod-0 is no longer the least recently used: pod-1 is.
-        let kept = correlator.correlate(&mut pod(0), ms(MAX_KEYS));
+        let kept = correlator.correlate(&mut pod(0), ms(MAX_KEYS.get()));
         assert!(Arc::ptr_eq(&first[0], &kept));
-        correlator.correlate(&mut event("new", "m"), ms(MAX_KEYS + 1));
-        assert_eq!(correlator.series.len(), MAX_KEYS);
-        let pod_0 = correlator.correlate(&mut pod(0), ms(MAX_KEYS + 2));
+        correlator.correlate(&mut event("new", "m"), ms(MAX_KEYS.get() + 1));
+        assert_eq!(correlator.series.len(), MAX_KEYS.get());
+        let pod_0 = correlator.correlate(&mut pod(0), ms(MAX_KEYS.get() + 2));
         assert!(Arc::ptr_eq(&first[0], &pod_0));
-        let pod_1 = correlator.correlate(&mut pod(1), ms(MAX_KEYS + 3));
+        let pod_1 = correlator.correlate(&mut pod(1), ms(MAX_KEYS.get() + 3));
         assert!(!Arc::ptr_eq(&first[1], &pod_1));
     }
 }
