@@ -14,6 +14,8 @@
 //!   (logs, exec, attach, stats), over HTTPS for cluster clients only.
 //! - `storage`: the node's local-path volumes, removed when reclaimed.
 //! - `image_gc`: removes unused images when the image disk fills up.
+//! - [`thresholds`]: the hard eviction thresholds (`--eviction-hard`) the
+//!   node's pressure conditions and allocatable amounts follow.
 //!
 //! The agent meets the rest of the cluster only through the Kubernetes API,
 //! with the `kube` client, as a kubelet does.
@@ -25,6 +27,7 @@ pub mod machine;
 mod node;
 mod pods;
 mod storage;
+pub mod thresholds;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -70,6 +73,8 @@ pub struct Config {
     /// When unused images are removed (the kubelet's
     /// `imageGCHighThresholdPercent` and `imageGCLowThresholdPercent`).
     pub image_gc: tugboat_images::GcThresholds,
+    /// Below these the node reports pressure (the kubelet's `--eviction-hard`).
+    pub eviction_hard: thresholds::EvictionThresholds,
 }
 
 /// Registers the node and keeps it and its lease current until the future is

@@ -18,6 +18,7 @@ pub struct Capacity {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Available {
     pub memory_bytes: u64,
+    pub memory_total_bytes: u64,
     pub disk_bytes: u64,
     pub disk_total_bytes: u64,
     pub pids: u64,
@@ -47,6 +48,7 @@ pub fn available(data_dir: &Path) -> io::Result<Available> {
     let disk = rustix::fs::statvfs(data_dir)?;
     Ok(Available {
         memory_bytes: meminfo_bytes("MemAvailable")?,
+        memory_total_bytes: meminfo_bytes("MemTotal")?,
         disk_bytes: disk.f_bavail * disk.f_frsize,
         disk_total_bytes: disk.f_blocks * disk.f_frsize,
         pids: running_processes()?,

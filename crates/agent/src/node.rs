@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use tugboat_images::ImageStore;
 
 use crate::machine::{self, Available, Capacity};
+use crate::thresholds::EvictionThresholds;
 use crate::{Config, rfc3339, storage};
 
 const FIELD_MANAGER: &str = "tug-agent";
@@ -25,16 +26,6 @@ const FIELD_MANAGER: &str = "tug-agent";
 /// The agent's answer to `containerRuntimeVersion` and `kubeletVersion`.
 const RUNTIME_VERSION: &str = concat!("tugboat://", env!("CARGO_PKG_VERSION"));
 const KUBELET_VERSION: &str = concat!("v1.33.0-tug.", env!("CARGO_PKG_VERSION"));
-
-/// Memory held back from pods, as the kubelet's default hard eviction
-/// threshold `memory.available<100Mi` does; below it the node reports
-/// MemoryPressure.
-const MEMORY_RESERVED: u64 = 100 * 1024 * 1024;
-/// Below this share of free disk the node reports DiskPressure
-/// (`nodefs.available<10%`).
-const DISK_FREE_MIN_PERCENT: u64 = 10;
-/// PIDPressure once this share of `pid_max` is in use.
-const PIDS_USED_MAX_PERCENT: u64 = 90;
 
 /// How many images the status lists, the largest first, and how many names
 /// each: the kubelet's `nodeStatusMaxImages` and
@@ -105,7 +96,10 @@ impl NodeReporter {
     pub async fn report_status(&mut self) -> anyhow::Result<()> {
         let observed = Observed {
             capacity: machine::capacity(&self.config.data_dir)?,
-            health: NodeHealth::of(&machine::available(&self.config.data_dir)?),
+            health: NodeHealth::of(
+                &machine::available(&self.config.data_dir)?,
+                &self.config.eviction_hard,
+            ),
             images: node_images(self.images.list()?),
         };
         if let Some((last, at)) = &self.last
@@ -158,9 +152,16 @@ impl NodeReporter {
     fn status(&mut self, observed: &Observed, now: Timestamp) -> Value {
         let (capacity, health) = (&observed.capacity, &observed.health);
         let info = machine::system_info();
-        let allocatable_memory = capacity.memory_bytes.saturating_sub(MEMORY_RESERVED);
-        let allocatable_storage =
-            capacity.ephemeral_storage_bytes / 100 * (100 - DISK_FREE_MIN_PERCENT);
+        // The kubelet keeps the hard eviction thresholds of memory and disk
+        // from pods: a node filled to its allocatable is not yet pressed.
+        let thresholds = &self.config.eviction_hard;
+        let allocatable_memory = capacity.memory_bytes
+            - EvictionThresholds::reserved(thresholds.memory_available, capacity.memory_bytes);
+        let allocatable_storage = capacity.ephemeral_storage_bytes
+            - EvictionThresholds::reserved(
+                thresholds.nodefs_available,
+                capacity.ephemeral_storage_bytes,
+            );
         let conditions = vec![
             self.condition(
                 "MemoryPressure",
@@ -294,12 +295,24 @@ fn node_images(mut images: Vec<tugboat_images::Image>) -> Vec<Value> {
 }
 
 impl NodeHealth {
-    fn of(available: &Available) -> NodeHealth {
+    fn of(available: &Available, thresholds: &EvictionThresholds) -> NodeHealth {
+        let met = EvictionThresholds::met;
         NodeHealth {
-            memory_pressure: available.memory_bytes < MEMORY_RESERVED,
-            disk_pressure: available.disk_bytes * 100
-                < available.disk_total_bytes * DISK_FREE_MIN_PERCENT,
-            pid_pressure: available.pids * 100 > available.pid_max * PIDS_USED_MAX_PERCENT,
+            memory_pressure: met(
+                thresholds.memory_available,
+                available.memory_bytes,
+                available.memory_total_bytes,
+            ),
+            disk_pressure: met(
+                thresholds.nodefs_available,
+                available.disk_bytes,
+                available.disk_total_bytes,
+            ),
+            pid_pressure: met(
+                thresholds.pid_available,
+                available.pid_max.saturating_sub(available.pids),
+                available.pid_max,
+            ),
         }
     }
 }
@@ -311,6 +324,7 @@ mod tests {
     fn available(memory: u64, disk: u64, pids: u64) -> Available {
         Available {
             memory_bytes: memory,
+            memory_total_bytes: 1 << 30,
             disk_bytes: disk,
             disk_total_bytes: 1000,
             pids,
@@ -320,9 +334,31 @@ mod tests {
 
     #[test]
     fn pressure_starts_at_the_kubelets_eviction_thresholds() {
-        let healthy = NodeHealth::of(&available(200 << 20, 500, 100));
+        let defaults = EvictionThresholds::default();
+        let healthy = NodeHealth::of(&available(200 << 20, 500, 100), &defaults);
         assert!(!healthy.memory_pressure && !healthy.disk_pressure && !healthy.pid_pressure);
-        let starved = NodeHealth::of(&available(50 << 20, 99, 901));
+        let edge = NodeHealth::of(&available(100 << 20, 100, 900), &defaults);
+        assert!(!edge.memory_pressure && !edge.disk_pressure && !edge.pid_pressure);
+        let starved = NodeHealth::of(&available(50 << 20, 99, 901), &defaults);
         assert!(starved.memory_pressure && starved.disk_pressure && starved.pid_pressure);
+    }
+
+    #[test]
+    fn pressure_follows_the_thresholds_given() {
+        // 5 % of the disk free: pressed at the default 10 %, not at 1 %.
+        let crowded = available(50 << 20, 50, 901);
+        assert!(NodeHealth::of(&crowded, &EvictionThresholds::default()).disk_pressure);
+        let low: EvictionThresholds = "nodefs.available<1%".parse().unwrap();
+        let health = NodeHealth::of(&crowded, &low);
+        // The signals left out have no threshold, as with the kubelet.
+        assert!(!health.memory_pressure && !health.disk_pressure && !health.pid_pressure);
+        let amounts: EvictionThresholds =
+            "memory.available<1Gi,nodefs.available<51,pid.available<50"
+                .parse()
+                .unwrap();
+        let health = NodeHealth::of(&available(1 << 29, 50, 951), &amounts);
+        assert!(health.memory_pressure && health.disk_pressure && health.pid_pressure);
+        let health = NodeHealth::of(&available(1 << 30, 51, 950), &amounts);
+        assert!(!health.memory_pressure && !health.disk_pressure && !health.pid_pressure);
     }
 }

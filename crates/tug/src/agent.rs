@@ -61,6 +61,17 @@ pub struct NodeArgs {
     /// most this many percent full.
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(0..=100))]
     image_gc_low_threshold: u8,
+    /// Hard eviction thresholds, in the kubelet's syntax
+    /// (`memory.available<100Mi,nodefs.available<10%,pid.available<10%`):
+    /// below one the node reports memory, disk or PID pressure, and the
+    /// memory and disk named are kept from pods. The thresholds given
+    /// replace the defaults whole, as the kubelet's flag does.
+    #[arg(
+        long,
+        default_value = tugboat_agent::thresholds::DEFAULT,
+        value_parser = clap::builder::ValueParser::new(str::parse::<tugboat_agent::thresholds::EvictionThresholds>),
+    )]
+    eviction_hard: tugboat_agent::thresholds::EvictionThresholds,
 }
 
 impl NodeArgs {
@@ -108,6 +119,7 @@ impl NodeArgs {
                 high_percent: self.image_gc_high_threshold,
                 low_percent: self.image_gc_low_threshold,
             },
+            eviction_hard: self.eviction_hard,
         }
     }
 }

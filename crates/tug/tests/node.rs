@@ -44,8 +44,8 @@ fn the_server_registers_its_own_node_ready_with_the_machines_capacity() {
     ] {
         assert_eq!(condition(&node, kind)["status"], status, "{kind}");
     }
-    // Disk pressure is the kubelet's `nodefs.available<10%`: whatever df
-    // says of the file system holding the node's state.
+    // Disk pressure is `nodefs.available<1%`, the threshold the harness
+    // gives: whatever df says of the file system holding the node's state.
     let df = Command::new("df")
         .args(["--output=size,avail", "-B1"])
         .arg(server.data_dir())
@@ -59,12 +59,19 @@ fn the_server_registers_its_own_node_ready_with_the_machines_capacity() {
         .split_whitespace()
         .map(|n| n.parse().expect("a number"))
         .collect();
-    let pressed = if sizes[1] * 100 < sizes[0] * 10 {
+    let pressed = if sizes[1] * 100 < sizes[0] * common::DISK_FREE_MIN_PERCENT {
         "True"
     } else {
         "False"
     };
     assert_eq!(condition(&node, "DiskPressure")["status"], pressed, "{df}");
+    // What the threshold names is kept from pods.
+    let kept = sizes[0] * common::DISK_FREE_MIN_PERCENT / 100;
+    assert_eq!(
+        node["status"]["allocatable"]["ephemeral-storage"],
+        (sizes[0] - kept).to_string(),
+        "{df}"
+    );
     let nproc = Command::new("nproc").arg("--all").output().expect("nproc");
     let cpus = String::from_utf8_lossy(&nproc.stdout).trim().to_owned();
     assert_eq!(node["status"]["capacity"]["cpu"], cpus.as_str());
@@ -97,6 +104,83 @@ fn the_server_registers_its_own_node_ready_with_the_machines_capacity() {
     assert!(
         line.contains(String::from_utf8_lossy(&uname.stdout).trim()),
         "kernel version in {wide}"
+    );
+}
+
+#[test]
+fn eviction_thresholds_decide_pressure_and_what_pods_may_have() {
+    // More memory than any machine has must be free: memory pressure at
+    // once, and no memory left for pods. The disk and PID signals, left
+    // out, have no threshold, as with the kubelet's flag.
+    let server = Server::start_with(&[
+        "--disable-scheduler",
+        "--disable-proxy",
+        "--eviction-hard",
+        "memory.available<1Pi",
+    ]);
+    let name = node_name();
+    wait_ready(&server, &name);
+    let node = node_json(&server, &name);
+    let pressure = condition(&node, "MemoryPressure");
+    assert_eq!(pressure["status"], "True", "{pressure}");
+    assert_eq!(pressure["reason"], "KubeletHasInsufficientMemory");
+    assert_eq!(condition(&node, "DiskPressure")["status"], "False");
+    assert_eq!(condition(&node, "PIDPressure")["status"], "False");
+    assert_eq!(node["status"]["allocatable"]["memory"], "0Ki");
+    assert_eq!(
+        node["status"]["allocatable"]["ephemeral-storage"],
+        node["status"]["capacity"]["ephemeral-storage"]
+            .as_str()
+            .and_then(|ki| ki.strip_suffix("Ki")?.parse::<u64>().ok())
+            .map(|ki| (ki * 1024).to_string())
+            .expect("capacity in Ki")
+    );
+    common::eventually("the memory-pressure taint", || {
+        let taints = node_json(&server, &name)["spec"]["taints"].clone();
+        taints
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| {
+                t["key"] == "node.kubernetes.io/memory-pressure" && t["effect"] == "NoSchedule"
+            })
+            .then_some(())
+            .ok_or(taints.to_string())
+    });
+}
+
+#[test]
+fn a_bad_eviction_threshold_is_refused_before_anything_starts() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    for (value, error) in [
+        (
+            "imagefs.available<15%",
+            "unsupported eviction signal imagefs.available",
+        ),
+        (
+            "nodefs.available<101%",
+            "eviction percentage threshold nodefs.available must be <= 100%: 101%",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_tug"))
+            .args([
+                "server",
+                "--data-dir",
+                arg(dir.path()),
+                "--eviction-hard",
+                value,
+            ])
+            .output()
+            .expect("run tug server");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert!(stderr.contains(error), "{stderr}");
+        assert!(stderr.contains("--eviction-hard"), "{stderr}");
+    }
+    assert_eq!(
+        std::fs::read_dir(dir.path()).expect("dir").count(),
+        0,
+        "nothing written"
     );
 }
 

@@ -26,6 +26,12 @@ pub const KUBECTL_1_27: &str = "/usr/lib/google-cloud-sdk/bin/kubectl.1.27";
 /// run never waits this long.
 const PATIENCE: Duration = Duration::from_secs(60);
 
+/// The free disk share below which a test server's node reports
+/// DiskPressure. The kubelet's 10 % would make the test's outcome hang on how
+/// full the machine's disk is (statvfs counts the whole disk, others' files
+/// too): under pressure the node is tainted and every pod stays Pending.
+pub const DISK_FREE_MIN_PERCENT: u64 = 1;
+
 /// The checked-in manifests under `tests/manifests` at the repository root.
 pub fn manifest(relative: &str) -> PathBuf {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -161,6 +167,7 @@ impl Server {
             .arg(self.port.to_string())
             .arg("--bind-address")
             .arg("127.0.0.1")
+            .args(self.eviction_hard())
             .args(&self.extra_args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("server log"))
@@ -185,6 +192,22 @@ impl Server {
             orders,
         });
         self.wait_ready();
+    }
+
+    /// The thresholds flag, unless the test gives its own: `tug server`'s
+    /// defaults but for the disk's (`DISK_FREE_MIN_PERCENT`).
+    fn eviction_hard(&self) -> Vec<String> {
+        if self
+            .extra_args
+            .iter()
+            .any(|a| a.starts_with("--eviction-hard"))
+        {
+            return Vec::new();
+        }
+        let thresholds = format!(
+            "memory.available<100Mi,nodefs.available<{DISK_FREE_MIN_PERCENT}%,pid.available<10%"
+        );
+        vec!["--eviction-hard".to_owned(), thresholds]
     }
 
     fn wait_ready(&mut self) {
