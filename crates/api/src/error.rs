@@ -268,6 +268,19 @@ impl ApiError {
         )
     }
 
+    /// 415 for a patch type the resource does not take, naming those it
+    /// does (custom resources take no strategic merge patch).
+    pub fn unsupported_patch_type(accepted: &[&str]) -> Self {
+        Self::new(
+            415,
+            "UnsupportedMediaType",
+            format!(
+                "the body of the request was in an unknown format - accepted media types include: {}",
+                accepted.join(", ")
+            ),
+        )
+    }
+
     pub fn not_acceptable(message: impl Into<String>) -> Self {
         Self::new(406, "NotAcceptable", message)
     }

@@ -6,6 +6,7 @@
 //! in to decode, default, validate, patch and print objects.
 
 pub mod apply;
+pub mod custom;
 pub mod defaults;
 pub mod error;
 pub mod meta;

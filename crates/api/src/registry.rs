@@ -3,6 +3,11 @@
 //! A kind is data (names, scope, subresources) plus the typed `k8s-openapi`
 //! struct that defines its schema. The generic REST layer in the API server
 //! reads nothing else, so serving a new kind is one entry in [`KINDS`].
+//! Kinds that CustomResourceDefinitions define are the same `Kind`s, made at
+//! run time ([`crate::custom`]) and held by a [`Registry`] beside the static ones.
+
+use std::collections::BTreeMap;
+use std::sync::RwLock;
 
 use serde::{Serialize, de::DeserializeOwned};
 use serde_json::Value;
@@ -38,6 +43,9 @@ pub struct Kind {
     /// Adds the typed struct's JSON schema to an OpenAPI generator and
     /// returns its `$ref`.
     pub schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// What a CustomResourceDefinition says of a kind it defines (its schema,
+    /// storage version, printer columns); `None` for built-in kinds.
+    pub custom: Option<crate::custom::Custom>,
 }
 
 impl Kind {
@@ -47,6 +55,24 @@ impl Kind {
             self.version.to_owned()
         } else {
             format!("{}/{}", self.group, self.version)
+        }
+    }
+
+    /// An object read from the store as this version serves it: custom
+    /// resources are stored in their storage version, and the versions of
+    /// one CRD differ in `apiVersion` alone (the `None` conversion).
+    pub fn served(&self, mut obj: Value) -> Value {
+        if self.custom.is_some() {
+            obj["apiVersion"] = self.api_version().into();
+        }
+        obj
+    }
+
+    /// The `apiVersion` objects of this kind are stored with.
+    pub fn stored_api_version(&self) -> String {
+        match &self.custom {
+            Some(custom) => format!("{}/{}", self.group, custom.storage_version),
+            None => self.api_version(),
         }
     }
 
@@ -93,7 +119,7 @@ macro_rules! kinds {
     ($( $ty:ty => { $($field:ident : $value:expr),* $(,)? } )*) => {
         /// Every kind the API server serves.
         pub static KINDS: &[Kind] = &[
-            $( Kind { normalize: typed::<$ty>, schema: schema_of::<$ty>, $($field: $value),* }, )*
+            $( Kind { normalize: typed::<$ty>, schema: schema_of::<$ty>, custom: None, $($field: $value),* }, )*
         ];
     };
 }
@@ -174,6 +200,66 @@ pub static KUBELET_SUBRESOURCES: &[KubeletSubresource] = &[
         verbs: &["create", "delete", "get", "patch", "update"],
     },
 ];
+
+/// The kinds served now: the built-in ones and those the
+/// CustomResourceDefinitions in the store define, kept by the API server's
+/// CRD controller as definitions come, change and go.
+#[derive(Debug, Default)]
+pub struct Registry {
+    /// Each definition's served versions, by the definition's name.
+    custom: RwLock<BTreeMap<String, Vec<&'static Kind>>>,
+}
+
+impl Registry {
+    /// Serves `kinds` for the definition `crd`, in place of what it served before.
+    pub fn set_custom(&self, crd: &str, kinds: Vec<&'static Kind>) {
+        let mut custom = self.custom.write().expect("registry lock");
+        if kinds.is_empty() {
+            custom.remove(crd);
+        } else {
+            custom.insert(crd.to_owned(), kinds);
+        }
+    }
+
+    /// The names of the definitions served.
+    pub fn definitions(&self) -> Vec<String> {
+        let custom = self.custom.read().expect("registry lock");
+        custom.keys().cloned().collect()
+    }
+
+    /// Every kind: the built-in ones first, then the custom ones by definition name.
+    pub fn all(&self) -> Vec<&'static Kind> {
+        let custom = self.custom.read().expect("registry lock");
+        KINDS
+            .iter()
+            .chain(custom.values().flatten().copied())
+            .collect()
+    }
+
+    /// Finds the kind served at `/{group}/{version}/{plural}`.
+    pub fn by_plural(&self, group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
+        by_plural(group, version, plural).or_else(|| {
+            let custom = self.custom.read().expect("registry lock");
+            custom
+                .values()
+                .flatten()
+                .copied()
+                .find(|k| k.group == group && k.version == version && k.plural == plural)
+        })
+    }
+
+    /// The served groups and their versions, core first; a custom group's
+    /// versions in their definition's order of preference.
+    pub fn group_versions(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = group_versions();
+        for kind in self.all() {
+            if !out.contains(&(kind.group, kind.version)) {
+                out.push((kind.group, kind.version));
+            }
+        }
+        out
+    }
+}
 
 /// Finds the kind served at `/{group}/{version}/{plural}`.
 pub fn by_plural(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {

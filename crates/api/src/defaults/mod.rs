@@ -21,6 +21,10 @@ pub(crate) use qos::quantity_millis;
 
 /// Fills in `obj`'s unset fields with the values Kubernetes defaults them to.
 pub fn apply_defaults(kind: &Kind, obj: &mut Value) {
+    if let Some(custom) = &kind.custom {
+        crate::custom::apply_defaults(custom, obj);
+        return;
+    }
     let Some(root) = obj.as_object_mut() else {
         return;
     };

@@ -4,6 +4,7 @@
 //! columns; kubectl hides priority-1 columns unless `-o wide`.
 
 mod core;
+mod custom;
 mod format;
 mod networking;
 mod scheduling;
@@ -54,13 +55,43 @@ impl IncludeObject {
 /// (the server adds resourceVersion/continue). Rows carry `cells` and `object` (PartialObjectMetadata with
 /// apiVersion meta.k8s.io/v1 for Metadata, the full object for Object, absent for None).
 pub fn table(kind: &Kind, objects: &[Value], include: IncludeObject) -> Value {
-    let printer = printer(kind);
     let now = Timestamp::now();
-    let rows: Vec<Value> = objects
+    let (columns, rows) = match &kind.custom {
+        Some(custom_kind) => (
+            custom::column_definitions(custom_kind),
+            rows(objects, include, |obj| {
+                (custom::cells(custom_kind, obj, now), None)
+            }),
+        ),
+        None => {
+            let printer = printer(kind);
+            let rows = rows(objects, include, |obj| {
+                ((printer.cells)(obj, now), (printer.conditions)(obj))
+            });
+            (column_definitions(kind).clone(), rows)
+        }
+    };
+    json!({
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "columnDefinitions": columns,
+        "rows": rows,
+    })
+}
+
+/// One row per object: its cells and conditions from `print`, and the
+/// object as `include` asks.
+fn rows(
+    objects: &[Value],
+    include: IncludeObject,
+    print: impl Fn(&Value) -> (Vec<Value>, Option<Value>),
+) -> Vec<Value> {
+    objects
         .iter()
         .map(|obj| {
-            let mut row = json!({ "cells": (printer.cells)(obj, now) });
-            if let Some(conditions) = (printer.conditions)(obj) {
+            let (cells, conditions) = print(obj);
+            let mut row = json!({ "cells": cells });
+            if let Some(conditions) = conditions {
                 row["conditions"] = conditions;
             }
             match include {
@@ -70,13 +101,7 @@ pub fn table(kind: &Kind, objects: &[Value], include: IncludeObject) -> Value {
             }
             row
         })
-        .collect();
-    json!({
-        "kind": "Table",
-        "apiVersion": "meta.k8s.io/v1",
-        "columnDefinitions": column_definitions(kind).clone(),
-        "rows": rows,
-    })
+        .collect()
 }
 
 fn partial_metadata(obj: &Value) -> Value {

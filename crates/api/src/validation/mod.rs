@@ -32,6 +32,10 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Vec<FieldError
     if let Some(old) = old {
         errs.extend(meta::validate_object_meta_update(obj, old));
     }
+    if let Some(custom) = &kind.custom {
+        errs.extend(crate::custom::validate(custom, obj));
+        return errs;
+    }
     errs.extend(match (kind.group, kind.kind) {
         ("", "Pod") => pod::validate_pod(obj, old),
         ("", "Service") => service::validate_service(obj, old),
