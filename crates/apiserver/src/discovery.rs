@@ -2,7 +2,8 @@
 //! called, which verbs they take and which `kubectl get all` shows.
 
 use serde_json::{Value, json};
-use tugboat_api::{Kind, registry};
+use tugboat_api::Kind;
+use tugboat_api::registry::{self, Registry};
 
 const VERBS: [&str; 8] = [
     "create",
@@ -48,23 +49,33 @@ pub fn core_versions() -> Value {
     })
 }
 
-/// `/apis`: every named group.
-pub fn groups() -> Value {
-    let groups: Vec<Value> = registry::group_versions()
+/// `/apis`: every named group with its versions, the preferred one first.
+pub fn groups(kinds: &Registry) -> Value {
+    let mut groups: Vec<(&str, Vec<Value>)> = Vec::new();
+    for (group, version) in kinds.group_versions() {
+        if group.is_empty() {
+            continue;
+        }
+        let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
+        match groups.iter_mut().find(|(name, _)| *name == group) {
+            Some((_, versions)) => versions.push(gv),
+            None => groups.push((group, vec![gv])),
+        }
+    }
+    let groups: Vec<Value> = groups
         .into_iter()
-        .filter(|(group, _)| !group.is_empty())
-        .map(|(group, version)| {
-            let gv = json!({"groupVersion": format!("{group}/{version}"), "version": version});
-            json!({"name": group, "versions": [gv.clone()], "preferredVersion": gv})
+        .map(|(group, versions)| {
+            json!({"name": group, "preferredVersion": versions[0], "versions": versions})
         })
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/api/v1` or `/apis/{group}/{version}`: the resources and their subresources.
-pub fn resource_list(group: &str, version: &str) -> Value {
-    let resources: Vec<Value> = registry::KINDS
-        .iter()
+pub fn resource_list(kinds: &Registry, group: &str, version: &str) -> Value {
+    let resources: Vec<Value> = kinds
+        .all()
+        .into_iter()
         .filter(|k| k.group == group && k.version == version)
         .flat_map(resources_of)
         .collect();

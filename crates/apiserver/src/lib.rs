@@ -7,6 +7,9 @@
 //! - `rest`: the one generic REST layer every kind goes through (create, read,
 //!   update, patch, delete, watch, and the status and scale subresources).
 //! - `objects`: how objects are kept in the store (JSON, resourceVersion = revision).
+//! - `custom_resources`: serves the kinds CustomResourceDefinitions define
+//!   (through the same `rest` layer), accepts their names, and deletes a
+//!   deleted definition's objects.
 //! - `watch_cache`: one store watch fanned out to every API watcher.
 //! - `service_allocation`: Services' cluster IPs and node ports, held in the
 //!   store beside the Services.
@@ -19,6 +22,7 @@
 mod body;
 mod bootstrap;
 mod compactor;
+mod custom_resources;
 mod discovery;
 mod objects;
 pub mod pki;

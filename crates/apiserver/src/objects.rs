@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use serde_json::Value;
+use tugboat_api::registry::Registry;
 use tugboat_api::{ApiError, ApiResult, Kind, meta};
 use tugboat_store::{
     Compare, KeyRange, KeyValue, Op, OpResponse, RangeOptions, Revision, Store, StoreError, Txn,
@@ -28,6 +29,9 @@ pub struct Objects {
     pub cache: WatchCache,
     /// Where Services' cluster IPs and node ports come from.
     pub service_ranges: ServiceRanges,
+    /// The kinds served: the built-in ones and those of the CRDs in the
+    /// store (kept by `custom_resources`).
+    pub kinds: Registry,
 }
 
 /// Keys a write takes (each must be free), releases and rewrites in the
@@ -62,6 +66,7 @@ impl Objects {
             store,
             cache,
             service_ranges,
+            kinds: Registry::default(),
         })
     }
 
@@ -69,6 +74,7 @@ impl Objects {
     pub async fn get(&self, kind: &Kind, namespace: &str, name: &str) -> ApiResult<Value> {
         self.try_get(&kind.key(namespace, name))
             .await?
+            .map(|obj| kind.served(obj))
             .ok_or_else(|| ApiError::not_found(kind.group, kind.plural, name))
     }
 
@@ -88,7 +94,11 @@ impl Objects {
             )
             .await
             .map_err(store_error)?;
-        found.kvs.iter().map(decode).collect()
+        found
+            .kvs
+            .iter()
+            .map(|kv| decode(kv).map(|obj| kind.served(obj)))
+            .collect()
     }
 
     /// Writes a new object; 409 AlreadyExists if its key is taken.
@@ -138,7 +148,7 @@ impl Objects {
             return service_allocation::replace(self, kind, obj, expected).await;
         }
         let key = kind.key(meta::namespace(obj), meta::name(obj));
-        let value = encode(obj)?;
+        let value = encode_as(kind, obj)?;
         Ok(self
             .write(&key, value, expected)
             .await?
@@ -186,7 +196,7 @@ impl Objects {
         } else {
             Op::Put {
                 key: key.clone(),
-                value: encode(obj)?,
+                value: encode_as(kind, obj)?,
                 lease: 0,
             }
         }];
@@ -273,6 +283,16 @@ pub fn decode(kv: &KeyValue) -> ApiResult<Value> {
     let obj: Value = serde_json::from_slice(&kv.value)
         .map_err(|e| ApiError::internal(format!("stored object {} is corrupt: {e}", kv.key)))?;
     Ok(with_revision(obj, kv.mod_revision))
+}
+
+/// An object of `kind` as stored: without resourceVersion, in its storage version.
+fn encode_as(kind: &Kind, obj: &Value) -> ApiResult<Vec<u8>> {
+    if kind.custom.is_none() {
+        return encode(obj);
+    }
+    let mut obj = obj.clone();
+    obj["apiVersion"] = kind.stored_api_version().into();
+    encode(&obj)
 }
 
 fn encode(obj: &Value) -> ApiResult<Vec<u8>> {

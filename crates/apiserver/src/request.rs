@@ -2,7 +2,8 @@
 //! subresource taken from its path, and its query parameters.
 
 use serde::Deserialize;
-use tugboat_api::{ApiError, ApiResult, Kind, registry};
+use tugboat_api::registry::Registry;
+use tugboat_api::{ApiError, ApiResult, Kind};
 
 /// The target of a request under `/api/v1/...` or `/apis/{group}/{version}/...`.
 #[derive(Debug)]
@@ -25,8 +26,8 @@ pub enum Route {
 }
 
 /// Parses `segments` after `/api` (`["v1", ...]`) or after `/apis`
-/// (`["apps", "v1", ...]`).
-pub fn route(legacy: bool, segments: &[&str]) -> ApiResult<Route> {
+/// (`["apps", "v1", ...]`) against the kinds `kinds` serves now.
+pub fn route(kinds: &Registry, legacy: bool, segments: &[&str]) -> ApiResult<Route> {
     let (group, version, rest) = if legacy {
         match segments {
             [version, rest @ ..] => ("", *version, rest),
@@ -38,10 +39,10 @@ pub fn route(legacy: bool, segments: &[&str]) -> ApiResult<Route> {
             _ => return Err(not_found(segments)),
         }
     };
-    if !registry::group_versions().contains(&(group, version)) {
+    if !kinds.group_versions().contains(&(group, version)) {
         return Err(not_found(segments));
     }
-    let lookup = |plural: &str| registry::by_plural(group, version, plural);
+    let lookup = |plural: &str| kinds.by_plural(group, version, plural);
     let (kind, namespace, name, sub) = match rest {
         [] => {
             return Ok(Route::ResourceList {

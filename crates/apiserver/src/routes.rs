@@ -36,7 +36,12 @@ pub fn router(objects: Arc<Objects>, kubelets: Arc<Kubelets>, tokens: Arc<Tokens
         .route("/readyz", get(ok))
         .route("/version", get(|| async { object(discovery::version()) }))
         .route("/api", get(|| async { object(discovery::core_versions()) }))
-        .route("/apis", get(|| async { object(discovery::groups()) }))
+        .route(
+            "/apis",
+            get(|State(objects): State<Arc<Objects>>| async move {
+                object(discovery::groups(&objects.kinds))
+            }),
+        )
         .route("/openapi/v2", get(openapi_v2))
         .route("/swagger-2.0.0.pb-v1", get(openapi_v2_protobuf))
         .route("/openapi/v3", get(|| async { object(openapi::v3_index()) }))

@@ -28,7 +28,7 @@ use crate::routes::{self, Authenticated};
 use crate::service_allocation::{self, IpRange, PortRange, ServiceRanges};
 use crate::system_services::SystemServices;
 use crate::tokens::Tokens;
-use crate::{bootstrap, compactor};
+use crate::{bootstrap, compactor, custom_resources};
 
 /// How `tug server` runs the API server.
 #[derive(Clone, Debug)]
@@ -96,6 +96,9 @@ pub async fn listen(config: Config, store: Arc<dyn Store>) -> anyhow::Result<Lis
         );
     }
     bootstrap::create_system_priority_classes(&objects).await?;
+    custom_resources::start(objects.clone())
+        .await
+        .context("serving the CustomResourceDefinitions")?;
     let url = format!(
         "https://{}:{}",
         client_address(config.bind_address),

@@ -2,7 +2,7 @@
 //! the server owns, defaults, validation and managedFields.
 
 use serde_json::{Value, json};
-use tugboat_api::{ApiError, ApiResult, Kind, apply, defaults, meta, validation};
+use tugboat_api::{ApiError, ApiResult, Kind, apply, custom, defaults, meta, validation};
 
 use crate::body::{FieldValidation, unknown_fields};
 use crate::objects::Objects;
@@ -44,19 +44,24 @@ pub fn check_type(kind: &Kind, obj: &mut Value) -> ApiResult<()> {
 }
 
 /// Decodes the object through its kind's schema: wrong types are 400, fields
-/// the schema does not know are dropped and warned about or refused.
+/// the schema does not know are dropped and warned about or refused. A
+/// custom resource is pruned by its definition's schema instead, which
+/// validation then checks types against (422, as Kubernetes answers).
 pub fn normalize(
     kind: &Kind,
     input: Value,
     validation: FieldValidation,
 ) -> ApiResult<(Value, Vec<String>)> {
-    let normalized = (kind.normalize)(input.clone()).map_err(|e| {
-        ApiError::bad_request(format!(
-            "failed to decode {} {:?}: {e}",
-            kind.kind,
-            meta::name(&input)
-        ))
-    })?;
+    let normalized = match &kind.custom {
+        Some(definition) => custom::prune(definition, input.clone()),
+        None => (kind.normalize)(input.clone()).map_err(|e| {
+            ApiError::bad_request(format!(
+                "failed to decode {} {:?}: {e}",
+                kind.kind,
+                meta::name(&input)
+            ))
+        })?,
+    };
     let warnings = validation.check(unknown_fields(&input, &normalized))?;
     Ok((normalized, warnings))
 }
@@ -84,12 +89,15 @@ pub fn prepare_create(kind: &Kind, obj: &mut Value, now: &str) {
     }
 }
 
-/// Kinds whose `metadata.generation` counts spec changes for their controllers.
+/// Kinds whose `metadata.generation` counts spec changes for their
+/// controllers (custom resources too, as their controllers read it).
 fn tracks_generation(kind: &Kind) -> bool {
-    matches!(
-        kind.group,
-        "apps" | "batch" | "networking.k8s.io" | "policy"
-    ) || matches!(kind.kind, "ReplicationController" | "Pod")
+    kind.custom.is_some()
+        || matches!(
+            kind.group,
+            "apps" | "batch" | "networking.k8s.io" | "policy"
+        )
+        || matches!(kind.kind, "ReplicationController" | "Pod")
 }
 
 /// The object an update writes: `desired` with the server's metadata carried

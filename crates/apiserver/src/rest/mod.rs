@@ -32,6 +32,7 @@ pub mod token_request;
 mod watch;
 mod write;
 
+pub use admit::now;
 pub use write::{create_internal, put_internal};
 
 use std::sync::Arc;
@@ -143,11 +144,11 @@ async fn dispatch(
     body: Bytes,
 ) -> ApiResult<Response> {
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
-    let target = match request::route(legacy, &segments)? {
+    let target = match request::route(&objects.kinds, legacy, &segments)? {
         Route::ResourceList { group, version } if method == Method::GET => {
             return Ok(json(
                 StatusCode::OK,
-                &discovery::resource_list(&group, &version),
+                &discovery::resource_list(&objects.kinds, &group, &version),
                 &[],
             ));
         }

@@ -175,7 +175,7 @@ pub async fn read_page(ctx: &Ctx, filter: &Filter) -> ApiResult<Page> {
             })?;
         revision = resp.revision;
         for kv in &resp.kvs {
-            let obj = decode(kv)?;
+            let obj = ctx.target.kind.served(decode(kv)?);
             if filter.matches(&obj) {
                 items.push(obj);
             }

@@ -1,11 +1,13 @@
 //! The `/scale` subresource: an `autoscaling/v1` Scale view of a workload's
-//! `spec.replicas`, which `kubectl scale` and autoscalers write through.
+//! `spec.replicas`, which `kubectl scale` and autoscalers write through. A
+//! custom resource's definition says where its replicas and selector are
+//! (`subresources.scale`).
 
 use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Value, json};
 use tugboat_api::patch::{self, PatchType};
-use tugboat_api::{ApiError, ApiResult, meta, selector::LabelSelector};
+use tugboat_api::{ApiError, ApiResult, Kind, meta, selector::LabelSelector};
 
 use super::write::guaranteed_update;
 use super::{Ctx, json};
@@ -16,7 +18,7 @@ pub async fn get(ctx: &Ctx) -> ApiResult<Response> {
         .objects
         .get(ctx.target.kind, &ctx.target.namespace, ctx.name())
         .await?;
-    Ok(json(StatusCode::OK, &scale_of(&obj), &[]))
+    Ok(json(StatusCode::OK, &scale_of(ctx.target.kind, &obj), &[]))
 }
 
 pub async fn update(ctx: &Ctx) -> ApiResult<Response> {
@@ -31,10 +33,14 @@ pub async fn update(ctx: &Ctx) -> ApiResult<Response> {
                 ctx.name(),
             ));
         }
-        Ok(with_replicas(old, replicas))
+        Ok(with_replicas(ctx.target.kind, old, replicas))
     })
     .await?;
-    Ok(json(StatusCode::OK, &scale_of(&updated), &[]))
+    Ok(json(
+        StatusCode::OK,
+        &scale_of(ctx.target.kind, &updated),
+        &[],
+    ))
 }
 
 pub async fn patch(ctx: &Ctx) -> ApiResult<Response> {
@@ -43,11 +49,15 @@ pub async fn patch(ctx: &Ctx) -> ApiResult<Response> {
         .filter(|t| *t != PatchType::Apply)
         .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
     let updated = guaranteed_update(ctx, |old| {
-        let scale = patch::apply_patch(patch_type, &scale_of(old), &ctx.body)?;
-        Ok(with_replicas(old, replicas_of(&scale)?))
+        let scale = patch::apply_patch(patch_type, &scale_of(ctx.target.kind, old), &ctx.body)?;
+        Ok(with_replicas(ctx.target.kind, old, replicas_of(&scale)?))
     })
     .await?;
-    Ok(json(StatusCode::OK, &scale_of(&updated), &[]))
+    Ok(json(
+        StatusCode::OK,
+        &scale_of(ctx.target.kind, &updated),
+        &[],
+    ))
 }
 
 fn replicas_of(scale: &Value) -> ApiResult<i64> {
@@ -60,29 +70,61 @@ fn replicas_of(scale: &Value) -> ApiResult<i64> {
     }
 }
 
-fn with_replicas(obj: &Value, replicas: i64) -> Value {
+/// Where `kind` keeps its desired and current replicas (JSON pointers) and,
+/// for a custom resource, its selector string (built-in workloads keep a
+/// label selector in `spec.selector`).
+struct Paths {
+    spec_replicas: String,
+    status_replicas: String,
+    selector: Option<String>,
+}
+
+fn paths(kind: &Kind) -> Paths {
+    let Some(scale) = kind.custom.as_ref().and_then(|c| c.scale.as_ref()) else {
+        return Paths {
+            spec_replicas: "/spec/replicas".into(),
+            status_replicas: "/status/replicas".into(),
+            selector: None,
+        };
+    };
+    // The definition's paths are simple: `.spec.replicas`.
+    let pointer = |field: &str| scale[field].as_str().map(|p| p.replace('.', "/"));
+    Paths {
+        spec_replicas: pointer("specReplicasPath").unwrap_or_default(),
+        status_replicas: pointer("statusReplicasPath").unwrap_or_default(),
+        selector: Some(pointer("labelSelectorPath").unwrap_or_default()),
+    }
+}
+
+fn with_replicas(kind: &Kind, obj: &Value, replicas: i64) -> Value {
     let mut new = obj.clone();
-    new["spec"]["replicas"] = replicas.into();
+    let mut at = &mut new;
+    for field in paths(kind)
+        .spec_replicas
+        .split('/')
+        .filter(|f| !f.is_empty())
+    {
+        if !at.is_object() {
+            *at = json!({});
+        }
+        at = &mut at[field];
+    }
+    *at = replicas.into();
     new
 }
 
 /// The Scale object of a workload.
-pub fn scale_of(obj: &Value) -> Value {
-    let selector = obj
-        .pointer("/spec/selector")
-        .map(|s| {
-            // ReplicationControllers have a plain map selector, the apps kinds a LabelSelector.
-            if s.get("matchLabels").is_some() || s.get("matchExpressions").is_some() {
-                LabelSelector::from_object(s)
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
-            } else {
-                LabelSelector::from_object(&json!({"matchLabels": s}))
-                    .map(|s| s.to_string())
-                    .unwrap_or_default()
-            }
-        })
-        .unwrap_or_default();
+pub fn scale_of(kind: &Kind, obj: &Value) -> Value {
+    let paths = paths(kind);
+    let selector = match &paths.selector {
+        // A custom resource keeps its selector as the string a Scale shows.
+        Some(pointer) => obj
+            .pointer(pointer)
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_owned(),
+        None => workload_selector(obj),
+    };
     let metadata = obj.get("metadata").cloned().unwrap_or_default();
     let keep = [
         "name",
@@ -102,10 +144,28 @@ pub fn scale_of(obj: &Value) -> Value {
         "kind": "Scale",
         "apiVersion": "autoscaling/v1",
         "metadata": metadata,
-        "spec": {"replicas": obj.pointer("/spec/replicas").cloned().unwrap_or(0.into())},
+        "spec": {"replicas": obj.pointer(&paths.spec_replicas).cloned().unwrap_or(0.into())},
         "status": {
-            "replicas": obj.pointer("/status/replicas").cloned().unwrap_or(0.into()),
+            "replicas": obj.pointer(&paths.status_replicas).cloned().unwrap_or(0.into()),
             "selector": selector,
         },
     })
+}
+
+/// A built-in workload's `spec.selector` as a selector string.
+fn workload_selector(obj: &Value) -> String {
+    obj.pointer("/spec/selector")
+        .map(|s| {
+            // ReplicationControllers have a plain map selector, the apps kinds a LabelSelector.
+            if s.get("matchLabels").is_some() || s.get("matchExpressions").is_some() {
+                LabelSelector::from_object(s)
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            } else {
+                LabelSelector::from_object(&json!({"matchLabels": s}))
+                    .map(|s| s.to_string())
+                    .unwrap_or_default()
+            }
+        })
+        .unwrap_or_default()
 }

@@ -141,14 +141,15 @@ impl Watcher {
     /// What a store event means to this watcher: objects entering its
     /// selection are ADDED, leaving it DELETED.
     fn translate(&self, event: &Arc<Event>) -> ApiResult<Option<(&'static str, Value)>> {
-        let old = event.prev_kv.as_ref().map(decode).transpose()?;
+        let served = |kv| decode(kv).map(|obj| self.kind.served(obj));
+        let old = event.prev_kv.as_ref().map(served).transpose()?;
         let was_in = old.as_ref().is_some_and(|o| self.filter.matches(o));
         match event.kind {
             EventKind::Delete => Ok(old
                 .filter(|_| was_in)
                 .map(|o| ("DELETED", with_revision(o, event.kv.mod_revision)))),
             EventKind::Put => {
-                let new = decode(&event.kv)?;
+                let new = served(&event.kv)?;
                 let is_in = self.filter.matches(&new);
                 Ok(match (was_in, is_in) {
                     (false, true) => Some(("ADDED", new)),

@@ -150,6 +150,15 @@ pub async fn patch(ctx: &Ctx) -> ApiResult<Response> {
     let content_type = body::content_type(&ctx.headers);
     let patch_type = PatchType::from_content_type(content_type)
         .ok_or_else(|| ApiError::unsupported_media_type(content_type))?;
+    // Strategic merge patch needs the list strategies of Go structs, which
+    // custom resources have not.
+    if patch_type == PatchType::StrategicMerge && ctx.target.kind.custom.is_some() {
+        return Err(ApiError::unsupported_patch_type(&[
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            "application/apply-patch+yaml",
+        ]));
+    }
     if patch_type == PatchType::Apply {
         return server_side_apply(ctx).await;
     }

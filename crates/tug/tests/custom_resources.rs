@@ -1,0 +1,528 @@
+//! CustomResourceDefinitions: their objects served like built-in ones to
+//! kubectl (printer columns, short names, schema validation, pruning and
+//! defaults, the status and scale subresources, watches), and deleted with
+//! their definition.
+
+mod common;
+
+use common::{Server, eventually, nodeless_server, row, table};
+use serde_json::{Value, json};
+
+/// Installs the namespaced definition `{plural}.{group}` of kind `kind`
+/// (one version, v1, storing) with short name `short` and waits, as a
+/// user does, until kubectl sees it established.
+fn define(server: &Server, group: &str, plural: &str, kind: &str, short: &str) -> String {
+    let name = format!("{plural}.{group}");
+    let definition = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": name},
+        "spec": {
+            "group": group,
+            "scope": "Namespaced",
+            "names": {"plural": plural, "kind": kind, "shortNames": [short]},
+            "versions": [version("v1", true)],
+        },
+    });
+    server
+        .kubectl_stdin(&["apply", "-f", "-"], &definition.to_string())
+        .ok();
+    server
+        .kubectl(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "--timeout=60s",
+            &format!("crd/{name}"),
+        ])
+        .ok();
+    name
+}
+
+/// One version of the test definitions: a `spec.size` from 1 to 10, a
+/// `spec.color` that defaults to red, replicas behind `/scale`, a status
+/// subresource and printer columns.
+fn version(name: &str, storage: bool) -> Value {
+    json!({
+        "name": name,
+        "served": true,
+        "storage": storage,
+        "schema": {"openAPIV3Schema": {
+            "type": "object",
+            "properties": {
+                "spec": {
+                    "type": "object",
+                    "required": ["size"],
+                    "properties": {
+                        "size": {"type": "integer", "minimum": 1, "maximum": 10},
+                        "color": {"type": "string", "enum": ["red", "blue"], "default": "red"},
+                        "replicas": {"type": "integer"},
+                        "options": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                    },
+                },
+                "status": {
+                    "type": "object",
+                    "properties": {"phase": {"type": "string"}, "replicas": {"type": "integer"}},
+                },
+            },
+        }},
+        "subresources": {
+            "status": {},
+            "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.replicas"},
+        },
+        "additionalPrinterColumns": [
+            {"name": "Size", "type": "integer", "jsonPath": ".spec.size"},
+            {"name": "Color", "type": "string", "jsonPath": ".spec.color"},
+            {"name": "Phase", "type": "string", "jsonPath": ".status.phase"},
+            {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
+        ],
+    })
+}
+
+fn object(api_version: &str, kind: &str, name: &str, spec: Value) -> String {
+    json!({
+        "apiVersion": api_version,
+        "kind": kind,
+        "metadata": {"name": name, "labels": {"shape": name}},
+        "spec": spec,
+    })
+    .to_string()
+}
+
+#[test]
+fn custom_resources_are_served_and_printed_like_built_in_ones() {
+    let server = nodeless_server();
+    let ns = server.namespace("crd-serve");
+    let crd = define(server, "serve.example.com", "gizmos", "Gizmo", "gz");
+    let status = server.get_json("", "crd", &crd)["status"].clone();
+    assert_eq!(status["acceptedNames"]["kind"], "Gizmo");
+    assert_eq!(status["acceptedNames"]["listKind"], "GizmoList");
+    assert_eq!(status["storedVersions"], json!(["v1"]));
+    let conditions: Vec<(&str, &str)> = status["conditions"]
+        .as_array()
+        .expect("conditions")
+        .iter()
+        .map(|c| (c["type"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        conditions,
+        [("NamesAccepted", "True"), ("Established", "True")]
+    );
+
+    let out = server
+        .kubectl_stdin(
+            &["apply", "-n", &ns, "-f", "-"],
+            &object("serve.example.com/v1", "Gizmo", "small", json!({"size": 2})),
+        )
+        .ok();
+    assert_eq!(out.trim(), "gizmo.serve.example.com/small created");
+    server
+        .kubectl_stdin(
+            &["apply", "-n", &ns, "-f", "-"],
+            &object(
+                "serve.example.com/v1",
+                "Gizmo",
+                "large",
+                json!({"size": 9, "color": "blue"}),
+            ),
+        )
+        .ok();
+
+    let printed = table(&server.kubectl(&["get", "gizmos", "-n", &ns]).ok());
+    assert_eq!(printed[0], ["NAME", "SIZE", "COLOR", "PHASE", "AGE"]);
+    // No phase yet: kubectl leaves the cell blank.
+    assert_eq!(row(&printed, "small")[..3], ["small", "2", "red"]);
+    assert_eq!(row(&printed, "large")[..3], ["large", "9", "blue"]);
+    assert_eq!(row(&printed, "large").len(), 4, "{printed:?}");
+
+    // By short name, kind and qualified plural; defaults filled in.
+    for name in ["gz", "gizmo", "Gizmo", "gizmos.serve.example.com"] {
+        let small = server.get_json(&ns, name, "small");
+        assert_eq!(small["spec"], json!({"size": 2, "color": "red"}), "{name}");
+        assert_eq!(small["metadata"]["generation"], 1);
+    }
+    let resources = server
+        .kubectl(&["api-resources", "--api-group=serve.example.com"])
+        .ok();
+    let resources = table(&resources);
+    assert_eq!(
+        row(&resources, "gizmos"),
+        ["gizmos", "gz", "serve.example.com/v1", "true", "Gizmo"]
+    );
+
+    // Selectors and pages, as for built-in kinds.
+    assert_eq!(
+        server.names(&["get", "gz", "-n", &ns, "-l", "shape=large"]),
+        ["gizmo.serve.example.com/large"]
+    );
+    assert_eq!(
+        server.names(&[
+            "get",
+            "gz",
+            "-n",
+            &ns,
+            "--field-selector",
+            "metadata.name=small"
+        ]),
+        ["gizmo.serve.example.com/small"]
+    );
+    let paged = server
+        .kubectl(&["get", "gz", "-n", &ns, "--chunk-size=1", "-o", "name"])
+        .ok();
+    assert_eq!(paged.lines().count(), 2, "{paged}");
+
+    // Changes: merge and JSON patches, server-side apply, replace.
+    server
+        .kubectl(&[
+            "patch",
+            "gz",
+            "small",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"size":3}}"#,
+        ])
+        .ok();
+    server
+        .kubectl(&[
+            "patch",
+            "gz",
+            "small",
+            "-n",
+            &ns,
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/spec/color","value":"blue"}]"#,
+        ])
+        .ok();
+    let small = server.get_json(&ns, "gz", "small");
+    assert_eq!(small["spec"], json!({"size": 3, "color": "blue"}));
+    assert_eq!(small["metadata"]["generation"], 3);
+    server
+        .kubectl_stdin(
+            &["apply", "--server-side", "-n", &ns, "-f", "-"],
+            &object(
+                "serve.example.com/v1",
+                "Gizmo",
+                "applied",
+                json!({"size": 4}),
+            ),
+        )
+        .ok();
+    assert_eq!(server.get_json(&ns, "gz", "applied")["spec"]["size"], 4);
+
+    // Kubernetes takes no strategic merge patch for custom resources, and
+    // that is kubectl patch's default.
+    let err = server
+        .kubectl(&[
+            "patch",
+            "gz",
+            "small",
+            "-n",
+            &ns,
+            "-p",
+            r#"{"spec":{"size":5}}"#,
+        ])
+        .fails();
+    assert!(
+        err.contains(
+            "the body of the request was in an unknown format - accepted media types include: \
+             application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+        ),
+        "{err}"
+    );
+
+    server.kubectl(&["delete", "gz", "applied", "-n", &ns]).ok();
+    server.assert_absent(&ns, "gz", "applied");
+}
+
+#[test]
+fn the_schema_refuses_in_kubernetes_words_prunes_and_defaults() {
+    let server = nodeless_server();
+    let ns = server.namespace("crd-schema");
+    define(server, "schema.example.com", "sprockets", "Sprocket", "spr");
+    let api_version = "schema.example.com/v1";
+
+    let err = server
+        .kubectl_stdin(
+            &["apply", "-n", &ns, "-f", "-"],
+            &object(api_version, "Sprocket", "typed", json!({"size": "big"})),
+        )
+        .fails();
+    assert!(
+        err.contains(
+            r#"The Sprocket "typed" is invalid: spec.size: Invalid value: "string": spec.size in body must be of type integer: "string""#
+        ),
+        "{err}"
+    );
+    let err = server
+        .kubectl_stdin(
+            &["create", "-n", &ns, "-f", "-"],
+            &object(
+                api_version,
+                "Sprocket",
+                "many",
+                json!({"size": 11, "color": "green"}),
+            ),
+        )
+        .fails();
+    for wanted in [
+        r#"The Sprocket "many" is invalid: "#,
+        "spec.size: Invalid value: 11: spec.size in body should be less than or equal to 10",
+        r#"spec.color: Unsupported value: "green": supported values: "red", "blue""#,
+    ] {
+        assert!(err.contains(wanted), "no {wanted:?} in {err}");
+    }
+    let err = server
+        .kubectl_stdin(
+            &["create", "-n", &ns, "-f", "-"],
+            &object(api_version, "Sprocket", "sizeless", json!({})),
+        )
+        .fails();
+    assert!(
+        err.contains(r#"The Sprocket "sizeless" is invalid: spec.size: Required value"#),
+        "{err}"
+    );
+    for refused in ["typed", "many", "sizeless"] {
+        server.assert_absent(&ns, "sprockets", refused);
+    }
+
+    // kubectl asks for strict field validation by default: an undeclared
+    // field is refused; without it, it is pruned, except where the schema
+    // keeps unknown fields.
+    let with_unknown = object(
+        api_version,
+        "Sprocket",
+        "pruned",
+        json!({"size": 1, "shape": "round", "options": {"anything": {"goes": [1]}}}),
+    );
+    let err = server
+        .kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &with_unknown)
+        .fails();
+    assert!(err.contains(r#"unknown field "spec.shape""#), "{err}");
+    server
+        .kubectl_stdin(
+            &["apply", "--validate=false", "-n", &ns, "-f", "-"],
+            &with_unknown,
+        )
+        .ok();
+    assert_eq!(
+        server.get_json(&ns, "spr", "pruned")["spec"],
+        json!({"size": 1, "color": "red", "options": {"anything": {"goes": [1]}}})
+    );
+}
+
+#[test]
+fn status_and_scale_are_written_through_their_subresources() {
+    let server = nodeless_server();
+    let ns = server.namespace("crd-status");
+    define(server, "status.example.com", "gadgets", "Gadget", "gd");
+    let mut gadget: Value = serde_json::from_str(&object(
+        "status.example.com/v1",
+        "Gadget",
+        "g",
+        json!({"size": 1, "replicas": 1}),
+    ))
+    .unwrap();
+    gadget["status"] = json!({"phase": "Bogus"});
+    server
+        .kubectl_stdin(&["create", "-n", &ns, "-f", "-"], &gadget.to_string())
+        .ok();
+    assert_eq!(server.get_json(&ns, "gd", "g").get("status"), None);
+
+    // The main resource ignores status; /status takes status alone.
+    server
+        .kubectl(&[
+            "patch",
+            "gd",
+            "g",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"size":2},"status":{"phase":"Ignored"}}"#,
+        ])
+        .ok();
+    server
+        .patch_status(
+            Some(&ns),
+            "gd",
+            "g",
+            &json!({"phase": "Ready", "replicas": 1}),
+        )
+        .ok();
+    server
+        .kubectl(&[
+            "patch",
+            "gd",
+            "g",
+            "-n",
+            &ns,
+            "--subresource=status",
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"size":7}}"#,
+        ])
+        .ok();
+    let g = server.get_json(&ns, "gd", "g");
+    assert_eq!(g["spec"]["size"], 2);
+    assert_eq!(g["status"], json!({"phase": "Ready", "replicas": 1}));
+    let printed = table(&server.kubectl(&["get", "gd", "-n", &ns]).ok());
+    assert_eq!(row(&printed, "g")[..4], ["g", "2", "red", "Ready"]);
+
+    let out = server
+        .kubectl(&["scale", "gd", "g", "-n", &ns, "--replicas=3"])
+        .ok();
+    assert_eq!(out.trim(), "gadget.status.example.com/g scaled");
+    assert_eq!(server.get_json(&ns, "gd", "g")["spec"]["replicas"], 3);
+    let scale: Value = serde_json::from_str(
+        &server
+            .kubectl(&[
+                "get",
+                "--raw",
+                &format!("/apis/status.example.com/v1/namespaces/{ns}/gadgets/g/scale"),
+            ])
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(scale["spec"]["replicas"], 3);
+    assert_eq!(scale["status"]["replicas"], 1);
+}
+
+#[test]
+fn a_watch_sees_custom_resources_change() {
+    let server = nodeless_server();
+    let ns = server.namespace("crd-watch");
+    define(server, "watch.example.com", "doohickeys", "Doohickey", "dh");
+    server
+        .kubectl_stdin(
+            &["apply", "-n", &ns, "-f", "-"],
+            &object("watch.example.com/v1", "Doohickey", "d", json!({"size": 1})),
+        )
+        .ok();
+    let mut watch = server.kubectl_background(&["get", "dh", "-n", &ns, "-w"]);
+    watch.expect_line(|l| table(l).first().is_some_and(|r| r[..2] == ["d", "1"]));
+    server
+        .kubectl(&[
+            "patch",
+            "dh",
+            "d",
+            "-n",
+            &ns,
+            "--type=merge",
+            "-p",
+            r#"{"spec":{"size":6}}"#,
+        ])
+        .ok();
+    watch.expect_line(|l| table(l).first().is_some_and(|r| r[..2] == ["d", "6"]));
+}
+
+#[test]
+fn versions_differ_in_api_version_alone() {
+    let server = nodeless_server();
+    let ns = server.namespace("crd-versions");
+    let definition = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "gears.versions.example.com"},
+        "spec": {
+            "group": "versions.example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "gears", "kind": "Gear"},
+            "versions": [version("v1beta1", false), version("v1", true)],
+        },
+    });
+    server
+        .kubectl_stdin(&["apply", "-f", "-"], &definition.to_string())
+        .ok();
+    server
+        .kubectl(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "crd/gears.versions.example.com",
+        ])
+        .ok();
+    server
+        .kubectl_stdin(
+            &["apply", "-n", &ns, "-f", "-"],
+            &object(
+                "versions.example.com/v1beta1",
+                "Gear",
+                "old",
+                json!({"size": 1}),
+            ),
+        )
+        .ok();
+    let read = |version: &str| -> Value {
+        let path = format!("/apis/versions.example.com/{version}/namespaces/{ns}/gears/old");
+        serde_json::from_str(&server.kubectl(&["get", "--raw", &path]).ok()).unwrap()
+    };
+    assert_eq!(read("v1")["apiVersion"], "versions.example.com/v1");
+    assert_eq!(
+        read("v1beta1")["apiVersion"],
+        "versions.example.com/v1beta1"
+    );
+    assert_eq!(read("v1")["spec"], read("v1beta1")["spec"]);
+    // kubectl reads the preferred version, GA before beta.
+    assert_eq!(
+        server.get_json(&ns, "gears", "old")["apiVersion"],
+        "versions.example.com/v1"
+    );
+}
+
+#[test]
+fn deleting_the_definition_deletes_its_objects() {
+    let server = nodeless_server();
+    let ns = server.namespace("crd-delete");
+    let crd = define(server, "delete.example.com", "widgets", "Widget", "wdg");
+    for name in ["a", "b"] {
+        server
+            .kubectl_stdin(
+                &["apply", "-n", &ns, "-f", "-"],
+                &object("delete.example.com/v1", "Widget", name, json!({"size": 1})),
+            )
+            .ok();
+    }
+    let out = server.kubectl(&["delete", "crd", &crd]).ok();
+    assert_eq!(
+        out.trim(),
+        format!("customresourcedefinition.apiextensions.k8s.io \"{crd}\" deleted")
+    );
+    let err = server
+        .kubectl(&[
+            "get",
+            "--raw",
+            &format!("/apis/delete.example.com/v1/namespaces/{ns}/widgets"),
+        ])
+        .fails();
+    assert!(err.contains("NotFound"), "{err}");
+
+    // Defined again, it starts empty.
+    define(server, "delete.example.com", "widgets", "Widget", "wdg");
+    eventually("the widgets list", || {
+        let names = server.names(&["get", "widgets.delete.example.com", "-n", &ns]);
+        if names.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still {names:?}"))
+        }
+    });
+}
+
+#[test]
+fn definitions_and_their_objects_outlive_a_restart() {
+    let mut server = Server::start_with(&["--disable-agent", "--disable-controllers"]);
+    let ns = server.namespace("crd-restart");
+    define(&server, "restart.example.com", "knobs", "Knob", "kn");
+    server
+        .kubectl_stdin(
+            &["apply", "-n", &ns, "-f", "-"],
+            &object("restart.example.com/v1", "Knob", "k", json!({"size": 4})),
+        )
+        .ok();
+    server.restart();
+    assert_eq!(server.get_json(&ns, "kn", "k")["spec"]["size"], 4);
+}
+
