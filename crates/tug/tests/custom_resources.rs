@@ -526,3 +526,41 @@ fn definitions_and_their_objects_outlive_a_restart() {
     assert_eq!(server.get_json(&ns, "kn", "k")["spec"]["size"], 4);
 }
 
+#[test]
+fn objects_owned_by_a_custom_resource_go_with_it() {
+    let server = nodeless_server();
+    let ns = server.namespace("crd-owner");
+    define(server, "owner.example.com", "owners", "Owner", "own");
+    server
+        .kubectl_stdin(
+            &["apply", "-n", &ns, "-f", "-"],
+            &object("owner.example.com/v1", "Owner", "o", json!({"size": 1})),
+        )
+        .ok();
+    let uid = server.get_json(&ns, "own", "o")["metadata"]["uid"].clone();
+    let owned = json!({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "owned", "ownerReferences": [{
+            "apiVersion": "owner.example.com/v1", "kind": "Owner", "name": "o", "uid": uid,
+        }]},
+    });
+    server
+        .kubectl_stdin(&["apply", "-n", &ns, "-f", "-"], &owned.to_string())
+        .ok();
+    server.kubectl(&["delete", "own", "o", "-n", &ns]).ok();
+    eventually("the owned ConfigMap to be collected", || {
+        let left = server.names(&[
+            "get",
+            "configmaps",
+            "-n",
+            &ns,
+            "--field-selector=metadata.name=owned",
+        ]);
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("still {left:?}"))
+        }
+    });
+}

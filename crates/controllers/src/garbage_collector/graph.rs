@@ -67,6 +67,16 @@ impl Graph {
             .unwrap_or_default()
     }
 
+    /// The uids of the objects naming owners the graph has not seen: gone,
+    /// or of a kind not watched until now.
+    pub fn dependents_of_unseen_owners(&self) -> Vec<String> {
+        self.dependents
+            .iter()
+            .filter(|(owner, _)| !self.nodes.contains_key(*owner))
+            .flat_map(|(_, dependents)| dependents.iter().cloned())
+            .collect()
+    }
+
     /// The uids of every object of the kind `kind`.
     pub fn uids_of_kind(&self, kind: usize) -> Vec<String> {
         self.nodes

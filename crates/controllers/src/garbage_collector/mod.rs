@@ -3,9 +3,10 @@
 //! the propagation policies the API server records as finalizers:
 //! `foregroundDeletion` (dependents go first; the owner waits for those with
 //! `blockOwnerDeletion`) and `orphan` (dependents lose their reference to
-//! the owner). It watches every kind discovery lists when it starts; kinds
-//! served only later (the API server serves no custom resources yet) are
-//! not watched until the controllers restart.
+//! the owner). It watches every kind discovery lists when it starts, and
+//! discovers again whenever a CustomResourceDefinition changes, so that the
+//! kinds of definitions made later (custom resources owning or owned by
+//! other objects) are watched too.
 //!
 //! - `graph`: what the watches saw, by uid: owners and dependents.
 //! - here: the watches, a work queue of uids, and what is done for each.
@@ -13,10 +14,11 @@
 mod graph;
 
 use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use futures::StreamExt;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, Patch, PatchParams, Preconditions, PropagationPolicy};
 use kube::core::DynamicObject;
@@ -38,44 +40,42 @@ const IGNORED: [(&str, &str); 2] = [("", "events"), ("events.k8s.io", "events")]
 const RETRY: Duration = Duration::from_secs(2);
 
 pub async fn run(client: Client) -> anyhow::Result<()> {
-    let kinds = loop {
-        match resources::with_verbs(&client, &["list", "watch", "delete"]).await {
-            Ok(kinds) => {
-                break kinds
-                    .into_iter()
-                    .filter(|k| !IGNORED.contains(&(k.api.group.as_str(), k.api.plural.as_str())))
-                    .collect::<Vec<_>>();
-            }
-            Err(e) => {
-                tracing::warn!("garbage collector: discovery failed: {e}");
-                tokio::time::sleep(RETRY).await;
-            }
-        }
-    };
     let (sender, receiver) = mpsc::unbounded_channel();
     let collector = Arc::new(Collector {
         client,
-        kinds,
+        kinds: RwLock::default(),
         graph: Mutex::default(),
         queue: Queue {
             sender,
             pending: Mutex::default(),
         },
     });
+    let (found, mut new_kinds) = mpsc::unbounded_channel();
+    while let Err(e) = collector.discover(&found).await {
+        tracing::warn!("garbage collector: discovery failed: {e}");
+        tokio::time::sleep(RETRY).await;
+    }
     let mut tasks = JoinSet::new();
-    for kind in 0..collector.kinds.len() {
-        tasks.spawn(collector.clone().watch(kind));
-    }
     tasks.spawn(collector.clone().work(receiver));
-    while let Some(stopped) = tasks.join_next().await {
-        stopped??;
+    tasks.spawn(collector.clone().follow_definitions(found));
+    loop {
+        tokio::select! {
+            Some(kind) = new_kinds.recv() => {
+                tasks.spawn(collector.clone().watch(kind));
+            }
+            stopped = tasks.join_next() => match stopped {
+                Some(stopped) => stopped??,
+                None => return Ok(()),
+            },
+        }
     }
-    Ok(())
 }
 
 struct Collector {
     client: Client,
-    kinds: Vec<ServedKind>,
+    /// The kinds watched, in the order found; a graph node names its kind
+    /// by index here, so kinds are only ever added.
+    kinds: RwLock<Vec<ServedKind>>,
     graph: Mutex<Graph>,
     queue: Queue,
 }
@@ -110,9 +110,55 @@ enum Owner {
 }
 
 impl Collector {
+    /// Adds the served kinds not watched yet and sends their indices to be watched.
+    async fn discover(&self, found: &mpsc::UnboundedSender<usize>) -> kube::Result<()> {
+        let served = resources::with_verbs(&self.client, &["list", "watch", "delete"]).await?;
+        let mut kinds = self.kinds.write().expect("kinds lock");
+        for kind in served {
+            let key = (kind.api.group.as_str(), kind.api.plural.as_str());
+            let known = kinds
+                .iter()
+                .any(|k| (k.api.group.as_str(), k.api.plural.as_str()) == key);
+            if !known && !IGNORED.contains(&key) {
+                kinds.push(kind);
+                // The receiver lives as long as the collector's tasks.
+                let _ = found.send(kinds.len() - 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Discovers again whenever a CustomResourceDefinition changes (its
+    /// kinds are served once it is established, which is a change too).
+    async fn follow_definitions(
+        self: Arc<Self>,
+        found: mpsc::UnboundedSender<usize>,
+    ) -> anyhow::Result<()> {
+        let definitions = Api::<CustomResourceDefinition>::all(self.client.clone());
+        let mut events = watcher(definitions, watcher::Config::default())
+            .default_backoff()
+            .boxed();
+        while let Some(event) = events.next().await {
+            if matches!(
+                event,
+                Ok(watcher::Event::Apply(_) | watcher::Event::InitDone)
+            ) && let Err(e) = self.discover(&found).await
+            {
+                tracing::warn!("garbage collector: discovery failed: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// The kind watched at `index`.
+    fn kind(&self, index: usize) -> ServedKind {
+        self.kinds.read().expect("kinds lock")[index].clone()
+    }
+
     /// Keeps the graph current with every object of one kind.
     async fn watch(self: Arc<Self>, kind: usize) -> anyhow::Result<()> {
-        let api = Api::<DynamicObject>::all_with(self.client.clone(), &self.kinds[kind].api);
+        let served = self.kind(kind);
+        let api = Api::<DynamicObject>::all_with(self.client.clone(), &served.api);
         let mut listed: Option<HashSet<String>> = None;
         let mut events = watcher(api, watcher::Config::default())
             .default_backoff()
@@ -121,10 +167,7 @@ impl Collector {
             let event = match event {
                 Ok(event) => event,
                 Err(e) => {
-                    tracing::debug!(
-                        kind = self.kinds[kind].api.plural,
-                        "garbage collector watch: {e}"
-                    );
+                    tracing::debug!(kind = served.api.plural, "garbage collector watch: {e}");
                     continue;
                 }
             };
@@ -147,15 +190,19 @@ impl Collector {
                     watcher::Event::Delete(obj) => {
                         graph.remove(obj.metadata.uid.as_deref().unwrap_or_default())
                     }
-                    // What a new list no longer has went while the watch was down.
+                    // What a new list no longer has went while the watch was
+                    // down. Dependents of owners not seen are looked at again:
+                    // their owners may be of this kind, watched only now.
                     watcher::Event::InitDone => {
                         let listed = listed.take().unwrap_or_default();
-                        graph
+                        let mut todo: Vec<String> = graph
                             .uids_of_kind(kind)
                             .into_iter()
                             .filter(|uid| !listed.contains(uid))
                             .flat_map(|uid| graph.remove(&uid))
-                            .collect()
+                            .collect();
+                        todo.extend(graph.dependents_of_unseen_owners());
+                        todo
                     }
                 }
             };
@@ -404,17 +451,19 @@ impl Collector {
             .api_version
             .rsplit_once('/')
             .map_or("", |(group, _)| group);
-        let Some(kind) = self
+        let found = self
             .kinds
+            .read()
+            .expect("kinds lock")
             .iter()
-            .position(|k| k.api.group == group && k.api.kind == reference.kind)
-        else {
+            .position(|k| k.api.group == group && k.api.kind == reference.kind);
+        let Some(kind) = found else {
             // A kind the server does not serve may come back (an API being
             // upgraded): its dependents are kept, as Kubernetes keeps them.
             return Ok(Owner::Solid);
         };
         // A cluster-scoped object cannot be owned by a namespaced one.
-        if self.kinds[kind].namespaced && namespace.is_none() {
+        if self.kind(kind).namespaced && namespace.is_none() {
             return Ok(Owner::Gone);
         }
         let Some(owner) = self.api(kind, namespace).get_opt(&reference.name).await? else {
@@ -432,7 +481,7 @@ impl Collector {
     }
 
     fn api(&self, kind: usize, namespace: Option<&str>) -> Api<DynamicObject> {
-        let served = &self.kinds[kind];
+        let served = self.kind(kind);
         match namespace {
             Some(ns) if served.namespaced => {
                 Api::namespaced_with(self.client.clone(), ns, &served.api)
