@@ -10,26 +10,15 @@ mod common;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
+use common::pods::{BUSYBOX, HTTPD};
 use common::{Server, eventually, node_server};
 use serde_json::{Value, json};
-
-const HTTPD: &str = "tugboat.test/httpd:latest";
-const BUSYBOX: &str = "tugboat.test/busybox:latest";
 
 /// A Deployment of `replicas` busybox httpd servers (either test image
 /// runs the same command), ready when they answer on port 8080.
 fn web(replicas: i32, extra: Value) -> Value {
-    let pod = json!({
-        "terminationGracePeriodSeconds": 2,
-        "containers": [{
-            "name": "app",
-            "image": HTTPD,
-            "imagePullPolicy": "IfNotPresent",
-            "command": ["sh", "-c", "mkdir -p /www; hostname > /www/index.html; exec httpd -f -p 8080 -h /www"],
-            "readinessProbe": {"httpGet": {"path": "/", "port": 8080}, "periodSeconds": 1},
-        }],
-    });
-    common::with_spec(common::deployment("web", replicas, pod), extra)
+    let answers = json!({"httpGet": {"path": "/", "port": 8080}});
+    common::with_spec(common::httpd_deployment("web", replicas, answers), extra)
 }
 
 /// Ready and not on its way out: a pod that serves.

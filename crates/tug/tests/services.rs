@@ -14,27 +14,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
+use common::pods::BUSYBOX;
 use common::{Server, eventually, node_server};
 use serde_json::{Value, json};
-
-const HTTPD: &str = "tugboat.test/httpd:latest";
-const BUSYBOX: &str = "tugboat.test/busybox:latest";
 
 /// A Deployment of `replicas` httpd pods labelled `app: <name>`, each
 /// serving its name on port 8080 and ready while `/tmp/ready` exists.
 fn web(name: &str, replicas: i32) -> Value {
-    let pod = json!({
-        "terminationGracePeriodSeconds": 2,
-        "containers": [{
-            "name": "app",
-            "image": HTTPD,
-            "imagePullPolicy": "IfNotPresent",
-            "command": ["sh", "-c", "mkdir -p /www; hostname > /www/index.html; touch /tmp/ready; exec httpd -f -p 8080 -h /www"],
-            "ports": [{"name": "web", "containerPort": 8080}],
-            "readinessProbe": {"exec": {"command": ["test", "-f", "/tmp/ready"]}, "periodSeconds": 1},
-        }],
-    });
-    common::deployment(name, replicas, pod)
+    let file_there = json!({"exec": {"command": ["test", "-f", "/tmp/ready"]}});
+    common::httpd_deployment(name, replicas, file_there)
 }
 
 /// A busybox pod that sleeps, to run clients in.

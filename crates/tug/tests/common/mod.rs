@@ -621,6 +621,32 @@ pub fn deployment(name: &str, replicas: i32, pod_spec: serde_json::Value) -> ser
     })
 }
 
+/// A Deployment of `replicas` busybox httpd pods labelled `app: <name>`,
+/// each serving its host name on port 8080 (named `web`) and ready as the
+/// `readiness` probe (checked every second) says; `/tmp/ready` is there
+/// from the start for an exec probe to test, and for a test to take away.
+pub fn httpd_deployment(
+    name: &str,
+    replicas: i32,
+    mut readiness: serde_json::Value,
+) -> serde_json::Value {
+    readiness["periodSeconds"] = serde_json::json!(1);
+    let serve = "mkdir -p /www; hostname > /www/index.html; touch /tmp/ready; \
+                 exec httpd -f -p 8080 -h /www";
+    let pod = serde_json::json!({
+        "terminationGracePeriodSeconds": 2,
+        "containers": [{
+            "name": "app",
+            "image": pods::HTTPD,
+            "imagePullPolicy": "IfNotPresent",
+            "command": ["sh", "-c", serve],
+            "ports": [{"name": "web", "containerPort": 8080}],
+            "readinessProbe": readiness,
+        }],
+    });
+    deployment(name, replicas, pod)
+}
+
 /// `object` with the fields of `extra` (a JSON object) put into its spec,
 /// replacing those it had.
 pub fn with_spec(mut object: serde_json::Value, extra: serde_json::Value) -> serde_json::Value {

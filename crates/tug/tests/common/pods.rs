@@ -6,6 +6,8 @@ use serde_json::{Value, json};
 use super::{Server, eventually, node_name};
 
 pub const BUSYBOX: &str = "tugboat.test/busybox:latest";
+/// The test image with busybox httpd (busybox-static and one small layer).
+pub const HTTPD: &str = "tugboat.test/httpd:latest";
 
 /// A pod on this node running `script` in busybox's sh in each container
 /// (`name` -> `script`), under `restart_policy`; `extra` is merged into the spec.
