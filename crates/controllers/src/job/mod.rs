@@ -50,7 +50,10 @@ pub(crate) use conditions::finished as finished_condition;
 use tracking::Outcome;
 
 /// The pause before replacing a failed pod doubles with each failure since
-/// the last success, from 10 s up to 10 minutes, as in Kubernetes.
+/// the last success (with `backoffLimitPerIndex`, each failure of the pod's
+/// index), from 10 s up to 10 minutes, as kube-controller-manager's
+/// `MaxJobPodFailureBackOff` has it (the Job docs' "six minutes" is not
+/// what the code does).
 const BACKOFF_BASE: Duration = Duration::from_secs(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(600);
 
@@ -183,15 +186,8 @@ impl Pass<'_> {
             let (make, extra) = self.plan(pods, &active);
             terminating += self.delete_pods(&extra).await?;
             active.retain(|p| !extra.iter().any(|e| e.uid() == p.uid()));
-            let delay = if make.is_empty() {
-                None
-            } else {
-                creation_delay(self.job, pods, self.now)
-            };
-            let made = match delay {
-                Some(_) => 0,
-                None => self.create_pods(make, pods).await?,
-            };
+            let (make, delay) = self.hold_back(make, pods);
+            let made = self.create_pods(make, pods).await?;
             let wake = delay.into_iter().chain(self.deadline_left()).min();
             if let Some(wake) = wake {
                 next = Action::requeue(wake);
@@ -316,6 +312,26 @@ impl Pass<'_> {
         });
         by_preference.truncate(have - wanted);
         (Vec::new(), by_preference)
+    }
+
+    /// The pods of `make` that may be made now, and how long until the
+    /// others may: with `backoffLimitPerIndex` each index waits out the
+    /// back-off of its own failures, otherwise all wait out the Job's.
+    fn hold_back(
+        &self,
+        make: Vec<Option<i32>>,
+        pods: &[Pod],
+    ) -> (Vec<Option<i32>>, Option<Duration>) {
+        if make.is_empty() {
+            return (make, None);
+        }
+        if per_index::limit(self.job).is_some() {
+            return per_index::due(self.job, pods, make, self.now);
+        }
+        match creation_delay(self.job, pods, self.now) {
+            Some(delay) => (Vec::new(), Some(delay)),
+            None => (make, None),
+        }
     }
 
     /// Makes a pod for each of `indexes` (`None`: a NonIndexed pod); with
@@ -478,9 +494,9 @@ fn past_backoff_limit_on_failure(job: &Job, active: &[&Pod], backoff_limit: i32)
     }
 }
 
-/// How long to wait before replacing failed pods: the back-off after the
-/// failures since the last success (ignored ones aside), from the last
-/// failure's end.
+/// How long to wait before replacing failed pods of a Job without
+/// `backoffLimitPerIndex`: the back-off after the failures since the last
+/// success (ignored ones aside), from the last failure's end.
 fn creation_delay(job: &Job, pods: &[Pod], now: Timestamp) -> Option<Duration> {
     let ended = |outcome| {
         pods.iter()
@@ -496,11 +512,22 @@ fn creation_delay(job: &Job, pods: &[Pod], now: Timestamp) -> Option<Duration> {
         .filter(|t| last_success.is_none_or(|s| *t > s))
         .collect();
     let last = failures.iter().max()?;
-    let doublings = u32::try_from(failures.len() - 1).unwrap_or(u32::MAX);
+    back_off_left(
+        u32::try_from(failures.len()).unwrap_or(u32::MAX),
+        *last,
+        now,
+    )
+}
+
+/// What is left at `now` of the back-off after `failures` failures, the
+/// last ending at `last`: 10 s, doubled for each failure after the first,
+/// at most 10 minutes; `None` once it is over.
+fn back_off_left(failures: u32, last: Timestamp, now: Timestamp) -> Option<Duration> {
+    let doublings = failures.saturating_sub(1);
     let delay = BACKOFF_BASE
         .saturating_mul(2u32.saturating_pow(doublings))
         .min(BACKOFF_MAX);
-    let ready_at = *last + SignedDuration::try_from(delay).ok()?;
+    let ready_at = last + SignedDuration::try_from(delay).ok()?;
     Duration::try_from(ready_at.duration_since(now))
         .ok()
         .filter(|d| !d.is_zero())
