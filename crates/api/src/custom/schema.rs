@@ -55,13 +55,20 @@ fn prune_value(schema: &Value, value: &mut Value) {
             let properties = schema.get("properties").and_then(Value::as_object);
             let additional = schema.get("additionalProperties").filter(|a| a.is_object());
             let keep_unknown = preserves_unknown(schema) || schema["additionalProperties"] == true;
+            // An embedded object (a Pod template's like) has its type and
+            // metadata whether the schema names them or not.
+            let embedded = schema["x-kubernetes-embedded-resource"] == true;
             map.retain(
                 |key, child| match properties.and_then(|p| p.get(key)).or(additional) {
                     Some(child_schema) => {
                         prune_value(child_schema, child);
                         true
                     }
-                    None => keep_unknown,
+                    None => {
+                        keep_unknown
+                            || embedded
+                                && matches!(key.as_str(), "apiVersion" | "kind" | "metadata")
+                    }
                 },
             );
         }

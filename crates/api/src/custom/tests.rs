@@ -161,3 +161,30 @@ fn printer_column_paths() {
     );
     assert_eq!(json_path(&obj, ".spec.size"), None);
 }
+
+#[test]
+fn embedded_resources_keep_their_type_and_metadata() {
+    let definition = json!({
+        "metadata": {"name": "templates.example.com"},
+        "spec": {
+            "group": "example.com",
+            "names": {"plural": "templates", "kind": "Template"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "template": {
+                        "type": "object",
+                        "x-kubernetes-embedded-resource": true,
+                        "properties": {"spec": {"type": "object"}},
+                    },
+                }}}}],
+        },
+    });
+    let custom = kinds_of(&definition)[0].custom.as_ref().unwrap();
+    let obj = json!({"template": {
+        "apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}, "other": 1,
+    }});
+    assert_eq!(
+        prune(custom, obj)["template"],
+        json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": {}})
+    );
+}
