@@ -564,3 +564,26 @@ fn objects_owned_by_a_custom_resource_go_with_it() {
         }
     });
 }
+
+#[test]
+fn deleting_a_namespace_deletes_its_custom_resources() {
+    let server = nodeless_server();
+    let ns = server.namespace("crd-namespace");
+    define(server, "namespace.example.com", "levers", "Lever", "lv");
+    server
+        .kubectl_stdin(
+            &["apply", "-n", &ns, "-f", "-"],
+            &object("namespace.example.com/v1", "Lever", "l", json!({"size": 1})),
+        )
+        .ok();
+    server
+        .kubectl(&["delete", "namespace", &ns, "--timeout=60s"])
+        .ok();
+    let all: Value = serde_json::from_str(
+        &server
+            .kubectl(&["get", "--raw", "/apis/namespace.example.com/v1/levers"])
+            .ok(),
+    )
+    .unwrap();
+    assert_eq!(all["items"], json!([]));
+}
