@@ -6,8 +6,9 @@
 //! Events are written as core/v1 Events (not events.k8s.io/v1, which
 //! `kube::runtime::events` writes) because `kubectl describe` reads core/v1.
 //! An event recorded again is counted in the Event already written, and
-//! similar events with many messages are combined (`correlator`), so a
-//! pod retried every few seconds makes one Event, not thousands.
+//! similar events with many messages are combined, and a source sending
+//! too many about one object is held back (`correlator`), so a pod retried
+//! every few seconds makes one Event, not thousands.
 
 mod correlator;
 
@@ -86,12 +87,20 @@ impl Recorder {
                 return;
             }
         };
-        let series = self
+        let correlated = self
             .correlator
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .correlate(&mut event, now);
-        let mut written = series.lock().await;
+        let mut written = correlated.series.lock().await;
+        if correlated.spam {
+            // Not written, but counted, as client-go counts it: the next
+            // event of the series that is written carries it.
+            if let Some(last) = written.as_mut() {
+                last.count += 1;
+            }
+            return;
+        }
         if let Some(last) = written.as_mut().filter(|w| w.continues_at(now))
             && self.count(last, &event, now).await
         {

@@ -1,8 +1,9 @@
 //! Events recorded again are counted, not repeated, as client-go's event
 //! correlator counts them: a pod the scheduler retries without room makes
 //! one FailedScheduling Event whose count rises (`kubectl describe` shows
-//! `(x3 over ...)`), and a ReplicaSet creating more than ten pods writes
-//! nine SuccessfulCreate Events and one combined from the rest.
+//! `(x3 over ...)`), a ReplicaSet creating more than ten pods writes
+//! nine SuccessfulCreate Events and one combined from the rest, and no
+//! more than 25 events about one object are written at once.
 
 mod common;
 
@@ -77,33 +78,43 @@ fn a_pod_retried_without_room_has_one_failed_scheduling_event_counted_up() {
     );
 }
 
-#[test]
-fn more_than_ten_similar_events_are_combined_into_one() {
-    let server = server();
-    let ns = server.namespace("combined");
-    let replicaset = json!({
+/// A ReplicaSet `wide` of `replicas` pods, which run nowhere.
+fn wide(replicas: i32) -> Value {
+    json!({
         "apiVersion": "apps/v1",
         "kind": "ReplicaSet",
         "metadata": {"name": "wide"},
         "spec": {
-            "replicas": 12,
+            "replicas": replicas,
             "selector": {"matchLabels": {"app": "wide"}},
             "template": {
                 "metadata": {"labels": {"app": "wide"}},
                 "spec": {"containers": [{"name": "main", "image": "tugboat.test/busybox:latest"}]},
             },
         },
-    });
-    server.apply_json(&ns, &replicaset);
-    let events = eventually("the twelve creations recorded", || {
-        let events = server.events_about(&ns, "wide", "SuccessfulCreate");
+    })
+}
+
+/// The SuccessfulCreate Events about `wide` once their counts add up to
+/// `total`.
+fn creations(server: &Server, namespace: &str, total: i64) -> Vec<Value> {
+    eventually(&format!("{total} creations recorded"), || {
+        let events = server.events_about(namespace, "wide", "SuccessfulCreate");
         let recorded: i64 = events.iter().filter_map(|e| e["count"].as_i64()).sum();
-        if recorded == 12 {
+        if recorded == total {
             Ok(events)
         } else {
             Err(Value::from(events).to_string())
         }
-    });
+    })
+}
+
+#[test]
+fn more_than_ten_similar_events_are_combined_into_one() {
+    let server = server();
+    let ns = server.namespace("combined");
+    server.apply_json(&ns, &wide(12));
+    let events = creations(&server, &ns, 12);
     // The first nine messages are written as they are; the tenth different
     // one starts the combined Event, which counts the rest.
     let (combined, apart): (Vec<&Value>, Vec<&Value>) = events.iter().partition(|e| {
@@ -115,4 +126,22 @@ fn more_than_ten_similar_events_are_combined_into_one() {
     assert!(apart.iter().all(|e| e["count"] == 1), "{apart:?}");
     assert_eq!(combined.len(), 1, "{events:?}");
     assert_eq!(combined[0]["count"], 3, "{combined:?}");
+}
+
+#[test]
+fn a_component_writes_25_events_about_one_object_and_holds_back_the_rest() {
+    let server = server();
+    let ns = server.namespace("spam");
+    server.apply_json(&ns, &wide(30));
+    eventually("thirty pods", || {
+        let pods = server.names(&["get", "pods", "-n", &ns]);
+        (pods.len() == 30).then_some(()).ok_or(format!("{pods:?}"))
+    });
+    creations(&server, &ns, 25);
+    // Time for the last five to be written, were they to be: they are past
+    // the controller's budget for the ReplicaSet, 25 at once.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let events = server.events_about(&ns, "wide", "SuccessfulCreate");
+    let recorded: i64 = events.iter().filter_map(|e| e["count"].as_i64()).sum();
+    assert_eq!(recorded, 25, "{events:?}");
 }
