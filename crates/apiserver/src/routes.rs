@@ -44,7 +44,12 @@ pub fn router(objects: Arc<Objects>, kubelets: Arc<Kubelets>, tokens: Arc<Tokens
         )
         .route("/openapi/v2", get(openapi_v2))
         .route("/swagger-2.0.0.pb-v1", get(openapi_v2_protobuf))
-        .route("/openapi/v3", get(|| async { object(openapi::v3_index()) }))
+        .route(
+            "/openapi/v3",
+            get(|State(objects): State<Arc<Objects>>| async move {
+                object(openapi::v3_index(&objects.kinds.all()))
+            }),
+        )
         .route("/openapi/v3/{*path}", get(openapi_v3))
         .route("/api/{*rest}", any(resource))
         .route("/apis/{*rest}", any(resource))
@@ -127,8 +132,8 @@ async fn openapi_v2_protobuf() -> Response {
         .into_response()
 }
 
-async fn openapi_v3(Path(path): Path<String>) -> Response {
-    match openapi::v3_document(&path) {
+async fn openapi_v3(State(objects): State<Arc<Objects>>, Path(path): Path<String>) -> Response {
+    match openapi::v3_document(&path, &objects.kinds.all()) {
         Some(doc) => object(doc),
         None => rest::error(&ApiError::no_route(&format!("/openapi/v3/{path}"))),
     }

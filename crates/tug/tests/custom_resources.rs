@@ -587,3 +587,35 @@ fn deleting_a_namespace_deletes_its_custom_resources() {
     .unwrap();
     assert_eq!(all["items"], json!([]));
 }
+
+#[test]
+fn kubectl_explains_and_reapplies_custom_resources() {
+    let server = nodeless_server();
+    let ns = server.namespace("crd-explain");
+    define(server, "explain.example.com", "cogs", "Cog", "cg");
+    let out = server.kubectl(&["explain", "cogs.spec"]).ok();
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    for wanted in [
+        vec!["KIND:", "Cog"],
+        vec!["FIELD:", "spec", "<Object>"],
+        vec!["size", "<integer>", "-required-"],
+        vec!["color", "<string>"],
+    ] {
+        assert!(lines.contains(&wanted), "no {wanted:?} in:\n{out}");
+    }
+
+    // The published schema takes no strategic merge patch, so a second
+    // kubectl apply sends a merge patch.
+    for size in [1, 2] {
+        server
+            .kubectl_stdin(
+                &["apply", "-n", &ns, "-f", "-"],
+                &object("explain.example.com/v1", "Cog", "c", json!({"size": size})),
+            )
+            .ok();
+    }
+    assert_eq!(server.get_json(&ns, "cg", "c")["spec"]["size"], 2);
+}

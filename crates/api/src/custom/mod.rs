@@ -90,9 +90,9 @@ fn kind_of(crd: &str, spec: &Value, version: &Value) -> Kind {
         namespaced: str_of(spec, "scope") != "Cluster",
         has_status: subresources.get("status").is_some_and(Value::is_object),
         has_scale: subresources.get("scale").is_some_and(Value::is_object),
-        // Custom resources are pruned by their schema instead ([`prune`]),
-        // and are not in the OpenAPI documents: kubectl then sends them
-        // merge patches, as custom resources take no strategic merge patch.
+        // A custom resource is pruned by its schema instead ([`prune`]), and
+        // its OpenAPI schema is made from the definition
+        // (`openapi::schemas::custom_schemas`), not generated.
         normalize: Ok,
         schema: |_| schemars::json_schema!({"type": "object"}),
         custom: Some(Custom {

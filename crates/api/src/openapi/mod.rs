@@ -13,7 +13,7 @@ use std::sync::OnceLock;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha512};
 
-use crate::registry::group_versions;
+use crate::registry::{Kind, group_versions};
 use schemas::{Flavor, Schemas};
 
 const INFO_TITLE: &str = "Kubernetes";
@@ -34,14 +34,26 @@ fn group_version_path(group: &str, version: &str) -> String {
     }
 }
 
+/// The schemas of the built-in kinds, built once.
+fn v3_schemas() -> &'static Schemas {
+    static SCHEMAS: OnceLock<Schemas> = OnceLock::new();
+    SCHEMAS.get_or_init(|| schemas::schemas(Flavor::V3))
+}
+
 fn v3_documents() -> &'static BTreeMap<String, Document> {
     static DOCUMENTS: OnceLock<BTreeMap<String, Document>> = OnceLock::new();
     DOCUMENTS.get_or_init(|| {
-        let schemas = schemas::schemas(Flavor::V3);
+        let schemas = v3_schemas();
         group_versions()
             .into_iter()
             .map(|(group, version)| {
-                let body = v3_group_version(&schemas, group, version);
+                let mut paths = Map::new();
+                for (kind, name) in &schemas.kinds {
+                    if kind.group == group && kind.version == version {
+                        paths.extend(paths::kind_paths(kind, name, Flavor::V3));
+                    }
+                }
+                let body = v3_body(paths, |name| schemas.definitions.get(name));
                 let hash = digest(&body);
                 (group_version_path(group, version), Document { body, hash })
             })
@@ -49,17 +61,43 @@ fn v3_documents() -> &'static BTreeMap<String, Document> {
     })
 }
 
-fn v3_group_version(schemas: &Schemas, group: &str, version: &str) -> Value {
-    let mut paths = Map::new();
-    for (kind, name) in &schemas.kinds {
-        if kind.group == group && kind.version == version {
-            paths.extend(paths::kind_paths(kind, name, Flavor::V3));
+/// The documents of the group-versions custom kinds are served in, made
+/// from the kinds `custom` serves now (CustomResourceDefinitions change
+/// while the server runs; their hashes change with them).
+fn v3_custom_documents(custom: &[&'static Kind]) -> BTreeMap<String, Document> {
+    let mut by_path: BTreeMap<String, Vec<&Kind>> = BTreeMap::new();
+    for kind in custom.iter().filter(|k| k.custom.is_some()) {
+        let path = group_version_path(kind.group, kind.version);
+        if !v3_documents().contains_key(&path) {
+            by_path.entry(path).or_default().push(kind);
         }
     }
-    let paths = Value::Object(paths);
-    let components: Map<String, Value> = reachable(&paths, &schemas.definitions, Flavor::V3)
+    let built_in = &v3_schemas().definitions;
+    by_path
         .into_iter()
-        .map(|name| (name.clone(), schemas.definitions[&name].clone()))
+        .map(|(path, kinds)| {
+            let mut paths = Map::new();
+            let mut definitions = Map::new();
+            for kind in kinds {
+                let (name, schemas) = schemas::custom_schemas(kind);
+                paths.extend(paths::kind_paths(kind, &name, Flavor::V3));
+                definitions.extend(schemas);
+            }
+            let body = v3_body(paths, |name| {
+                definitions.get(name).or_else(|| built_in.get(name))
+            });
+            let hash = digest(&body);
+            (path, Document { body, hash })
+        })
+        .collect()
+}
+
+/// A group-version's document: its paths and the schemas they reach.
+fn v3_body<'a>(paths: Map<String, Value>, lookup: impl Fn(&str) -> Option<&'a Value>) -> Value {
+    let paths = Value::Object(paths);
+    let components: Map<String, Value> = reachable(&paths, &|name| lookup(name), Flavor::V3)
+        .into_iter()
+        .filter_map(|name| lookup(&name).map(|schema| (name, schema.clone())))
         .collect();
     json!({
         "openapi": "3.0.0",
@@ -76,7 +114,11 @@ fn v3_group_version(schemas: &Schemas, group: &str, version: &str) -> Value {
 }
 
 /// The names of all schemas `root` refers to, directly or through other schemas.
-fn reachable(root: &Value, definitions: &Map<String, Value>, flavor: Flavor) -> BTreeSet<String> {
+fn reachable<'a>(
+    root: &'a Value,
+    lookup: &impl Fn(&str) -> Option<&'a Value>,
+    flavor: Flavor,
+) -> BTreeSet<String> {
     let mut found = BTreeSet::new();
     let mut pending = vec![root];
     while let Some(value) = pending.pop() {
@@ -88,7 +130,7 @@ fn reachable(root: &Value, definitions: &Map<String, Value>, flavor: Flavor) -> 
                     .and_then(|r| r.strip_prefix(flavor.ref_prefix()));
                 if let Some(name) = target
                     && found.insert(name.to_owned())
-                    && let Some(schema) = definitions.get(name)
+                    && let Some(schema) = lookup(name)
                 {
                     pending.push(schema);
                 }
@@ -110,10 +152,13 @@ fn digest(document: &Value) -> String {
         .collect()
 }
 
-/// GET /openapi/v3: {"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=<hex>"}, "apis/apps/v1": {...}, ...}}
-pub fn v3_index() -> Value {
+/// GET /openapi/v3: {"paths": {"api/v1": {"serverRelativeURL": "/openapi/v3/api/v1?hash=<hex>"}, "apis/apps/v1": {...}, ...}},
+/// with the group-versions of the custom kinds among `custom`.
+pub fn v3_index(custom: &[&'static Kind]) -> Value {
+    let custom = v3_custom_documents(custom);
     let paths: Map<String, Value> = v3_documents()
         .iter()
+        .chain(&custom)
         .map(|(path, doc)| {
             let url = format!("/openapi/v3/{path}?hash={}", doc.hash);
             (path.clone(), json!({"serverRelativeURL": url}))
@@ -122,9 +167,13 @@ pub fn v3_index() -> Value {
     json!({ "paths": paths })
 }
 
-/// GET /openapi/v3/api/v1 etc. (path without leading slash); None for an unknown group-version.
-pub fn v3_document(path: &str) -> Option<Value> {
-    v3_documents().get(path).map(|doc| doc.body.clone())
+/// GET /openapi/v3/api/v1 etc. (path without leading slash), also of the
+/// custom kinds among `custom`; None for an unknown group-version.
+pub fn v3_document(path: &str, custom: &[&'static Kind]) -> Option<Value> {
+    match v3_documents().get(path) {
+        Some(doc) => Some(doc.body.clone()),
+        None => v3_custom_documents(custom).remove(path).map(|doc| doc.body),
+    }
 }
 
 /// GET /openapi/v2 (Swagger 2.0), the same schemas under `definitions`.

@@ -402,6 +402,7 @@ fn path_item(
     Value::Object(item)
 }
 
+/// The patch types, strategic merge patch last (custom resources take the rest).
 const PATCH_TYPES: [&str; 4] = [
     "application/apply-patch+yaml",
     "application/json-patch+json",
@@ -435,6 +436,9 @@ fn render_operation(kind: &Kind, op: &Operation, flavor: Flavor) -> Value {
     };
     let body = op.body.as_ref().map(|body| match body {
         Body::Object(name) => (name.as_str(), &["*/*"][..]),
+        // Custom resources take no strategic merge patch; kubectl reads
+        // that here and sends them merge patches.
+        Body::Patch if kind.custom.is_some() => (PATCH, &PATCH_TYPES[..3]),
         Body::Patch => (PATCH, &PATCH_TYPES[..]),
         Body::DeleteOptions => (DELETE_OPTIONS, &["*/*"][..]),
     });

@@ -62,6 +62,7 @@ pub const DELETE_OPTIONS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.DeleteOpt
 pub const STATUS: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Status";
 pub const PATCH: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.Patch";
 const LIST_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ListMeta";
+const OBJECT_META: &str = "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta";
 
 /// The name of the List type of a kind's schema.
 pub fn list_schema_name(kind_schema: &str) -> String {
@@ -138,6 +139,45 @@ fn set_gvk(defs: &mut Map<String, Value>, name: &str, group: &str, version: &str
     }
 }
 
+const API_VERSION_DOC: &str = "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources";
+const KIND_DOC: &str = "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds";
+
+/// The OpenAPI v3 schemas of a custom kind and its List, named as
+/// Kubernetes names them (`com.example.v1.Widget`): its definition's
+/// `openAPIV3Schema` with the fields every object has.
+pub fn custom_schemas(kind: &Kind) -> (String, Map<String, Value>) {
+    let group: Vec<&str> = kind.group.split('.').rev().collect();
+    let name = format!("{}.{}.{}", group.join("."), kind.version, kind.kind);
+    let mut schema = kind
+        .custom
+        .as_ref()
+        .and_then(|c| c.schema.clone())
+        .unwrap_or_else(|| json!({"type": "object", "x-kubernetes-preserve-unknown-fields": true}));
+    if !schema["properties"].is_object() {
+        schema["properties"] = json!({});
+    }
+    let object_meta = format!("{}{OBJECT_META}", Flavor::V3.ref_prefix());
+    schema["properties"]["apiVersion"] = json!({"type": "string", "description": API_VERSION_DOC});
+    schema["properties"]["kind"] = json!({"type": "string", "description": KIND_DOC});
+    schema["properties"]["metadata"] = json!({
+        "allOf": [{"$ref": object_meta}],
+        "description": "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+    });
+    let mut defs = Map::new();
+    defs.insert(name.clone(), schema);
+    set_gvk(&mut defs, &name, kind.group, kind.version, kind.kind);
+    let list = list_schema_name(&name);
+    defs.insert(list.clone(), list_schema(kind, &name, Flavor::V3));
+    set_gvk(
+        &mut defs,
+        &list,
+        kind.group,
+        kind.version,
+        &format!("{}List", kind.kind),
+    );
+    (name, defs)
+}
+
 /// `<Kind>List`, which the typed structs have no schema for.
 fn list_schema(kind: &Kind, item_schema: &str, flavor: Flavor) -> Value {
     let prefix = flavor.ref_prefix();
@@ -156,19 +196,13 @@ fn list_schema(kind: &Kind, item_schema: &str, flavor: Flavor) -> Value {
         "type": "object",
         "required": ["items"],
         "properties": {
-            "apiVersion": {
-                "description": "APIVersion defines the versioned schema of this representation of an object. Servers should convert recognized schemas to the latest internal value, and may reject unrecognized values. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources",
-                "type": "string",
-            },
+            "apiVersion": {"description": API_VERSION_DOC, "type": "string"},
             "items": {
                 "description": format!("List of {}.", kind.plural),
                 "type": "array",
                 "items": {"$ref": format!("{prefix}{item_schema}")},
             },
-            "kind": {
-                "description": "Kind is a string value representing the REST resource this object represents. Servers may infer this from the endpoint the client submits requests to. Cannot be updated. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds",
-                "type": "string",
-            },
+            "kind": {"description": KIND_DOC, "type": "string"},
             "metadata": metadata,
         },
     })

@@ -26,7 +26,7 @@ fn has_gvk(schema: &Value, group: &str, version: &str, kind: &str) -> bool {
 fn every_kind_has_its_schema_with_gvk_in_its_group_version_document() {
     for kind in KINDS {
         let path = group_version_path(kind.group, kind.version);
-        let doc = v3_document(&path).unwrap_or_else(|| panic!("no document {path}"));
+        let doc = v3_document(&path, &[]).unwrap_or_else(|| panic!("no document {path}"));
         let schemas = doc["components"]["schemas"].as_object().unwrap();
         let found = schemas
             .values()
@@ -44,21 +44,21 @@ fn every_kind_has_its_schema_with_gvk_in_its_group_version_document() {
 
 #[test]
 fn index_lists_each_group_version_with_a_stable_hash() {
-    let index = v3_index();
+    let index = v3_index(&[]);
     let url = index["paths"]["api/v1"]["serverRelativeURL"]
         .as_str()
         .unwrap();
     assert!(url.starts_with("/openapi/v3/api/v1?hash="), "{url}");
     assert_eq!(url.len(), "/openapi/v3/api/v1?hash=".len() + 128);
-    assert_eq!(v3_index(), index);
+    assert_eq!(v3_index(&[]), index);
     assert!(index["paths"]["apis/apps/v1"].is_object());
     assert!(index["paths"]["apis/networking.k8s.io/v1"].is_object());
-    assert!(v3_document("apis/nope/v1").is_none());
+    assert!(v3_document("apis/nope/v1", &[]).is_none());
 }
 
 #[test]
 fn pod_containers_schema_has_name_and_image_for_kubectl_explain() {
-    let doc = v3_document("api/v1").unwrap();
+    let doc = v3_document("api/v1", &[]).unwrap();
     let pod = &doc["components"]["schemas"]["io.k8s.api.core.v1.Pod"];
     assert!(has_gvk(pod, "", "v1", "Pod"));
     let spec = &pod["properties"]["spec"];
@@ -87,7 +87,7 @@ fn pod_containers_schema_has_name_and_image_for_kubectl_explain() {
 #[test]
 fn refs_point_inside_the_document() {
     for (path, doc) in [
-        ("api/v1", v3_document("api/v1").unwrap()),
+        ("api/v1", v3_document("api/v1", &[]).unwrap()),
         ("v2", v2_document()),
     ] {
         let text = doc.to_string();
@@ -103,7 +103,7 @@ fn refs_point_inside_the_document() {
 
 #[test]
 fn pod_patch_lists_field_validation_so_kubectl_validates_on_the_server() {
-    let doc = v3_document("api/v1").unwrap();
+    let doc = v3_document("api/v1", &[]).unwrap();
     for path in [
         "/api/v1/namespaces/{namespace}/pods/{name}",
         "/api/v1/namespaces/{namespace}/pods/{name}/status",
@@ -138,7 +138,7 @@ fn pod_patch_lists_field_validation_so_kubectl_validates_on_the_server() {
 
 #[test]
 fn deployment_scale_uses_the_autoscaling_scale_schema() {
-    let doc = v3_document("apis/apps/v1").unwrap();
+    let doc = v3_document("apis/apps/v1", &[]).unwrap();
     let scale =
         &doc["paths"]["/apis/apps/v1/namespaces/{namespace}/deployments/{name}/scale"]["patch"];
     assert_eq!(scale["x-kubernetes-group-version-kind"]["kind"], "Scale");
