@@ -51,8 +51,13 @@ async fn sync_all(objects: &Objects) -> ApiResult<Revision> {
     let mut names = Vec::new();
     for kv in &found.kvs {
         let definition = decode(kv)?;
-        names.push(meta::name(&definition).to_owned());
-        sync(objects, definition).await?;
+        let name = meta::name(&definition).to_owned();
+        // One definition that cannot be synced keeps neither the server
+        // from starting nor the others from being served.
+        if let Err(e) = sync(objects, definition).await {
+            tracing::warn!("custom resource definition {name}: {e}");
+        }
+        names.push(name);
     }
     for gone in objects.kinds.definitions() {
         if !names.contains(&gone) {
