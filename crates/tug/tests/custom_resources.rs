@@ -619,3 +619,28 @@ fn kubectl_explains_and_reapplies_custom_resources() {
     }
     assert_eq!(server.get_json(&ns, "cg", "c")["spec"]["size"], 2);
 }
+
+#[test]
+fn a_definition_not_named_by_its_plural_and_group_is_refused() {
+    let server = nodeless_server();
+    let definition = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widget.misnamed.example.com"},
+        "spec": {
+            "group": "misnamed.example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "widgets", "kind": "Widget"},
+            "versions": [version("v1", true)],
+        },
+    });
+    let err = server
+        .kubectl_stdin(&["apply", "-f", "-"], &definition.to_string())
+        .fails();
+    assert!(
+        err.contains(
+            r#"The CustomResourceDefinition "widget.misnamed.example.com" is invalid: metadata.name: Invalid value: "widget.misnamed.example.com": must be spec.names.plural+"."+spec.group"#
+        ),
+        "{err}"
+    );
+}

@@ -8,6 +8,7 @@
 //! present, field types are right.
 
 mod config;
+mod definitions;
 mod go_format;
 mod ingress;
 mod meta;
@@ -53,6 +54,9 @@ pub fn validate(kind: &Kind, obj: &Value, old: Option<&Value>) -> Vec<FieldError
         ("", "Namespace") => meta::validate_namespace_finalizers(obj),
         ("networking.k8s.io", "Ingress") => ingress::validate_ingress(obj),
         ("scheduling.k8s.io", "PriorityClass") => scheduling::validate_priority_class(obj, old),
+        ("apiextensions.k8s.io", "CustomResourceDefinition") => {
+            definitions::validate_definition(obj)
+        }
         _ => Vec::new(),
     });
     errs

@@ -1,0 +1,72 @@
+//! CustomResourceDefinitions (`ValidateCustomResourceDefinition`, the
+//! parts that keep a definition servable): its name is its plural and
+//! group, and it names its kind, plural and scope.
+
+use serde_json::Value;
+
+use super::str_of;
+use crate::FieldError;
+
+const SCOPES: [&str; 2] = ["Cluster", "Namespaced"];
+
+pub(super) fn validate_definition(obj: &Value) -> Vec<FieldError> {
+    let mut errs = Vec::new();
+    let spec = &obj["spec"];
+    let names = &spec["names"];
+    let (group, plural) = (str_of(spec, "group"), str_of(names, "plural"));
+    let name = crate::meta::name(obj);
+    if name != format!("{plural}.{group}") {
+        errs.push(FieldError::invalid(
+            "metadata.name",
+            name,
+            r#"must be spec.names.plural+"."+spec.group"#,
+        ));
+    }
+    if group.is_empty() {
+        errs.push(FieldError::required("spec.group"));
+    }
+    if plural.is_empty() {
+        errs.push(FieldError::required("spec.names.plural"));
+    }
+    if str_of(names, "kind").is_empty() {
+        errs.push(FieldError::required("spec.names.kind"));
+    }
+    let scope = str_of(spec, "scope");
+    if !SCOPES.contains(&scope) {
+        errs.push(FieldError::not_supported("spec.scope", scope, &SCOPES));
+    }
+    errs
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn summaries(obj: Value) -> Vec<String> {
+        validate_definition(&obj)
+            .iter()
+            .map(FieldError::summary)
+            .collect()
+    }
+
+    #[test]
+    fn a_definition_is_named_by_its_plural_and_group() {
+        let definition = |name: &str, scope: &str| {
+            json!({
+                "metadata": {"name": name},
+                "spec": {"group": "example.com", "scope": scope,
+                         "names": {"plural": "widgets", "kind": "Widget"}},
+            })
+        };
+        assert!(summaries(definition("widgets.example.com", "Namespaced")).is_empty());
+        assert_eq!(
+            summaries(definition("widget.example.com", "Global")),
+            [
+                r#"metadata.name: Invalid value: "widget.example.com": must be spec.names.plural+"."+spec.group"#,
+                r#"spec.scope: Unsupported value: "Global": supported values: "Cluster", "Namespaced""#,
+            ]
+        );
+    }
+}
