@@ -111,10 +111,13 @@ async fn sync(objects: &Objects, definition: Value) -> ApiResult<()> {
         spec["names"]["plural"].as_str().unwrap_or_default(),
     );
     // A definition may not take over a built-in resource: its objects are
-    // the built-in kind's, which deleting the definition would delete.
-    if registry::KINDS
-        .iter()
-        .any(|k| k.group == group && k.plural == plural)
+    // the built-in kind's, which deleting the definition would delete. A
+    // dotless group (refused by validation, but stored before it) could be
+    // a core plural whose keys its objects' would be.
+    if !group.contains('.')
+        || registry::KINDS
+            .iter()
+            .any(|k| k.group == group && k.plural == plural)
     {
         return Ok(());
     }

@@ -1,6 +1,8 @@
 //! CustomResourceDefinitions (`ValidateCustomResourceDefinition`, the
 //! parts that keep a definition servable): its name is its plural and
-//! group, and it names its kind, plural and scope.
+//! group, its group a domain (a dotless one could be a core plural, whose
+//! objects its store keys would share), and it names its kind, plural and
+//! scope.
 
 use serde_json::Value;
 
@@ -24,6 +26,12 @@ pub(super) fn validate_definition(obj: &Value) -> Vec<FieldError> {
     }
     if group.is_empty() {
         errs.push(FieldError::required("spec.group"));
+    } else if !group.contains('.') {
+        errs.push(FieldError::invalid(
+            "spec.group",
+            group,
+            "should be a domain with at least one dot",
+        ));
     }
     if plural.is_empty() {
         errs.push(FieldError::required("spec.names.plural"));
@@ -61,6 +69,12 @@ mod tests {
             })
         };
         assert!(summaries(definition("widgets.example.com", "Namespaced")).is_empty());
+        let mut dotless = definition("widgets.example", "Cluster");
+        dotless["spec"]["group"] = json!("example");
+        assert_eq!(
+            summaries(dotless),
+            [r#"spec.group: Invalid value: "example": should be a domain with at least one dot"#]
+        );
         assert_eq!(
             summaries(definition("widget.example.com", "Global")),
             [
