@@ -82,8 +82,9 @@ pub struct Correlator {
     similar: LruCache<String, Used<HashSet<String>>>,
     /// The series by [`event_key`], or by [`similar_key`] for combined ones.
     series: LruCache<String, Used<Series>>,
-    /// What each source may still send about each object, by [`spam_key`].
-    budgets: LruCache<String, Budget>,
+    /// What each source may still send about each object, by [`spam_key`];
+    /// `None` when nothing is held back.
+    budgets: Option<LruCache<String, Budget>>,
 }
 
 impl Default for Correlator {
@@ -91,7 +92,7 @@ impl Default for Correlator {
         Correlator {
             similar: LruCache::new(MAX_KEYS),
             series: LruCache::new(MAX_KEYS),
-            budgets: LruCache::new(MAX_KEYS),
+            budgets: Some(LruCache::new(MAX_KEYS)),
         }
     }
 }
@@ -132,6 +133,15 @@ struct Used<T> {
 }
 
 impl Correlator {
+    /// A correlator that holds no event back, as kube-scheduler's events
+    /// recorder (events.k8s.io, which has no spam filter) writes them.
+    pub fn without_spam_filter() -> Correlator {
+        Correlator {
+            budgets: None,
+            ..Correlator::default()
+        }
+    }
+
     /// The series `event` at `now` is counted in, and whether it is spam;
     /// its message is rewritten when it is combined with similar ones.
     /// Spam is judged last, as client-go does: a dropped event still
@@ -141,10 +151,11 @@ impl Correlator {
         let used = entry(&mut self.series, key, now);
         used.at = now;
         let series = used.value.clone();
-        let spam = !self
-            .budgets
-            .get_or_insert_mut(spam_key(event), || Budget::full(now))
-            .take(now);
+        let spam = self.budgets.as_mut().is_some_and(|budgets| {
+            !budgets
+                .get_or_insert_mut(spam_key(event), || Budget::full(now))
+                .take(now)
+        });
         Correlated { series, spam }
     }
 
@@ -370,6 +381,14 @@ mod tests {
             assert!(!spam("web", "Reason2", 100_000 + n), "event {n}");
         }
         assert!(spam("web", "Reason2", 100_025));
+    }
+
+    #[test]
+    fn without_the_filter_no_event_is_spam() {
+        let mut correlator = Correlator::without_spam_filter();
+        for n in 0..30 {
+            assert!(!correlator.correlate(&mut event("web", "m"), at(n)).spam);
+        }
     }
 
     #[test]

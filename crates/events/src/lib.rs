@@ -59,6 +59,14 @@ impl Recorder {
         }
     }
 
+    /// This recorder with no spam filter: kube-scheduler records through
+    /// events.k8s.io, whose recorder holds no event back, so a pod retried
+    /// all day keeps counting its FailedScheduling.
+    pub fn without_spam_filter(mut self) -> Recorder {
+        self.correlator = Arc::new(Mutex::new(Correlator::without_spam_filter()));
+        self
+    }
+
     /// Records an event about `object`.
     pub async fn record<K>(&self, object: &K, kind: Type, reason: &str, message: String)
     where

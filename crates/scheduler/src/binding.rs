@@ -21,7 +21,7 @@ pub struct Binder {
 impl Binder {
     pub fn new(client: Client) -> Binder {
         Binder {
-            recorder: Recorder::new(client.clone(), SCHEDULER_NAME, None),
+            recorder: Recorder::new(client.clone(), SCHEDULER_NAME, None).without_spam_filter(),
             client,
         }
     }
