@@ -1,12 +1,12 @@
 //! CustomResourceDefinitions (`ValidateCustomResourceDefinition`, the
 //! parts that keep a definition servable): its name is its plural and
 //! group, its group a domain (a dotless one could be a core plural, whose
-//! objects its store keys would share), and it names its kind, plural and
-//! scope.
+//! objects its store keys would share), its plural a DNS-1035 label (a
+//! segment of those keys and of its URLs), and it names its kind and scope.
 
 use serde_json::Value;
 
-use super::str_of;
+use super::{names, str_of};
 use crate::FieldError;
 
 const SCOPES: [&str; 2] = ["Cluster", "Namespaced"];
@@ -35,6 +35,15 @@ pub(super) fn validate_definition(obj: &Value) -> Vec<FieldError> {
     }
     if plural.is_empty() {
         errs.push(FieldError::required("spec.names.plural"));
+    } else {
+        let problems = names::is_dns1035_label(plural);
+        if !problems.is_empty() {
+            errs.push(FieldError::invalid(
+                "spec.names.plural",
+                plural,
+                &problems.join(","),
+            ));
+        }
     }
     if str_of(names, "kind").is_empty() {
         errs.push(FieldError::required("spec.names.kind"));
@@ -69,6 +78,16 @@ mod tests {
             })
         };
         assert!(summaries(definition("widgets.example.com", "Namespaced")).is_empty());
+        let mut path = definition("a/b.example.com", "Cluster");
+        path["spec"]["names"]["plural"] = json!("a/b");
+        assert_eq!(
+            summaries(path),
+            [concat!(
+                r#"spec.names.plural: Invalid value: "a/b": a DNS-1035 label must consist of lower case alphanumeric characters or '-', "#,
+                "start with an alphabetic character, and end with an alphanumeric character ",
+                "(e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')",
+            )]
+        );
         let mut dotless = definition("widgets.example", "Cluster");
         dotless["spec"]["group"] = json!("example");
         assert_eq!(
