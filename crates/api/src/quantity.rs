@@ -10,9 +10,9 @@ pub fn milli_value(text: &str) -> Option<i128> {
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
         .unwrap_or(text.len());
     let (number, suffix) = text.split_at(split);
-    // `1e3` is an exponent; a lone `E` is the exa suffix.
+    // `1e3` is an exponent; a lone `E` is the exa suffix, `Ei` the exbi one.
     let exponent = match suffix.strip_prefix(['e', 'E']) {
-        Some(exp) if !exp.is_empty() => Some(exp.parse::<i32>().ok()?),
+        Some(exp) if !exp.is_empty() && suffix != "Ei" => Some(exp.parse::<i32>().ok()?),
         _ => None,
     };
     let (negative, digits) = match number.strip_prefix('-') {
@@ -86,6 +86,7 @@ mod tests {
         assert_eq!(value("1.5Gi"), Some(3 << 29));
         assert_eq!(value("64974Ki"), Some(64974 * 1024));
         assert_eq!(value("1500m"), Some(2));
+        assert_eq!(value("1Ei"), Some(1 << 60));
     }
 
     #[test]
