@@ -644,3 +644,71 @@ fn a_definition_not_named_by_its_plural_and_group_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn cluster_scoped_resources_without_subresources_count_status_in_their_generation() {
+    let server = nodeless_server();
+    let mut v1 = version("v1", true);
+    v1.as_object_mut().unwrap().remove("subresources");
+    let definition = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "dials.cluster.example.com"},
+        "spec": {
+            "group": "cluster.example.com",
+            "scope": "Cluster",
+            "names": {"plural": "dials", "kind": "Dial"},
+            "versions": [v1],
+        },
+    });
+    server
+        .kubectl_stdin(&["apply", "-f", "-"], &definition.to_string())
+        .ok();
+    server
+        .kubectl(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "crd/dials.cluster.example.com",
+        ])
+        .ok();
+    let mut dial: Value = serde_json::from_str(&object(
+        "cluster.example.com/v1",
+        "Dial",
+        "d",
+        json!({"size": 1}),
+    ))
+    .unwrap();
+    dial["status"] = json!({"phase": "Kept"});
+    server
+        .kubectl_stdin(&["create", "-f", "-"], &dial.to_string())
+        .ok();
+    let d = server.get_json("", "dials", "d");
+    assert_eq!(d["metadata"].get("namespace"), None);
+    assert_eq!(
+        d["status"]["phase"], "Kept",
+        "status is an ordinary field here"
+    );
+    server
+        .kubectl(&[
+            "patch",
+            "dial",
+            "d",
+            "--type=merge",
+            "-p",
+            r#"{"status":{"phase":"Moved"}}"#,
+        ])
+        .ok();
+    server.kubectl(&["label", "dial", "d", "moved=yes"]).ok();
+    let d = server.get_json("", "dials", "d");
+    assert_eq!(d["status"]["phase"], "Moved");
+    assert_eq!(d["metadata"]["generation"], 2, "a label is metadata");
+    let err = server
+        .kubectl(&[
+            "get",
+            "--raw",
+            "/apis/cluster.example.com/v1/dials/d/status",
+        ])
+        .fails();
+    assert!(err.contains("NotFound"), "{err}");
+}

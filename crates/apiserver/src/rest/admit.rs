@@ -142,7 +142,7 @@ pub fn prepare_update(
     if service_allocation::allocates(kind) {
         service_allocation::carry_over(old, &mut new);
     }
-    if tracks_generation(kind) && meta::spec_part(&new) != meta::spec_part(old) {
+    if tracks_generation(kind) && generation_counts(kind, &new) != generation_counts(kind, old) {
         let generation = old
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
@@ -150,6 +150,17 @@ pub fn prepare_update(
         meta::set(&mut new, "generation", (generation + 1).into());
     }
     Ok(new)
+}
+
+/// The part of an object whose changes raise its generation: the spec, and
+/// for a custom resource without a status subresource everything but its
+/// metadata, status included (as the apiextensions server counts).
+fn generation_counts(kind: &Kind, obj: &Value) -> Value {
+    let mut counted = Value::Object(meta::spec_part(obj));
+    if kind.custom.is_some() && !kind.has_status {
+        counted["status"] = obj.get("status").cloned().unwrap_or(Value::Null);
+    }
+    counted
 }
 
 /// 422 Invalid with every field problem, or nothing.
