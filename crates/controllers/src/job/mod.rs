@@ -369,7 +369,7 @@ impl Pass<'_> {
             if let Some(i) = index {
                 indexed::mark(&mut pod, &name, i);
                 if let Some(failures) = &failures {
-                    per_index::mark(&mut pod, failures.get(&i).copied().unwrap_or(0));
+                    per_index::mark(&mut pod, failures.get(&i).copied().unwrap_or_default());
                 }
             }
             let created = self.pods_api.create(&PostParams::default(), &pod).await?;
