@@ -8,10 +8,9 @@
 mod common;
 
 use common::nodes::{NodeSpec, SimulatedNode, start_nodes};
+use common::pods::BUSYBOX;
 use common::{Server, eventually, node_name, node_server};
 use serde_json::{Value, json};
-
-const BUSYBOX: &str = "tugboat.test/busybox:latest";
 
 /// A DaemonSet of busybox sleeping, with `VERSION` in its environment and
 /// `extra` merged into the pod spec.

@@ -12,11 +12,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::pods::{BUSYBOX, HTTPD};
 use common::{Server, eventually, nodeless_server};
 use serde_json::{Value, json};
-
-const HTTPD: &str = "tugboat.test/httpd:latest";
-const BUSYBOX: &str = "tugboat.test/busybox:latest";
 
 /// A Deployment `name` of `replicas` pods of `image`; `extra` is merged
 /// into its spec.

@@ -14,11 +14,9 @@ mod common;
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 
+use common::pods::{BUSYBOX, HTTPD};
 use common::{Server, eventually, node_name, node_server};
 use serde_json::{Value, json};
-
-const BUSYBOX: &str = "tugboat.test/busybox:latest";
-const HTTPD: &str = "tugboat.test/httpd:latest";
 
 /// dnsmasq answering `*.upstream.test` with 192.0.2.77 and `gone.test`
 /// with NXDOMAIN; stopped when dropped.

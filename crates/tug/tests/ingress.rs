@@ -12,10 +12,9 @@ mod common;
 use std::process::Command;
 use std::sync::OnceLock;
 
+use common::pods::HTTPD;
 use common::{Server, eventually, free_port};
 use serde_json::{Value, json};
-
-const HTTPD: &str = "tugboat.test/httpd:latest";
 
 /// The node server of this file, with the ports its ingress listens on.
 struct Node {

@@ -9,10 +9,9 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use common::pods::BUSYBOX;
 use common::{Server, eventually, manifest, node_server};
 use serde_json::{Value, json};
-
-const BUSYBOX: &str = "tugboat.test/busybox:latest";
 
 /// A Job whose pods run `script` in busybox's sh; `spec` adds to its spec.
 fn job(name: &str, restart_policy: &str, script: &str, spec: Value) -> Value {

@@ -10,12 +10,9 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
 use std::process::{Command, Stdio};
 
+use common::pods::{BUSYBOX, HTTPD};
 use common::{KUBECTL, KUBECTL_1_27, Server, eventually, node_name, node_server};
 use serde_json::{Value, json};
-
-const BUSYBOX: &str = "tugboat.test/busybox:latest";
-/// busybox's httpd serving a page on port 8080.
-const HTTPD: &str = "tugboat.test/httpd:latest";
 
 /// A container running `script` in busybox's sh.
 fn sh(name: &str, script: &str) -> Value {

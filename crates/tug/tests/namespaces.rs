@@ -5,10 +5,9 @@
 
 mod common;
 
+use common::pods::BUSYBOX;
 use common::{Server, eventually, node_name, node_server};
 use serde_json::{Value, json};
-
-const BUSYBOX: &str = "tugboat.test/busybox:latest";
 
 fn apply(server: &Server, obj: &Value) {
     server

@@ -6,10 +6,9 @@
 mod common;
 
 use common::nodes::{NodeSpec, SimulatedNode};
+use common::pods::BUSYBOX;
 use common::{Server, eventually, node_name, temp_manifest};
 use serde_json::{Value, json};
-
-const BUSYBOX: &str = "tugboat.test/busybox:latest";
 
 /// A server whose nodes are the test's simulated ones.
 fn simulated_cluster() -> Server {

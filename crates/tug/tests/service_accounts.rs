@@ -7,10 +7,10 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::pods::BUSYBOX;
 use common::{KUBECTL, Server, eventually, node_name, node_server};
 use serde_json::json;
 
-const BUSYBOX: &str = "tugboat.test/busybox:latest";
 const CREDENTIALS: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
 
 /// A kubeconfig with the cluster's address and CA but no client

@@ -6,10 +6,9 @@
 
 mod common;
 
+use common::pods::BUSYBOX;
 use common::{Server, eventually, node_server};
 use serde_json::{Value, json};
-
-const BUSYBOX: &str = "tugboat.test/busybox:latest";
 
 /// A StatefulSet of `replicas` busybox pods; each appends its hostname and
 /// `VERSION` to `/data/log` on its claim at every start, then sleeps.

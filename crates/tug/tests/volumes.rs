@@ -8,10 +8,9 @@ mod common;
 
 use std::path::PathBuf;
 
+use common::pods::BUSYBOX;
 use common::{Server, eventually, node_name, node_server};
 use serde_json::{Value, json};
-
-const BUSYBOX: &str = "tugboat.test/busybox:latest";
 
 fn claim(name: &str, size: &str, extra: Value) -> Value {
     let mut spec =
