@@ -3,7 +3,9 @@
 //! each definition in the store into the kinds it serves (`Objects::kinds`),
 //! then accepts its names (`status.acceptedNames`, conditions
 //! `NamesAccepted` and `Established`, what `kubectl wait --for
-//! condition=established` waits on). A deleted definition stops being
+//! condition=established` waits on), unless another definition of its
+//! group holds its kind or a short name (`NamesAccepted` False, not
+//! served, until that one goes). A deleted definition stops being
 //! served and its objects are deleted before its
 //! `customresourcecleanup.apiextensions.k8s.io` finalizer is released.
 //!
@@ -48,9 +50,15 @@ async fn sync_all(objects: &Objects) -> ApiResult<Revision> {
         )
         .await
         .map_err(store_error)?;
+    let mut definitions = found
+        .kvs
+        .iter()
+        .map(decode)
+        .collect::<ApiResult<Vec<_>>>()?;
+    // Those whose names were accepted keep them against later claimants.
+    definitions.sort_by_key(|d| d["status"]["acceptedNames"].is_null());
     let mut names = Vec::new();
-    for kv in &found.kvs {
-        let definition = decode(kv)?;
+    for definition in definitions {
         let name = meta::name(&definition).to_owned();
         // One definition that cannot be synced keeps neither the server
         // from starting nor the others from being served.
@@ -79,10 +87,11 @@ async fn follow(objects: Arc<Objects>, mut after: Revision) {
                             Ok(definition) => sync(&objects, definition).await,
                             Err(e) => Err(e),
                         },
+                        // The names it held may be another definition's now.
                         EventKind::Delete => {
                             let name = event.kv.key.strip_prefix(&prefix).unwrap_or_default();
                             objects.kinds.set_custom(name, Vec::new());
-                            Ok(())
+                            sync_all(&objects).await.map(|_| ())
                         }
                     };
                     if let Err(e) = handled {
@@ -129,35 +138,93 @@ async fn sync(objects: &Objects, definition: Value) -> ApiResult<()> {
         }
         return Ok(());
     }
-    objects
-        .kinds
-        .set_custom(&name, custom::kinds_of(&definition));
-    accept(objects, definition).await
+    let conflict = conflict(objects, &definition);
+    let kinds = match conflict {
+        None => custom::kinds_of(&definition),
+        Some(_) => Vec::new(),
+    };
+    objects.kinds.set_custom(&name, kinds);
+    accept(objects, definition, conflict).await
 }
 
-/// The status and finalizer a served definition has; written when they differ.
-async fn accept(objects: &Objects, definition: Value) -> ApiResult<()> {
+/// Why a definition's names cannot be accepted: a kind or short name that
+/// another definition of its group was given first (the naming
+/// controller's `KindConflict` and `ShortNamesConflict`).
+fn conflict(objects: &Objects, definition: &Value) -> Option<(&'static str, String)> {
+    let name = meta::name(definition);
+    let group = definition["spec"]["group"].as_str().unwrap_or_default();
+    let others: Vec<&Kind> = objects
+        .kinds
+        .all()
+        .into_iter()
+        .filter(|k| k.group == group && k.custom.as_ref().is_some_and(|c| c.crd != name))
+        .collect();
+    let names = &definition["spec"]["names"];
+    let accepted = &definition["status"]["acceptedNames"];
+    let kind = names["kind"].as_str().unwrap_or_default();
+    if accepted["kind"] != kind && others.iter().any(|k| k.kind == kind) {
+        return Some(("KindConflict", format!("{kind:?} is already in use")));
+    }
+    let short_names = names["shortNames"].as_array().into_iter().flatten();
+    for short in short_names.filter_map(Value::as_str) {
+        let was_accepted = accepted["shortNames"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s == short));
+        let taken = others
+            .iter()
+            .any(|k| k.short_names.contains(&short) || k.plural == short || k.singular == short);
+        if !was_accepted && taken {
+            return Some(("ShortNamesConflict", format!("{short:?} is already in use")));
+        }
+    }
+    None
+}
+
+/// The status and finalizer a definition has, served or refused for
+/// `conflict`; written when they differ.
+async fn accept(
+    objects: &Objects,
+    definition: Value,
+    conflict: Option<(&str, String)>,
+) -> ApiResult<()> {
     let mut new = definition.clone();
     let now = now();
     let status = &mut new["status"];
     if !status.is_object() {
         *status = json!({});
     }
-    status["acceptedNames"] = custom::accepted_names(&definition);
-    set_condition(
-        status,
-        "NamesAccepted",
-        "NoConflicts",
-        "no conflicts found",
-        &now,
-    );
-    set_condition(
-        status,
-        "Established",
-        "InitialNamesAccepted",
-        "the initial names have been accepted",
-        &now,
-    );
+    match conflict {
+        None => {
+            status["acceptedNames"] = custom::accepted_names(&definition);
+            set_condition(
+                status,
+                "NamesAccepted",
+                true,
+                "NoConflicts",
+                "no conflicts found",
+                &now,
+            );
+            set_condition(
+                status,
+                "Established",
+                true,
+                "InitialNamesAccepted",
+                "the initial names have been accepted",
+                &now,
+            );
+        }
+        Some((reason, message)) => {
+            set_condition(status, "NamesAccepted", false, reason, &message, &now);
+            set_condition(
+                status,
+                "Established",
+                false,
+                "NotAccepted",
+                "not all names are accepted",
+                &now,
+            );
+        }
+    }
     let storage = definition["spec"]["versions"]
         .as_array()
         .and_then(|versions| versions.iter().find(|v| v["storage"] == true))
@@ -187,11 +254,19 @@ async fn accept(objects: &Objects, definition: Value) -> ApiResult<()> {
     Ok(())
 }
 
-/// Sets a True condition, keeping its transition time if it was True already.
-fn set_condition(status: &mut Value, kind: &str, reason: &str, message: &str, now: &str) {
+/// Sets a condition, keeping its transition time if it stood so already.
+fn set_condition(
+    status: &mut Value,
+    kind: &str,
+    holds: bool,
+    reason: &str,
+    message: &str,
+    now: &str,
+) {
+    let holds = if holds { "True" } else { "False" };
     let condition = json!({
         "type": kind,
-        "status": "True",
+        "status": holds,
         "lastTransitionTime": now,
         "reason": reason,
         "message": message,
@@ -201,7 +276,7 @@ fn set_condition(status: &mut Value, kind: &str, reason: &str, message: &str, no
     }
     let conditions = status["conditions"].as_array_mut().expect("just made");
     match conditions.iter_mut().find(|c| c["type"] == kind) {
-        Some(c) if c["status"] == "True" && c["reason"] == reason => {}
+        Some(c) if c["status"] == holds && c["reason"] == reason && c["message"] == message => {}
         Some(c) => *c = condition,
         None => conditions.push(condition),
     }

@@ -712,3 +712,61 @@ fn cluster_scoped_resources_without_subresources_count_status_in_their_generatio
         .fails();
     assert!(err.contains("NotFound"), "{err}");
 }
+
+#[test]
+fn a_kind_another_definition_holds_is_not_served_until_it_goes() {
+    let server = nodeless_server();
+    let first = define(server, "conflict.example.com", "sprongs", "Sprong", "spg");
+    let second = json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": "sprangs.conflict.example.com"},
+        "spec": {
+            "group": "conflict.example.com",
+            "scope": "Namespaced",
+            "names": {"plural": "sprangs", "kind": "Sprong"},
+            "versions": [version("v1", true)],
+        },
+    });
+    server
+        .kubectl_stdin(&["apply", "-f", "-"], &second.to_string())
+        .ok();
+    let condition = |kind: &str| {
+        let status = server.get_json("", "crd", "sprangs.conflict.example.com")["status"].clone();
+        status["conditions"]
+            .as_array()
+            .and_then(|all| all.iter().find(|c| c["type"] == kind).cloned())
+            .unwrap_or_default()
+    };
+    eventually("the second definition's names refused", || {
+        let names = condition("NamesAccepted");
+        if names["status"] == "False" {
+            Ok(names)
+        } else {
+            Err(format!("NamesAccepted is {names}"))
+        }
+    });
+    assert_eq!(condition("NamesAccepted")["reason"], "KindConflict");
+    assert_eq!(
+        condition("NamesAccepted")["message"],
+        r#""Sprong" is already in use"#
+    );
+    assert_eq!(condition("Established")["status"], "False");
+    let err = server
+        .kubectl(&["get", "--raw", "/apis/conflict.example.com/v1/sprangs"])
+        .fails();
+    assert!(err.contains("NotFound"), "{err}");
+
+    server.kubectl(&["delete", "crd", &first]).ok();
+    server
+        .kubectl(&[
+            "wait",
+            "--for",
+            "condition=established",
+            "crd/sprangs.conflict.example.com",
+        ])
+        .ok();
+    server
+        .kubectl(&["get", "--raw", "/apis/conflict.example.com/v1/sprangs"])
+        .ok();
+}
