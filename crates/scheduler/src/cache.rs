@@ -6,18 +6,28 @@
 //! and each image, so an attempt looks at those nodes alone.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound;
 use std::sync::Arc;
 
-use k8s_openapi::api::core::v1::Node;
+use k8s_openapi::api::core::v1::{Node, Taint};
 
+use crate::filters::taints::node_taints;
 use crate::pod::PodInfo;
 use crate::resources::{Resources, node_allocatable};
 use crate::scores::node_images;
 
 #[derive(Clone)]
 pub struct NodeInfo {
+    /// Tells nodes apart in per-attempt tables without hashing their
+    /// names; never reused while the scheduler runs.
+    pub id: u64,
     /// `None` while pods name a node the watch has not shown (or no longer shows).
     pub node: Option<Arc<Node>>,
+    /// Cordoned (`spec.unschedulable`), and the node's taints with the
+    /// readiness taint it is due: read for every node an attempt looks
+    /// at, so kept here rather than looked up in the Node each time.
+    pub cordoned: bool,
+    pub taints: Vec<Taint>,
     pub allocatable: Resources,
     /// How many pods the node takes.
     pub allowed_pods: i64,
@@ -40,9 +50,12 @@ pub struct NodeInfo {
 }
 
 impl NodeInfo {
-    fn empty() -> NodeInfo {
+    fn empty(id: u64) -> NodeInfo {
         NodeInfo {
+            id,
             node: None,
+            cordoned: false,
+            taints: Vec::new(),
             allocatable: Resources::default(),
             allowed_pods: 0,
             pods: BTreeMap::new(),
@@ -117,6 +130,8 @@ struct Placement {
 #[derive(Default)]
 pub struct Cache {
     nodes: BTreeMap<String, NodeInfo>,
+    /// The id the next new node entry gets.
+    next_id: u64,
     placements: HashMap<String, Placement>,
     /// The names of the nodes holding a pod with pod affinity or
     /// anti-affinity, the only ones inter-pod affinity must look at for an
@@ -140,7 +155,7 @@ impl Cache {
     /// that did not (not a mere heartbeat).
     pub fn set_node(&mut self, node: Node) -> bool {
         let name = node.metadata.name.clone().unwrap_or_default();
-        let info = self.nodes.entry(name).or_insert_with(NodeInfo::empty);
+        let info = Self::entry(&mut self.nodes, &mut self.next_id, name);
         let changed = info
             .node
             .as_deref()
@@ -153,8 +168,26 @@ impl Cache {
         }
         info.images = node_images(&node);
         count_images(&mut self.image_holders, &info.images, 1);
+        info.cordoned = node
+            .spec
+            .as_ref()
+            .and_then(|s| s.unschedulable)
+            .unwrap_or(false);
+        info.taints = node_taints(&node);
         info.node = Some(Arc::new(node));
         changed
+    }
+
+    /// The entry of the node `name`, made with a new id if there is none.
+    fn entry<'a>(
+        nodes: &'a mut BTreeMap<String, NodeInfo>,
+        next_id: &mut u64,
+        name: String,
+    ) -> &'a mut NodeInfo {
+        nodes.entry(name).or_insert_with(|| {
+            *next_id += 1;
+            NodeInfo::empty(*next_id)
+        })
     }
 
     pub fn remove_node(&mut self, name: &str) {
@@ -186,6 +219,21 @@ impl Cache {
     /// The nodes pods can go to, in name order.
     pub fn nodes(&self) -> impl Iterator<Item = &NodeInfo> {
         self.nodes.values().filter(|n| n.node.is_some())
+    }
+
+    /// The nodes pods can go to, in name order from the first named `from`
+    /// or after, then round from the start.
+    pub fn nodes_from<'a>(&'a self, from: &str) -> impl Iterator<Item = &'a NodeInfo> + use<'a> {
+        let after = self
+            .nodes
+            .range::<str, _>((Bound::Included(from), Bound::Unbounded));
+        let before = self
+            .nodes
+            .range::<str, _>((Bound::Unbounded, Bound::Excluded(from)));
+        after
+            .chain(before)
+            .map(|(_, n)| n)
+            .filter(|n| n.node.is_some())
     }
 
     /// The nodes inter-pod affinity looks at for an incoming pod: every
@@ -287,10 +335,7 @@ impl Cache {
                 .or_default()
                 .insert(node.to_owned());
         }
-        self.nodes
-            .entry(node.to_owned())
-            .or_insert_with(NodeInfo::empty)
-            .add_pod(pod);
+        Self::entry(&mut self.nodes, &mut self.next_id, node.to_owned()).add_pod(pod);
     }
 
     pub fn is_assumed(&self, key: &str) -> bool {

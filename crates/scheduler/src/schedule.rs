@@ -29,35 +29,40 @@ pub enum Decision {
 /// while only some are looked at (kube-scheduler's nextStartNodeIndex).
 #[derive(Default)]
 pub struct Scheduler {
-    next_start: usize,
+    /// The name of the node the next attempt starts at (or after, if it is
+    /// gone): a name rather than an index, so that no attempt has to list
+    /// every node to find its place.
+    next_start: String,
 }
 
 impl Scheduler {
     /// What to do with `pod`.
     pub fn decide(&mut self, pod: &PodInfo, cache: &Cache, volumes: &Volumes) -> Decision {
-        let nodes: Vec<&NodeInfo> = cache.nodes().collect();
+        let node_count = cache.node_count() as usize;
         let prepared = match filters::Prepared::new(pod, cache, volumes) {
             Ok(prepared) => prepared,
             Err(why) => {
-                return Decision::Unschedulable(FitError::before_filters(nodes.len(), why));
+                return Decision::Unschedulable(FitError::before_filters(node_count, why));
             }
         };
-        let wanted = feasible_nodes_to_find(nodes.len());
+        let wanted = feasible_nodes_to_find(node_count);
         let mut refused = Vec::new();
         let mut feasible = Vec::new();
-        let start = self.next_start.min(nodes.len());
-        let in_turn = nodes[start..].iter().chain(&nodes[..start]);
-        for node in in_turn {
+        let mut next_start = None;
+        for node in cache.nodes_from(&self.next_start) {
             if feasible.len() == wanted {
+                next_start = Some(node.name().to_owned());
                 break;
             }
             match prepared.check(pod, &cache.with_nominated(pod, node)) {
-                Ok(()) => feasible.push(*node),
-                Err(why) => refused.push((*node, why)),
+                Ok(()) => feasible.push(node),
+                Err(why) => refused.push((node, why)),
             }
         }
-        let looked_at = feasible.len() + refused.len();
-        self.next_start = (start + looked_at) % nodes.len().max(1);
+        // Having gone all the way round, the next attempt starts where this one did.
+        if let Some(next_start) = next_start {
+            self.next_start = next_start;
+        }
         decide(pod, &prepared, feasible, refused, cache)
     }
 }
@@ -136,7 +141,7 @@ mod tests {
                 looked_at.contains(&index) || (next_start == 260 && index < 260),
                 "{node} was not among the nodes looked at"
             );
-            assert_eq!(scheduler.next_start, next_start);
+            assert_eq!(scheduler.next_start, format!("node-{next_start:04}"));
         }
     }
 

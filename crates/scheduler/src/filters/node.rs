@@ -11,13 +11,7 @@ use crate::pod::PodInfo;
 
 /// A cordoned node takes only pods that tolerate its unschedulable taint.
 pub fn schedulable(pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
-    let cordoned = node
-        .object()
-        .spec
-        .as_ref()
-        .and_then(|s| s.unschedulable)
-        .unwrap_or(false);
-    if !cordoned {
+    if !node.cordoned {
         return Ok(());
     }
     let taint = Taint {

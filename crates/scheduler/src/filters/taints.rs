@@ -14,8 +14,9 @@ pub const NOT_READY: &str = "node.kubernetes.io/not-ready";
 pub const UNREACHABLE: &str = "node.kubernetes.io/unreachable";
 
 pub fn tolerated(pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
-    let untolerated = node_taints(node.object())
-        .into_iter()
+    let untolerated = node
+        .taints
+        .iter()
         .filter(|t| t.effect == "NoSchedule" || t.effect == "NoExecute")
         .find(|t| !tolerates(pod, t));
     match untolerated {
@@ -28,7 +29,8 @@ pub fn tolerated(pod: &PodInfo, node: &NodeInfo) -> Result<(), Unfit> {
     }
 }
 
-/// The node's taints, with the readiness taint it is due if it lacks it.
+/// The node's taints, with the readiness taint it is due if it lacks it
+/// (the cache keeps them in [`NodeInfo::taints`]).
 pub fn node_taints(node: &Node) -> Vec<Taint> {
     let mut taints = node
         .spec

@@ -33,6 +33,10 @@ struct Constraint {
     matcher: Matcher,
     /// Matching pods per value of the key; not kept for the hostname.
     counts: HashMap<String, i64>,
+    /// For the hostname and a controller's pods: how many are on each node
+    /// (by id), counted over the nodes holding them, so that scoring a node
+    /// without any reads none of its own tables.
+    on_nodes: Option<HashMap<u64, i64>>,
 }
 
 pub struct Spreading {
@@ -60,6 +64,7 @@ impl Spreading {
                         spec: c.clone(),
                         matcher: Matcher::Selector(selector),
                         counts: HashMap::new(),
+                        on_nodes: None,
                     })
                 })
                 .collect();
@@ -76,6 +81,13 @@ impl Spreading {
             .collect();
         for c in &mut spreading.constraints {
             if c.spec.topology_key == HOSTNAME {
+                if let Matcher::Controller(uid) = &c.matcher {
+                    let on_nodes = cache
+                        .nodes_with_controller(uid)
+                        .map(|node| (node.id, c.matching(pod, node)))
+                        .collect();
+                    c.on_nodes = Some(on_nodes);
+                }
                 continue;
             }
             // A node with none of the controller's pods adds nothing.
@@ -112,11 +124,16 @@ impl Spreading {
             .constraints
             .iter()
             .map(|c| {
-                let domains = feasible
+                let values = feasible
                     .iter()
-                    .filter_map(|n| node_labels(n.object()).get(&c.spec.topology_key))
-                    .collect::<HashSet<_>>()
-                    .len();
+                    .filter_map(|n| node_labels(n.object()).get(&c.spec.topology_key));
+                // Every node is a hostname domain of its own, as
+                // kube-scheduler counts them: no set of names is needed.
+                let domains = if c.spec.topology_key == HOSTNAME {
+                    values.count()
+                } else {
+                    values.collect::<HashSet<_>>().len()
+                };
                 ((domains + 2) as f64).ln()
             })
             .collect();
@@ -147,7 +164,10 @@ impl Spreading {
                 continue;
             };
             let count = if c.spec.topology_key == HOSTNAME {
-                c.matching(pod, node)
+                match &c.on_nodes {
+                    Some(on_nodes) => on_nodes.get(&node.id).copied().unwrap_or(0),
+                    None => c.matching(pod, node),
+                }
             } else {
                 c.counts.get(value).copied().unwrap_or(0)
             };
@@ -191,6 +211,7 @@ fn default_constraints(pod: &PodInfo) -> Vec<Constraint> {
             },
             matcher: Matcher::Controller(uid.to_owned()),
             counts: HashMap::new(),
+            on_nodes: None,
         })
         .collect()
 }

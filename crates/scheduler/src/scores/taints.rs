@@ -4,7 +4,7 @@
 use k8s_openapi::api::core::v1::Taint;
 
 use crate::cache::NodeInfo;
-use crate::filters::taints::{node_taints, toleration_matches};
+use crate::filters::taints::toleration_matches;
 use crate::pod::PodInfo;
 
 /// The count of untolerated PreferNoSchedule taints (lower is better).
@@ -20,7 +20,7 @@ pub fn intolerable(pod: &PodInfo, node: &NodeInfo) -> i64 {
                 .is_none_or(|e| e.is_empty() || e == "PreferNoSchedule")
         })
         .collect();
-    node_taints(node.object())
+    node.taints
         .iter()
         .filter(|t: &&Taint| t.effect == "PreferNoSchedule")
         .filter(|t| !tolerations.iter().any(|tol| toleration_matches(tol, t)))
