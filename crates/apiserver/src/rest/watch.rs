@@ -142,6 +142,16 @@ impl Watcher {
     /// selection are ADDED, leaving it DELETED.
     fn translate(&self, event: &Arc<Event>) -> ApiResult<Option<(&'static str, Value)>> {
         let served = |kv| decode(kv).map(|obj| self.kind.served(obj));
+        // With no selector only a deletion needs the old object: every
+        // object ever written was in the selection.
+        if self.filter.is_empty() && event.kind == EventKind::Put {
+            let kind = if event.prev_kv.is_some() {
+                "MODIFIED"
+            } else {
+                "ADDED"
+            };
+            return Ok(Some((kind, served(&event.kv)?)));
+        }
         let old = event.prev_kv.as_ref().map(served).transpose()?;
         let was_in = old.as_ref().is_some_and(|o| self.filter.matches(o));
         match event.kind {
@@ -170,9 +180,11 @@ impl Watcher {
     }
 }
 
+/// `{"type":...,"object":...}` and a newline, written straight from `obj`
+/// rather than from a copy of it wrapped in a new object.
 fn line(event_type: &str, obj: &Value) -> Bytes {
-    let mut bytes = serde_json::to_vec(&json!({"type": event_type, "object": obj}))
-        .expect("JSON values serialize");
-    bytes.push(b'\n');
+    let mut bytes = format!(r#"{{"type":"{event_type}","object":"#).into_bytes();
+    serde_json::to_writer(&mut bytes, obj).expect("JSON values serialize");
+    bytes.extend_from_slice(b"}\n");
     Bytes::from(bytes)
 }
