@@ -79,6 +79,23 @@ fn version(name: &str, storage: bool) -> Value {
     })
 }
 
+/// Applies the custom resource [`object`] makes into `ns`; kubectl's output.
+fn apply(
+    server: &Server,
+    ns: &str,
+    api_version: &str,
+    kind: &str,
+    name: &str,
+    spec: Value,
+) -> String {
+    server
+        .kubectl_stdin(
+            &["apply", "-n", ns, "-f", "-"],
+            &object(api_version, kind, name, spec),
+        )
+        .ok()
+}
+
 fn object(api_version: &str, kind: &str, name: &str, spec: Value) -> String {
     json!({
         "apiVersion": api_version,
@@ -109,24 +126,23 @@ fn custom_resources_are_served_and_printed_like_built_in_ones() {
         [("NamesAccepted", "True"), ("Established", "True")]
     );
 
-    let out = server
-        .kubectl_stdin(
-            &["apply", "-n", &ns, "-f", "-"],
-            &object("serve.example.com/v1", "Gizmo", "small", json!({"size": 2})),
-        )
-        .ok();
+    let out = apply(
+        server,
+        &ns,
+        "serve.example.com/v1",
+        "Gizmo",
+        "small",
+        json!({"size": 2}),
+    );
     assert_eq!(out.trim(), "gizmo.serve.example.com/small created");
-    server
-        .kubectl_stdin(
-            &["apply", "-n", &ns, "-f", "-"],
-            &object(
-                "serve.example.com/v1",
-                "Gizmo",
-                "large",
-                json!({"size": 9, "color": "blue"}),
-            ),
-        )
-        .ok();
+    apply(
+        server,
+        &ns,
+        "serve.example.com/v1",
+        "Gizmo",
+        "large",
+        json!({"size": 9, "color": "blue"}),
+    );
 
     let printed = table(&server.kubectl(&["get", "gizmos", "-n", &ns]).ok());
     assert_eq!(printed[0], ["NAME", "SIZE", "COLOR", "PHASE", "AGE"]);
@@ -395,12 +411,14 @@ fn a_watch_sees_custom_resources_change() {
     let server = nodeless_server();
     let ns = server.namespace("crd-watch");
     define(server, "watch.example.com", "doohickeys", "Doohickey", "dh");
-    server
-        .kubectl_stdin(
-            &["apply", "-n", &ns, "-f", "-"],
-            &object("watch.example.com/v1", "Doohickey", "d", json!({"size": 1})),
-        )
-        .ok();
+    apply(
+        server,
+        &ns,
+        "watch.example.com/v1",
+        "Doohickey",
+        "d",
+        json!({"size": 1}),
+    );
     let mut watch = server.kubectl_background(&["get", "dh", "-n", &ns, "-w"]);
     watch.expect_line(|l| table(l).first().is_some_and(|r| r[..2] == ["d", "1"]));
     server
@@ -444,17 +462,14 @@ fn versions_differ_in_api_version_alone() {
             "crd/gears.versions.example.com",
         ])
         .ok();
-    server
-        .kubectl_stdin(
-            &["apply", "-n", &ns, "-f", "-"],
-            &object(
-                "versions.example.com/v1beta1",
-                "Gear",
-                "old",
-                json!({"size": 1}),
-            ),
-        )
-        .ok();
+    apply(
+        server,
+        &ns,
+        "versions.example.com/v1beta1",
+        "Gear",
+        "old",
+        json!({"size": 1}),
+    );
     let read = |version: &str| -> Value {
         let path = format!("/apis/versions.example.com/{version}/namespaces/{ns}/gears/old");
         serde_json::from_str(&server.kubectl(&["get", "--raw", &path]).ok()).unwrap()
@@ -478,12 +493,14 @@ fn deleting_the_definition_deletes_its_objects() {
     let ns = server.namespace("crd-delete");
     let crd = define(server, "delete.example.com", "widgets", "Widget", "wdg");
     for name in ["a", "b"] {
-        server
-            .kubectl_stdin(
-                &["apply", "-n", &ns, "-f", "-"],
-                &object("delete.example.com/v1", "Widget", name, json!({"size": 1})),
-            )
-            .ok();
+        apply(
+            server,
+            &ns,
+            "delete.example.com/v1",
+            "Widget",
+            name,
+            json!({"size": 1}),
+        );
     }
     let out = server.kubectl(&["delete", "crd", &crd]).ok();
     assert_eq!(
@@ -516,12 +533,14 @@ fn definitions_and_their_objects_outlive_a_restart() {
     let mut server = Server::start_with(&["--disable-agent", "--disable-controllers"]);
     let ns = server.namespace("crd-restart");
     define(&server, "restart.example.com", "knobs", "Knob", "kn");
-    server
-        .kubectl_stdin(
-            &["apply", "-n", &ns, "-f", "-"],
-            &object("restart.example.com/v1", "Knob", "k", json!({"size": 4})),
-        )
-        .ok();
+    apply(
+        &server,
+        &ns,
+        "restart.example.com/v1",
+        "Knob",
+        "k",
+        json!({"size": 4}),
+    );
     server.restart();
     assert_eq!(server.get_json(&ns, "kn", "k")["spec"]["size"], 4);
 }
@@ -531,12 +550,14 @@ fn objects_owned_by_a_custom_resource_go_with_it() {
     let server = nodeless_server();
     let ns = server.namespace("crd-owner");
     define(server, "owner.example.com", "owners", "Owner", "own");
-    server
-        .kubectl_stdin(
-            &["apply", "-n", &ns, "-f", "-"],
-            &object("owner.example.com/v1", "Owner", "o", json!({"size": 1})),
-        )
-        .ok();
+    apply(
+        server,
+        &ns,
+        "owner.example.com/v1",
+        "Owner",
+        "o",
+        json!({"size": 1}),
+    );
     let uid = server.get_json(&ns, "own", "o")["metadata"]["uid"].clone();
     let owned = json!({
         "apiVersion": "v1",
@@ -570,12 +591,14 @@ fn deleting_a_namespace_deletes_its_custom_resources() {
     let server = nodeless_server();
     let ns = server.namespace("crd-namespace");
     define(server, "namespace.example.com", "levers", "Lever", "lv");
-    server
-        .kubectl_stdin(
-            &["apply", "-n", &ns, "-f", "-"],
-            &object("namespace.example.com/v1", "Lever", "l", json!({"size": 1})),
-        )
-        .ok();
+    apply(
+        server,
+        &ns,
+        "namespace.example.com/v1",
+        "Lever",
+        "l",
+        json!({"size": 1}),
+    );
     server
         .kubectl(&["delete", "namespace", &ns, "--timeout=60s"])
         .ok();
@@ -610,12 +633,14 @@ fn kubectl_explains_and_reapplies_custom_resources() {
     // The published schema takes no strategic merge patch, so a second
     // kubectl apply sends a merge patch.
     for size in [1, 2] {
-        server
-            .kubectl_stdin(
-                &["apply", "-n", &ns, "-f", "-"],
-                &object("explain.example.com/v1", "Cog", "c", json!({"size": size})),
-            )
-            .ok();
+        apply(
+            server,
+            &ns,
+            "explain.example.com/v1",
+            "Cog",
+            "c",
+            json!({"size": size}),
+        );
     }
     assert_eq!(server.get_json(&ns, "cg", "c")["spec"]["size"], 2);
 }

@@ -106,16 +106,7 @@ pub fn schemas(flavor: Flavor) -> Schemas {
         set_gvk(&mut defs, name, group, version, kind);
     }
     for (kind, name) in &kinds {
-        set_gvk(&mut defs, name, kind.group, kind.version, kind.kind);
-        let list = list_schema_name(name);
-        defs.insert(list.clone(), list_schema(kind, name, flavor));
-        set_gvk(
-            &mut defs,
-            &list,
-            kind.group,
-            kind.version,
-            &format!("{}List", kind.kind),
-        );
+        add_kind_and_list(&mut defs, kind, name, flavor);
         annotate_lists(
             &mut defs,
             name,
@@ -165,17 +156,23 @@ pub fn custom_schemas(kind: &Kind) -> (String, Map<String, Value>) {
     });
     let mut defs = Map::new();
     defs.insert(name.clone(), schema);
-    set_gvk(&mut defs, &name, kind.group, kind.version, kind.kind);
-    let list = list_schema_name(&name);
-    defs.insert(list.clone(), list_schema(kind, &name, Flavor::V3));
+    add_kind_and_list(&mut defs, kind, &name, Flavor::V3);
+    (name, defs)
+}
+
+/// Marks the kind's schema `name` with its group, version and kind, and adds
+/// its List's schema, marked likewise.
+fn add_kind_and_list(defs: &mut Map<String, Value>, kind: &Kind, name: &str, flavor: Flavor) {
+    set_gvk(defs, name, kind.group, kind.version, kind.kind);
+    let list = list_schema_name(name);
+    defs.insert(list.clone(), list_schema(kind, name, flavor));
     set_gvk(
-        &mut defs,
+        defs,
         &list,
         kind.group,
         kind.version,
         &format!("{}List", kind.kind),
     );
-    (name, defs)
 }
 
 /// `<Kind>List`, which the typed structs have no schema for.
